@@ -1,0 +1,265 @@
+//! Assay's ingest parsers: turn what a client uploads into a [`SampleBatch`] (or, for a CI
+//! report, an [`Entry::CiReport`]) or reject it with a precise reason.
+//!
+//! Every parser is a pure function of `(body, now_ms, limits)`: no clock, no I/O. A rejected
+//! input returns `Err` and nothing else, so a node never writes half a batch. Errors carry an
+//! [`IngestErrorKind`] (HTTP 400 or 413), a message that names the offending field, line and
+//! column, or element, and the same location as structured `detail`.
+//!
+//! # Formats
+//!
+//! * **JSON push** ([`parse_json_push`]):
+//!   `{"samples":[{"name":"cpu_load","labels":{"host":"a"},"value":0.42,"timestamp_ms":1700000000000}]}`.
+//!   `labels` and `timestamp_ms` are optional (a missing timestamp is `now_ms`); unknown fields
+//!   are rejected; an empty `samples` list is rejected. JSON numbers cannot carry NaN or
+//!   infinities, so `value` may also be one of the strings `"NaN"`, `"+Inf"`, `"-Inf"` (exactly
+//!   these, as Prometheus' HTTP API writes them); any other string is rejected. A label
+//!   repeated inside one `labels` object is rejected rather than last-one-wins. Errors name the
+//!   field path (`samples[3].labels.host`) and, for syntax and type errors, serde's line and
+//!   column.
+//! * **Prometheus text exposition format 0.0.4** ([`parse_prometheus_text`]), what exporters
+//!   serve on `/metrics`: `# HELP` / `# TYPE` lines (names and types checked), other comments,
+//!   and `name{label="value",...} value [timestamp_ms]` lines. Label values take the escapes
+//!   `\\`, `\"` and `\n` (any other escape is rejected, as in Prometheus); values take any float
+//!   Rust parses plus `NaN`, `+Inf`, `-Inf`; histogram and summary lines are plain samples.
+//!   Lines may end in `\r\n`. A hand-written parser (no regex); errors name line and column
+//!   (1-based, column counted in characters).
+//! * **JUnit XML** ([`parse_junit`]), see below.
+//!
+//! # Validation shared by all formats
+//!
+//! Metric names match `[a-zA-Z_:][a-zA-Z0-9_:]*` ([`validate_metric_name`]); label names match
+//! `[a-zA-Z_][a-zA-Z0-9_]*` and must not start with `__`, which is reserved for Assay's own
+//! labels such as `__name__` ([`validate_label_name`]). A label repeated in one series is
+//! rejected. A label with an empty value is the same series as no label at all (as in
+//! Prometheus), so it is dropped. The same series at the same timestamp twice in one batch is
+//! rejected (which of the two values is meant is unknowable). Timestamps must lie in
+//! `[now_ms - timestamp_past_ms_max, now_ms + timestamp_future_ms_max]`. The [`Limits`] bound
+//! everything else; exceeding `samples_per_batch_max` or `junit_testcases_max` is 413, every
+//! other rejection is 400.
+//!
+//! # JUnit XML → KPIs
+//!
+//! A report becomes the series `ci_tests`, `ci_tests_passed`, `ci_tests_failed`,
+//! `ci_tests_errored`, `ci_tests_skipped` and `ci_test_duration_seconds`, labelled `pipeline`,
+//! `job`, `run` (from [`CiRun`]), all at `now_ms`: once for the whole report (no `suite` label)
+//! and once per `<testsuite>` with `suite="<its name>"`. The entry keeps the SHA-256 of the raw
+//! body so the report itself can be proved later.
+//!
+//! Decisions, taken after reading what pytest (xunit1/xunit2), cargo-nextest, jest-junit,
+//! gotestsum and Maven Surefire actually write (fixtures in `tests/fixtures/junit/`):
+//!
+//! * **Counts come from `<testcase>` elements, not from the runners' `tests=`/`failures=`
+//!   attributes**, which disagree between runners (jest-junit leaves todo tests out of
+//!   `tests=`, nextest leaves ignored tests out entirely, pytest counts xfail as skipped). Each
+//!   testcase has exactly one outcome: errored if it has an `<error>` child, else failed if it
+//!   has `<failure>`, else skipped if it has `<skipped>`, else passed. So `ci_tests` is always
+//!   the sum of the four outcome series. A jest `test.todo` is written by jest-junit as a
+//!   testcase with no child, so it counts as passed; nextest omits ignored tests, so they are
+//!   not counted at all.
+//! * **A build failure must not vanish.** gotestsum reports a package that fails to compile
+//!   only in the root's `errors="1"`, with no testcase. The report's errored total is
+//!   therefore `max(errored testcases, the root element's errors attribute)`, and the
+//!   difference is added to the report's `ci_tests` as well (each such error is a test that
+//!   could not run). It belongs to no suite, so per-suite series do not include it.
+//! * **Nested suites:** a testcase counts for its innermost `<testsuite>` only, so per-suite
+//!   series add up to the totals (except the uncounted root errors above). Every suite gets
+//!   series, even with zero testcases (a suite that failed to load must stay visible). Suites
+//!   with the same name (two jest files with the same top `describe`) are summed into one
+//!   series; a suite without a `name` is reported as `suite="<unnamed>"`.
+//! * **Duration** is the sum of the testcases' `time=` (seconds), not any suite's or the
+//!   root's `time=`: runners mean different things by those (wall time, per process, or
+//!   absent). Every `time=` attribute in the report must be a non-negative finite decimal
+//!   number (commas as thousands separators, which old Surefire versions write, are
+//!   accepted); anything else is a 400 naming line and column.
+//! * Accepted roots: `<testsuites>` (pytest, nextest, jest, gotestsum) and a bare `<testsuite>`
+//!   (one Surefire file per class). The body must be UTF-8 with a single root; text outside
+//!   it, a truncated document, or malformed XML is a 400 naming line and column. Entities
+//!   other than the five predefined ones are rejected (no DTD expansion).
+//! * Bounds: at most `junit_testcases_max` testcases (413), [`JUNIT_SUITES_MAX`] suites (413)
+//!   and [`JUNIT_DEPTH_MAX`] nested elements (400); the derived batch also obeys
+//!   `samples_per_batch_max`.
+
+mod json;
+mod junit;
+mod prometheus;
+mod validate;
+
+pub use assay_ledger::{Entry, Labels, SampleBatch};
+pub use json::parse_json_push;
+pub use junit::{parse_junit, CiRun, JUNIT_DEPTH_MAX, JUNIT_SUITES_MAX};
+pub use prometheus::parse_prometheus_text;
+pub use validate::{validate_label_name, validate_metric_name};
+
+/// Bounds every parser enforces; exceeding one is an error, never a truncation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most samples one request may carry (JSON, text) or derive (JUnit); over it is 413.
+    pub samples_per_batch_max: usize,
+    /// Most labels one series may carry, not counting the metric name.
+    pub labels_per_series_max: usize,
+    /// Longest label name, and longest metric name, in bytes.
+    pub label_name_bytes_max: usize,
+    /// Longest label value in bytes (also bounds `pipeline`/`job`/`run` and suite names).
+    pub label_value_bytes_max: usize,
+    /// How far past `now_ms` a sample's timestamp may lie (clock skew allowance), in ms.
+    pub timestamp_future_ms_max: i64,
+    /// How far before `now_ms` a sample's timestamp may lie (agent spool replay), in ms.
+    pub timestamp_past_ms_max: i64,
+    /// Most `<testcase>` elements one JUnit report may hold; over it is 413.
+    pub junit_testcases_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            samples_per_batch_max: 100_000,
+            labels_per_series_max: 40,
+            label_name_bytes_max: 256,
+            label_value_bytes_max: 4096,
+            timestamp_future_ms_max: 10 * 60 * 1000,
+            timestamp_past_ms_max: 31 * 24 * 60 * 60 * 1000,
+            junit_testcases_max: 200_000,
+        }
+    }
+}
+
+/// Which HTTP status a rejection maps to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestErrorKind {
+    /// The input is malformed or invalid: HTTP 400.
+    BadRequest,
+    /// The input exceeds a size limit: HTTP 413.
+    PayloadTooLarge,
+}
+
+impl IngestErrorKind {
+    /// The HTTP status code this kind maps to.
+    pub fn http_status(self) -> u16 {
+        match self {
+            IngestErrorKind::BadRequest => 400,
+            IngestErrorKind::PayloadTooLarge => 413,
+        }
+    }
+}
+
+/// Why an upload was rejected: a kind, a human-readable message and its location as data.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct IngestError {
+    /// 400 or 413.
+    pub kind: IngestErrorKind,
+    /// Names the offending field / line and column / element, and what would fix it.
+    pub message: String,
+    /// The location as data, e.g. `{"line":3,"column":7}` or `{"field":"samples[2].labels.host"}`.
+    pub detail: serde_json::Value,
+}
+
+impl IngestError {
+    pub(crate) fn new(kind: IngestErrorKind, message: String, detail: serde_json::Value) -> Self {
+        debug_assert!(!message.is_empty());
+        IngestError {
+            kind,
+            message,
+            detail,
+        }
+    }
+
+    /// A 400 at a line and column of a text body.
+    pub(crate) fn at_line(kind: IngestErrorKind, pos: LineColumn, what: &str) -> Self {
+        IngestError::new(
+            kind,
+            format!("line {}, column {}: {what}", pos.line, pos.column),
+            serde_json::json!({"line": pos.line, "column": pos.column}),
+        )
+    }
+}
+
+/// A 1-based position in a text body; the column counts characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LineColumn {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl LineColumn {
+    /// The position of byte `offset` in `text` (clamped to its end).
+    pub(crate) fn of_offset(text: &[u8], offset: usize) -> LineColumn {
+        let before = &text[..offset.min(text.len())];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        // Count characters, not bytes: continuation bytes (10xxxxxx) do not start a character.
+        let column = before[line_start..]
+            .iter()
+            .filter(|&&b| b & 0xC0 != 0x80)
+            .count()
+            + 1;
+        LineColumn { line, column }
+    }
+}
+
+/// The position of the first invalid UTF-8 byte, as an error, or the text.
+pub(crate) fn utf8_body(body: &[u8]) -> Result<&str, IngestError> {
+    std::str::from_utf8(body).map_err(|e| {
+        IngestError::at_line(
+            IngestErrorKind::BadRequest,
+            LineColumn::of_offset(body, e.valid_up_to()),
+            "the body is not valid UTF-8; send UTF-8 text",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_column_counts_characters() {
+        let text = "ab\nçd\ne".as_bytes();
+        assert_eq!(
+            LineColumn::of_offset(text, 0),
+            LineColumn { line: 1, column: 1 }
+        );
+        assert_eq!(
+            LineColumn::of_offset(text, 3),
+            LineColumn { line: 2, column: 1 }
+        );
+        // 'ç' is two bytes: 'd' is at byte 5, the second character of line 2.
+        assert_eq!(
+            LineColumn::of_offset(text, 5),
+            LineColumn { line: 2, column: 2 }
+        );
+        assert_eq!(
+            LineColumn::of_offset(text, 99),
+            LineColumn { line: 3, column: 2 }
+        );
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let l = Limits::default();
+        assert_eq!(l.timestamp_future_ms_max, 600_000);
+        assert_eq!(l.timestamp_past_ms_max, 2_678_400_000);
+        assert_eq!(
+            (
+                l.samples_per_batch_max,
+                l.labels_per_series_max,
+                l.junit_testcases_max
+            ),
+            (100_000, 40, 200_000)
+        );
+        assert_eq!(
+            (l.label_name_bytes_max, l.label_value_bytes_max),
+            (256, 4096)
+        );
+    }
+
+    #[test]
+    fn error_kinds_map_to_http_statuses() {
+        assert_eq!(IngestErrorKind::BadRequest.http_status(), 400);
+        assert_eq!(IngestErrorKind::PayloadTooLarge.http_status(), 413);
+    }
+}

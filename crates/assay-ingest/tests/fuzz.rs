@@ -1,0 +1,109 @@
+//! Property tests: no input makes a parser panic, and every rejection explains itself.
+//! Inputs are random bytes and mutations (truncation, byte flips) of real, valid inputs.
+
+use assay_ingest::{
+    parse_json_push, parse_junit, parse_prometheus_text, CiRun, IngestError, Limits,
+};
+use proptest::prelude::*;
+
+const NOW_MS: i64 = 1_800_000_000_000;
+
+const JSON: &[u8] = br#"{"samples":[{"name":"cpu_load","labels":{"host":"a","dc":"x"},"value":0.42,"timestamp_ms":1799999999000},{"name":"up","value":"NaN"}]}"#;
+const TEXT: &[u8] = include_bytes!("fixtures/prometheus/python-client.prom");
+const JEST: &[u8] = include_bytes!("fixtures/junit/jest.xml");
+const SUREFIRE: &[u8] = include_bytes!("fixtures/junit/surefire-CalcTest.xml");
+
+fn run() -> CiRun {
+    CiRun {
+        pipeline: "ci".into(),
+        job: "test".into(),
+        run: "1".into(),
+    }
+}
+
+/// Every parser on one input: an error must say something; a success must hold samples.
+fn all_parsers_hold_up(body: &[u8]) -> Result<(), TestCaseError> {
+    let limits = Limits::default();
+    let check_err = |e: &IngestError| -> Result<(), TestCaseError> {
+        prop_assert!(!e.message.trim().is_empty(), "empty message: {e:?}");
+        prop_assert_eq!(e.to_string(), e.message.clone());
+        Ok(())
+    };
+    match parse_json_push(body, NOW_MS, &limits) {
+        Ok(batch) => prop_assert!(!batch.is_empty()),
+        Err(e) => check_err(&e)?,
+    }
+    match parse_prometheus_text(body, NOW_MS, &limits) {
+        Ok(batch) => prop_assert!(!batch.is_empty()),
+        Err(e) => check_err(&e)?,
+    }
+    match parse_junit(body, &run(), NOW_MS, &limits) {
+        Ok(entry) => {
+            // Totals come first: ci_tests equals the sum of the four outcomes.
+            let v: Vec<f64> = entry.batch().iter().take(5).map(|(_, _, v)| v).collect();
+            prop_assert_eq!(v.len(), 5);
+            prop_assert_eq!(v[0], v[1] + v[2] + v[3] + v[4]);
+        }
+        Err(e) => check_err(&e)?,
+    }
+    Ok(())
+}
+
+/// A valid input cut short and with a few bytes changed.
+fn mutated(seed: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
+    (
+        0..=seed.len(),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+    )
+        .prop_map(move |(len, flips)| {
+            let mut body = seed[..len].to_vec();
+            if !body.is_empty() {
+                for (at, byte) in flips {
+                    let i = at.index(body.len());
+                    body[i] = byte;
+                }
+            }
+            body
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes(body in prop::collection::vec(any::<u8>(), 0..256)) {
+        all_parsers_hold_up(&body)?;
+    }
+
+    #[test]
+    fn random_text_of_format_characters(body in "[a-z_{}=\",# <>/0-9.\\\\\n]{0,200}") {
+        all_parsers_hold_up(body.as_bytes())?;
+    }
+
+    #[test]
+    fn mutated_json(body in mutated(JSON)) {
+        all_parsers_hold_up(&body)?;
+    }
+
+    #[test]
+    fn mutated_text(body in mutated(TEXT)) {
+        all_parsers_hold_up(&body)?;
+    }
+
+    #[test]
+    fn mutated_junit(body in prop_oneof![mutated(JEST), mutated(SUREFIRE)]) {
+        all_parsers_hold_up(&body)?;
+    }
+}
+
+#[test]
+fn unmutated_seeds_parse() {
+    let limits = Limits::default();
+    assert_eq!(
+        parse_json_push(JSON, NOW_MS, &limits).map(|b| b.len()),
+        Ok(2)
+    );
+    assert!(parse_prometheus_text(TEXT, NOW_MS, &limits).is_ok());
+    assert!(parse_junit(JEST, &run(), NOW_MS, &limits).is_ok());
+    assert!(parse_junit(SUREFIRE, &run(), NOW_MS, &limits).is_ok());
+}

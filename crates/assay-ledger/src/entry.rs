@@ -1,0 +1,506 @@
+//! Ledger entries and their canonical binary encoding.
+//!
+//! An entry is one accepted write (a push batch, a CI report). Its bytes are what the
+//! Merkle tree hashes, so the encoding is **canonical**: one value has exactly one
+//! encoding, forever, and the decoder rejects every other byte string.
+//!
+//! # Encoding, version 1
+//!
+//! All integers are unsigned LEB128 varints in their shortest form unless stated.
+//!
+//! ```text
+//! entry      := version:u8(=1) kind:u8 body
+//! kind 0x01  := samples                          (a push: JSON, Prometheus text)
+//! kind 0x02  := report_sha256:[u8;32] samples    (a CI report; the raw report's SHA-256)
+//! samples    := series_count series{series_count} sample_count sample{sample_count}
+//! series     := label_count (name:str value:str){label_count}
+//! str        := len bytes(UTF-8)
+//! sample     := series_ref ts_delta:zigzag-varint value:f64-le-bits(8 bytes)
+//! ```
+//!
+//! Canonical rules the decoder enforces: labels of a series are sorted by name with no
+//! duplicates and include a non-empty `__name__`; series are distinct and listed in the
+//! order samples first reference them, and every series is referenced; `ts_delta` is the
+//! sample's timestamp (ms since the Unix epoch) minus the previous sample's (the first
+//! sample's minus 0); varints are minimal; no bytes trail the entry. Values keep their
+//! exact IEEE-754 bits (NaN payloads included).
+
+use std::collections::HashMap;
+
+/// Version byte of the current entry encoding.
+pub const ENTRY_VERSION: u8 = 1;
+/// Hard cap on an encoded entry, a safety bound for the decoder and the segment reader.
+pub const ENTRY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Hard cap on labels per series the decoder accepts (ingest applies a tighter limit).
+pub const ENTRY_LABELS_PER_SERIES_MAX: usize = 1024;
+
+/// The label that carries a series' metric name, as in Prometheus.
+pub const METRIC_NAME_LABEL: &str = "__name__";
+
+/// A series identity: label pairs sorted by name, names unique, `__name__` included.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    /// Builds a label set from pairs in any order; fails on a duplicate or empty name.
+    pub fn new(mut pairs: Vec<(String, String)>) -> Result<Labels, EntryError> {
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        for w in pairs.windows(2) {
+            if w[0].0 == w[1].0 {
+                return Err(EntryError::DuplicateLabel(w[0].0.clone()));
+            }
+        }
+        if pairs.iter().any(|(n, _)| n.is_empty()) {
+            return Err(EntryError::EmptyLabelName);
+        }
+        let labels = Labels(pairs);
+        if labels.metric_name().is_none_or(str::is_empty) {
+            return Err(EntryError::MissingMetricName);
+        }
+        Ok(labels)
+    }
+
+    /// Label pairs, sorted by name.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
+    /// The value of label `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+
+    /// The metric name (`__name__`).
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME_LABEL)
+    }
+}
+
+/// One sample of a batch: which series (index into [`SampleBatch::series`]), when, what.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Index into the batch's series list.
+    pub series: u32,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The value; compared by bits in [`SampleBatch`] equality.
+    pub value: f64,
+}
+
+/// Samples with their series listed once, in first-reference order.
+#[derive(Clone, Debug, Default)]
+pub struct SampleBatch {
+    series: Vec<Labels>,
+    samples: Vec<Sample>,
+    index: HashMap<Labels, u32>,
+}
+
+impl PartialEq for SampleBatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.series == other.series
+            && self.samples.len() == other.samples.len()
+            && self.samples.iter().zip(&other.samples).all(|(a, b)| {
+                a.series == b.series
+                    && a.timestamp_ms == b.timestamp_ms
+                    && a.value.to_bits() == b.value.to_bits()
+            })
+    }
+}
+
+impl SampleBatch {
+    /// An empty batch.
+    pub fn new() -> SampleBatch {
+        SampleBatch::default()
+    }
+
+    /// Appends one sample, registering its series on first use.
+    pub fn push(&mut self, labels: Labels, timestamp_ms: i64, value: f64) {
+        let next = self.series.len() as u32;
+        let series = match self.index.get(&labels) {
+            Some(&i) => i,
+            None => {
+                self.index.insert(labels.clone(), next);
+                self.series.push(labels);
+                next
+            }
+        };
+        self.samples.push(Sample { series, timestamp_ms, value });
+    }
+
+    /// Distinct series, in first-reference order.
+    pub fn series(&self) -> &[Labels] {
+        &self.series
+    }
+
+    /// Samples in the order they were pushed.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True when the batch holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Iterates `(labels, timestamp_ms, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&Labels, i64, f64)> + '_ {
+        self.samples
+            .iter()
+            .map(|s| (&self.series[s.series as usize], s.timestamp_ms, s.value))
+    }
+}
+
+/// One ledger entry: what a client wrote, as the ledger stores and hashes it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    /// Samples pushed as JSON or Prometheus text.
+    Samples(SampleBatch),
+    /// KPIs derived from a CI report, with the SHA-256 of the raw report.
+    CiReport {
+        /// SHA-256 of the report exactly as uploaded.
+        report_sha256: [u8; 32],
+        /// The derived KPIs.
+        batch: SampleBatch,
+    },
+}
+
+const KIND_SAMPLES: u8 = 0x01;
+const KIND_CI_REPORT: u8 = 0x02;
+
+/// Why bytes are not a canonical entry, or why labels are not a valid set.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EntryError {
+    #[error("entry is truncated at byte {0}")]
+    Truncated(usize),
+    #[error("entry version {0} is not supported (this build reads version {ENTRY_VERSION})")]
+    Version(u8),
+    #[error("entry kind 0x{0:02x} is unknown")]
+    Kind(u8),
+    #[error("varint at byte {0} is not minimal or overflows")]
+    Varint(usize),
+    #[error("string at byte {0} is not UTF-8")]
+    Utf8(usize),
+    #[error("{what} at byte {at} exceeds its limit")]
+    Limit { what: &'static str, at: usize },
+    #[error("series {0}: labels are not sorted by name or repeat a name")]
+    LabelOrder(usize),
+    #[error("series {0} lacks a non-empty __name__ label")]
+    SeriesName(usize),
+    #[error("series {0} repeats an earlier series")]
+    SeriesRepeated(usize),
+    #[error("sample {0} references series out of first-use order")]
+    SeriesRef(usize),
+    #[error("series {0} is never referenced by a sample")]
+    SeriesUnused(usize),
+    #[error("{0} bytes trail the entry")]
+    Trailing(usize),
+    #[error("label `{0}` is given twice")]
+    DuplicateLabel(String),
+    #[error("a label name is empty")]
+    EmptyLabelName,
+    #[error("the metric name (__name__) is missing or empty")]
+    MissingMetricName,
+    #[error("timestamp overflow at sample {0}")]
+    Timestamp(usize),
+}
+
+impl Entry {
+    /// The entry's samples, whatever its kind.
+    pub fn batch(&self) -> &SampleBatch {
+        match self {
+            Entry::Samples(b) | Entry::CiReport { batch: b, .. } => b,
+        }
+    }
+
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let batch = self.batch();
+        let mut out = Vec::with_capacity(16 + batch.samples.len() * 11 + batch.series.len() * 48);
+        out.push(ENTRY_VERSION);
+        match self {
+            Entry::Samples(_) => out.push(KIND_SAMPLES),
+            Entry::CiReport { report_sha256, .. } => {
+                out.push(KIND_CI_REPORT);
+                out.extend_from_slice(report_sha256);
+            }
+        }
+        put_varint(&mut out, batch.series.len() as u64);
+        for labels in &batch.series {
+            put_varint(&mut out, labels.0.len() as u64);
+            for (n, v) in &labels.0 {
+                put_str(&mut out, n);
+                put_str(&mut out, v);
+            }
+        }
+        put_varint(&mut out, batch.samples.len() as u64);
+        let mut prev = 0i64;
+        for s in &batch.samples {
+            put_varint(&mut out, s.series as u64);
+            put_varint(&mut out, zigzag(s.timestamp_ms.wrapping_sub(prev)));
+            prev = s.timestamp_ms;
+            out.extend_from_slice(&s.value.to_bits().to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes canonical bytes; any other byte string is an error naming the offset.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
+        let mut r = Reader { bytes, at: 0 };
+        if bytes.len() > ENTRY_BYTES_MAX {
+            return Err(EntryError::Limit { what: "entry size", at: 0 });
+        }
+        let version = r.u8()?;
+        if version != ENTRY_VERSION {
+            return Err(EntryError::Version(version));
+        }
+        let kind = r.u8()?;
+        let report_sha256 = match kind {
+            KIND_SAMPLES => None,
+            KIND_CI_REPORT => Some(r.array32()?),
+            k => return Err(EntryError::Kind(k)),
+        };
+        let batch = decode_batch(&mut r)?;
+        if r.at != bytes.len() {
+            return Err(EntryError::Trailing(bytes.len() - r.at));
+        }
+        Ok(match report_sha256 {
+            None => Entry::Samples(batch),
+            Some(report_sha256) => Entry::CiReport { report_sha256, batch },
+        })
+    }
+}
+
+fn decode_batch(r: &mut Reader<'_>) -> Result<SampleBatch, EntryError> {
+    // Every series and sample takes at least one byte, which bounds the counts by the input.
+    let series_count = r.count("series count")?;
+    let mut batch = SampleBatch::new();
+    batch.series.reserve(series_count);
+    for i in 0..series_count {
+        let label_count = r.count("label count")?;
+        if label_count > ENTRY_LABELS_PER_SERIES_MAX {
+            return Err(EntryError::Limit { what: "label count", at: r.at });
+        }
+        let mut pairs = Vec::with_capacity(label_count);
+        for _ in 0..label_count {
+            let n = r.str()?;
+            let v = r.str()?;
+            pairs.push((n, v));
+        }
+        if pairs.windows(2).any(|w| w[0].0 >= w[1].0) || pairs.iter().any(|(n, _)| n.is_empty()) {
+            return Err(EntryError::LabelOrder(i));
+        }
+        let labels = Labels(pairs);
+        if labels.metric_name().is_none_or(str::is_empty) {
+            return Err(EntryError::SeriesName(i));
+        }
+        if batch.index.insert(labels.clone(), i as u32).is_some() {
+            return Err(EntryError::SeriesRepeated(i));
+        }
+        batch.series.push(labels);
+    }
+    let sample_count = r.count("sample count")?;
+    batch.samples.reserve(sample_count);
+    let mut prev = 0i64;
+    let mut referenced = 0u32;
+    for i in 0..sample_count {
+        let series = r.varint()?;
+        if series > referenced as u64 || series >= series_count as u64 {
+            return Err(EntryError::SeriesRef(i));
+        }
+        if series == referenced as u64 {
+            referenced += 1;
+        }
+        let delta = unzigzag(r.varint()?);
+        let ts = prev.checked_add(delta).ok_or(EntryError::Timestamp(i))?;
+        prev = ts;
+        let value = f64::from_bits(u64::from_le_bytes(r.array8()?));
+        batch.samples.push(Sample { series: series as u32, timestamp_ms: ts, value });
+    }
+    if (referenced as usize) < series_count {
+        return Err(EntryError::SeriesUnused(referenced as usize));
+    }
+    Ok(batch)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn u8(&mut self) -> Result<u8, EntryError> {
+        let b = *self.bytes.get(self.at).ok_or(EntryError::Truncated(self.at))?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], EntryError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or(EntryError::Truncated(self.bytes.len()))?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn array32(&mut self) -> Result<[u8; 32], EntryError> {
+        Ok(self.take(32)?.try_into().expect("took 32 bytes"))
+    }
+
+    fn array8(&mut self) -> Result<[u8; 8], EntryError> {
+        Ok(self.take(8)?.try_into().expect("took 8 bytes"))
+    }
+
+    fn varint(&mut self) -> Result<u64, EntryError> {
+        let start = self.at;
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            let low = (b & 0x7f) as u64;
+            if shift == 63 && low > 1 {
+                return Err(EntryError::Varint(start));
+            }
+            value |= low << shift;
+            if b & 0x80 == 0 {
+                // A zero final byte after the first means the varint was padded.
+                if b == 0 && shift > 0 {
+                    return Err(EntryError::Varint(start));
+                }
+                return Ok(value);
+            }
+        }
+        Err(EntryError::Varint(start))
+    }
+
+    /// A count of items that each take at least one more byte of input.
+    fn count(&mut self, what: &'static str) -> Result<usize, EntryError> {
+        let at = self.at;
+        let n = self.varint()?;
+        if n > (self.bytes.len() - self.at) as u64 {
+            return Err(EntryError::Limit { what, at });
+        }
+        Ok(n as usize)
+    }
+
+    fn str(&mut self) -> Result<String, EntryError> {
+        let len = self.count("string length")?;
+        let at = self.at;
+        let raw = self.take(len)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| EntryError::Utf8(at))
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::new(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()).unwrap()
+    }
+
+    #[test]
+    fn encoding_is_stable() {
+        let mut b = SampleBatch::new();
+        b.push(labels(&[("host", "a"), ("__name__", "cpu")]), 1_700_000_000_000, 0.5);
+        b.push(labels(&[("__name__", "cpu"), ("host", "a")]), 1_700_000_001_000, 1.0);
+        b.push(labels(&[("__name__", "up")]), 1_700_000_000_500, -1.0);
+        let bytes = Entry::Samples(b.clone()).encode();
+        // These bytes are the format: changing them breaks every existing ledger.
+        expect![[r#"
+            01010202085f5f6e616d655f5f0363707504686f7374016101085f5f6e616d655f5f027570030080a0abfef962000000000000e0
+            3f00d00f000000000000f03f01e707000000000000f0bf"#]]
+        .assert_eq(&hex_lines(&bytes));
+        assert_eq!(Entry::decode(&bytes).unwrap(), Entry::Samples(b));
+    }
+
+    fn hex_lines(b: &[u8]) -> String {
+        let h = hex::encode(b);
+        h.as_bytes().chunks(104).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn ci_report_roundtrip() {
+        let mut b = SampleBatch::new();
+        b.push(labels(&[("__name__", "ci_tests")]), 5, 3.0);
+        let e = Entry::CiReport { report_sha256: [7; 32], batch: b };
+        assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
+    }
+
+    fn check_err(hex_bytes: &str, expect: expect_test::Expect) {
+        let bytes = hex::decode(hex_bytes.replace(' ', "")).unwrap();
+        expect.assert_eq(&Entry::decode(&bytes).unwrap_err().to_string());
+    }
+
+    #[test]
+    fn rejects_non_canonical() {
+        check_err("", expect!["entry is truncated at byte 0"]);
+        check_err("02 01", expect!["entry version 2 is not supported (this build reads version 1)"]);
+        check_err("01 07", expect!["entry kind 0x07 is unknown"]);
+        check_err("01 01 80 00", expect!["varint at byte 2 is not minimal or overflows"]);
+        check_err("01 01 00 00 00", expect!["1 bytes trail the entry"]);
+        // Labels out of order: host before __name__ is wrong since '_' < 'h'... use b < a.
+        check_err(
+            "01 01 01 02 01 62 00 01 61 00 00",
+            expect!["series 0: labels are not sorted by name or repeat a name"],
+        );
+        check_err("01 01 01 01 01 61 01 78 00", expect!["series 0 lacks a non-empty __name__ label"]);
+        check_err(
+            "01 01 01 01 08 5f5f6e616d655f5f 01 78 00",
+            expect!["series 0 is never referenced by a sample"],
+        );
+        check_err(
+            "01 01 01 01 08 5f5f6e616d655f5f 01 78 01 01 00 0000000000000000",
+            expect!["sample 0 references series out of first-use order"],
+        );
+        check_err("01 01 05", expect!["series count at byte 2 exceeds its limit"]);
+    }
+
+    #[test]
+    fn labels_reject_duplicates_and_missing_name() {
+        let dup = Labels::new(vec![("a".into(), "1".into()), ("a".into(), "2".into())]);
+        assert_eq!(dup.unwrap_err(), EntryError::DuplicateLabel("a".into()));
+        let none = Labels::new(vec![("a".into(), "1".into())]);
+        assert_eq!(none.unwrap_err(), EntryError::MissingMetricName);
+    }
+
+    #[test]
+    fn varint_zigzag_roundtrip() {
+        for v in [0i64, 1, -1, 63, -64, i64::MAX, i64::MIN] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+            let mut out = vec![];
+            put_varint(&mut out, zigzag(v));
+            let mut r = Reader { bytes: &out, at: 0 };
+            assert_eq!(r.varint().unwrap(), zigzag(v));
+            assert_eq!(r.at, out.len());
+        }
+    }
+}

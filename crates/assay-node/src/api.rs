@@ -1,0 +1,391 @@
+//! The HTTP API: native `/v1` (ingest, ledger), the Prometheus query API under
+//! `/api/v1`, and `/healthz`, `/metrics`.
+//!
+//! Every error is JSON `{"error": "...", "detail": ...}`; under `/api/v1` it also carries
+//! Prometheus' `status` and `errorType` so Grafana and promtool read it. A rejected
+//! request changes nothing; an accepted write is answered only once durable.
+
+use crate::params::{parse_duration_ms, Params};
+use crate::sequencer::{CommitError, Receipt, Sequencer, Shared};
+use assay_ingest::{IngestError, IngestErrorKind};
+use assay_ledger::{Entry, LedgerError};
+use assay_tsdb::promql::{self, QueryError, QueryErrorKind};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Ledger, views, metrics.
+    pub shared: Arc<Shared>,
+    /// Where writes go.
+    pub sequencer: Sequencer,
+    /// Input limits.
+    pub limits: crate::config::Limits,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let body_max = state.limits.body_bytes_max;
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/push", post(push))
+        .route("/v1/import/prometheus", post(import_prometheus))
+        .route("/v1/ci/junit", post(ci_junit))
+        .route("/v1/ledger/checkpoint", get(checkpoint))
+        .route("/v1/ledger/key", get(key))
+        .route("/v1/ledger/entries/{index}", get(entry))
+        .route("/v1/ledger/proof/inclusion", get(inclusion_proof))
+        .route("/v1/ledger/proof/consistency", get(consistency_proof))
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/series", get(series).post(series))
+        .layer(DefaultBodyLimit::max(body_max))
+        .with_state(state)
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: String,
+    detail: Value,
+    /// Prometheus `errorType`, for `/api/v1` routes.
+    prom: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError { status, error: error.into(), detail: Value::Null, prom: None }
+    }
+
+    fn bad(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, error)
+    }
+
+    fn prom(mut self) -> ApiError {
+        self.prom = Some(match self.status.as_u16() {
+            400 => "bad_data",
+            422 => "execution",
+            503 => "unavailable",
+            _ => "internal",
+        });
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.error, "detail": self.detail});
+        if let Some(t) = self.prom {
+            body["status"] = json!("error");
+            body["errorType"] = json!(t);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> ApiError {
+        let status = match e.kind {
+            IngestErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            IngestErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        };
+        ApiError { status, error: e.message, detail: e.detail, prom: None }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> ApiError {
+        let status = match e.kind {
+            QueryErrorKind::BadData => StatusCode::BAD_REQUEST,
+            QueryErrorKind::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.message).prom()
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> ApiError {
+        match e {
+            LedgerError::NoEntry { .. } => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+            LedgerError::Proof(_) => ApiError::bad(e.to_string()),
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+impl From<CommitError> for ApiError {
+    fn from(e: CommitError) -> ApiError {
+        let status = match e {
+            CommitError::Busy(_) | CommitError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            CommitError::Ledger(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
+    ApiError::new(e.status(), format!("reading the request body: {}", e.body_text()))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Accepts a missing Content-Type or one of `allowed` (parameters such as charset ignored).
+fn check_content_type(headers: &HeaderMap, allowed: &[&str]) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
+    let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if allowed.contains(&essence.as_str()) {
+        return Ok(());
+    }
+    let mut e = ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("Content-Type `{essence}` is not accepted here; send one of: {}", allowed.join(", ")),
+    );
+    e.detail = json!({"content_type": essence, "accepted": allowed});
+    Err(e)
+}
+
+/// The one shape of every ingest endpoint: check the media type, parse (pure; a
+/// rejection writes nothing), commit, answer with the receipt once durable.
+async fn ingest(
+    state: &AppState,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    media: &[&str],
+    parse: impl FnOnce(&[u8]) -> Result<Entry, IngestError>,
+) -> Result<Json<Value>, ApiError> {
+    let result: Result<Json<Value>, ApiError> = async {
+        check_content_type(headers, media)?;
+        let body = body.map_err(body_error)?;
+        let entry = parse(&body)?;
+        let samples = entry.batch().len();
+        let r: Receipt = state.sequencer.commit(entry).await?;
+        Ok(Json(json!({
+            "index": r.index,
+            "leaf_hash": hex::encode(r.leaf_hash),
+            "height": r.height,
+            "tree_size": r.tree_size,
+            "samples": samples,
+        })))
+    }
+    .await;
+    if let Err(e) = &result {
+        state.shared.metrics.rejected(endpoint, e.status.as_u16());
+    }
+    result
+}
+
+async fn push(State(s): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    let limits = s.limits.ingest();
+    ingest(&s, "push", &headers, body, &["application/json"], |b| {
+        assay_ingest::parse_json_push(b, now_ms(), &limits).map(Entry::Samples)
+    })
+    .await
+}
+
+async fn import_prometheus(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let limits = s.limits.ingest();
+    ingest(&s, "import_prometheus", &headers, body, &["text/plain"], |b| {
+        assay_ingest::parse_prometheus_text(b, now_ms(), &limits).map(Entry::Samples)
+    })
+    .await
+}
+
+async fn ci_junit(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), None);
+    let run = (|| {
+        Ok::<_, String>(assay_ingest::CiRun {
+            pipeline: p.required("pipeline")?.to_string(),
+            job: p.required("job")?.to_string(),
+            run: p.required("run")?.to_string(),
+        })
+    })()
+    .map_err(ApiError::bad);
+    let limits = s.limits.ingest();
+    let media = ["application/xml", "text/xml"];
+    match run {
+        Ok(run) => ingest(&s, "ci_junit", &headers, body, &media, |b| assay_ingest::parse_junit(b, &run, now_ms(), &limits)).await,
+        Err(e) => {
+            s.shared.metrics.rejected("ci_junit", 400);
+            Err(e)
+        }
+    }
+}
+
+async fn index() -> Response {
+    let html = "<!doctype html><title>Assay</title><h1>Assay node</h1><ul>\
+        <li><a href=\"/v1/ledger/checkpoint\">/v1/ledger/checkpoint</a> signed checkpoint</li>\
+        <li><a href=\"/v1/ledger/key\">/v1/ledger/key</a> checkpoint verifier key</li>\
+        <li><a href=\"/api/v1/labels\">/api/v1/labels</a> Prometheus API</li>\
+        <li><a href=\"/metrics\">/metrics</a> the node's own metrics</li>\
+        <li><a href=\"/healthz\">/healthz</a></li></ul>";
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+async fn healthz(State(s): State<AppState>) -> Json<Value> {
+    let (size, height) = {
+        let l = s.shared.ledger.read().expect("ledger lock");
+        (l.size(), l.height())
+    };
+    Json(json!({"status": "ok", "entries": size, "height": height}))
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let (size, height) = {
+        let l = s.shared.ledger.read().expect("ledger lock");
+        (l.size(), l.height())
+    };
+    let (series, samples) = {
+        let v = s.shared.views.read().expect("views lock");
+        (v.tsdb.series_count(), v.tsdb.sample_count())
+    };
+    let text = s.shared.metrics.render(size, height, series, samples);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+async fn checkpoint(State(s): State<AppState>) -> Response {
+    let note = s.shared.ledger.read().expect("ledger lock").checkpoint().note;
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
+}
+
+async fn key(State(s): State<AppState>) -> Response {
+    let key = s.shared.ledger.read().expect("ledger lock").signer().verifier().to_key_text();
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{key}\n")).into_response()
+}
+
+async fn entry(State(s): State<AppState>, Path(index): Path<String>) -> Result<Response, ApiError> {
+    let index: u64 = index.parse().map_err(|_| ApiError::bad(format!("entry index `{index}` is not a non-negative integer")))?;
+    let bytes = s.shared.ledger.read().expect("ledger lock").entry(index)?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+fn b64_hashes(hashes: &[[u8; 32]]) -> Vec<String> {
+    hashes.iter().map(|h| base64::engine::general_purpose::STANDARD.encode(h)).collect()
+}
+
+async fn inclusion_proof(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), None);
+    let index = p.u64("index").map_err(ApiError::bad)?.ok_or_else(|| ApiError::bad("parameter `index` is required"))?;
+    let ledger = s.shared.ledger.read().expect("ledger lock");
+    let size = p.u64("tree_size").map_err(ApiError::bad)?.unwrap_or(ledger.size());
+    let hashes = ledger.inclusion_proof(index, size)?;
+    let leaf = ledger.tree().leaf(index).map(hex::encode);
+    Ok(Json(json!({"index": index, "tree_size": size, "leaf_hash": leaf, "hashes": b64_hashes(&hashes)})))
+}
+
+async fn consistency_proof(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), None);
+    let from = p.u64("from").map_err(ApiError::bad)?.ok_or_else(|| ApiError::bad("parameter `from` is required"))?;
+    let ledger = s.shared.ledger.read().expect("ledger lock");
+    let to = p.u64("to").map_err(ApiError::bad)?.unwrap_or(ledger.size());
+    let hashes = ledger.consistency_proof(from, to)?;
+    Ok(Json(json!({"from": from, "to": to, "hashes": b64_hashes(&hashes)})))
+}
+
+fn prom_params(q: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    Params::parse(q.as_deref(), form.then_some(body.as_ref()))
+}
+
+fn success(data: Value) -> Json<Value> {
+    Json(json!({"status": "success", "data": data}))
+}
+
+async fn query(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let p = prom_params(q, &headers, &body);
+    let query = p.required("query").map_err(|e| ApiError::bad(e).prom())?;
+    let at = p.time_ms("time", now_ms()).map_err(|e| ApiError::bad(e).prom())?;
+    let views = s.shared.views.read().expect("views lock");
+    let v = promql::instant_query(&views.tsdb, query, at)?;
+    Ok(success(promql::to_prometheus_data(&v)))
+}
+
+async fn query_range(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let p = prom_params(q, &headers, &body);
+    let bad = |e: String| ApiError::bad(e).prom();
+    let query = p.required("query").map_err(bad)?;
+    let start = p.time_ms("start", i64::MIN).map_err(bad)?;
+    let end = p.time_ms("end", i64::MIN).map_err(bad)?;
+    if start == i64::MIN || end == i64::MIN {
+        return Err(bad("parameters `start` and `end` are required".into()));
+    }
+    if end < start {
+        return Err(bad("`end` is before `start`".into()));
+    }
+    let step = parse_duration_ms(p.required("step").map_err(bad)?).map_err(|e| bad(format!("parameter `step`: {e}")))?;
+    let views = s.shared.views.read().expect("views lock");
+    let v = promql::range_query(&views.tsdb, query, start, end, step)?;
+    Ok(success(promql::to_prometheus_data(&v)))
+}
+
+type Selectors = Vec<Vec<assay_tsdb::Matcher>>;
+
+fn selectors_and_range(p: &Params) -> Result<(Selectors, i64, i64), ApiError> {
+    let mut sel = Vec::new();
+    for m in p.all("match[]") {
+        sel.push(promql::parse_selector(m)?);
+    }
+    let bad = |e: String| ApiError::bad(e).prom();
+    Ok((sel, p.time_ms("start", i64::MIN).map_err(bad)?, p.time_ms("end", i64::MAX).map_err(bad)?))
+}
+
+async fn labels(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let p = prom_params(q, &headers, &body);
+    let (sel, start, end) = selectors_and_range(&p)?;
+    let views = s.shared.views.read().expect("views lock");
+    Ok(success(json!(views.tsdb.label_names(&sel, start, end))))
+}
+
+async fn label_values(State(s): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), None);
+    let (sel, start, end) = selectors_and_range(&p)?;
+    let views = s.shared.views.read().expect("views lock");
+    Ok(success(json!(views.tsdb.label_values(&name, &sel, start, end))))
+}
+
+async fn series(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let p = prom_params(q, &headers, &body);
+    let (sel, start, end) = selectors_and_range(&p)?;
+    if sel.is_empty() {
+        return Err(ApiError::bad("at least one `match[]` selector is required").prom());
+    }
+    let views = s.shared.views.read().expect("views lock");
+    let list: Vec<Value> = views
+        .tsdb
+        .series(&sel, start, end)
+        .iter()
+        .map(|l| Value::Object(l.pairs().iter().map(|(k, v)| (k.clone(), json!(v))).collect()))
+        .collect();
+    Ok(success(Value::Array(list)))
+}

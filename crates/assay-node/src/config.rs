@@ -1,0 +1,215 @@
+//! The node's configuration: one TOML file, every key optional, defaults that work.
+//!
+//! ```toml
+//! data_dir = "./assay-data"
+//! listen = "127.0.0.1:9470"
+//! origin = ""                       # checkpoint origin / key name; "" = assay.local/<key id>
+//!
+//! [limits]
+//! body_bytes_max = 33554432         # request body, bytes (413 above)
+//! samples_per_batch_max = 100000
+//! labels_per_series_max = 40
+//! label_name_bytes_max = 256
+//! label_value_bytes_max = 4096
+//! timestamp_future_ms_max = 600000  # 10 minutes
+//! timestamp_past_ms_max = 2678400000 # 31 days
+//! junit_testcases_max = 200000
+//!
+//! [ledger]
+//! segment_bytes_max = 268435456
+//! block_entries_max = 4096
+//! block_bytes_max = 67108864
+//! queue_batches_max = 8192          # batches waiting for a block (503 when full)
+//! checkpoint_persist_ms = 1000      # how often the checkpoint file is rewritten
+//! ```
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the ledger, the key and view snapshots live.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Checkpoint origin and key name; empty means `assay.local/<key id>` chosen at first start.
+    pub origin: String,
+    /// Input limits.
+    pub limits: Limits,
+    /// Ledger and sequencer limits.
+    pub ledger: LedgerSettings,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("./assay-data"),
+            listen: "127.0.0.1:9470".parse().expect("valid default address"),
+            origin: String::new(),
+            limits: Limits::default(),
+            ledger: LedgerSettings::default(),
+        }
+    }
+}
+
+/// Input limits (see `assay_ingest::Limits` for the per-sample ones).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, bytes.
+    pub body_bytes_max: usize,
+    /// Samples in one request.
+    pub samples_per_batch_max: usize,
+    /// Labels per series, `__name__` excluded.
+    pub labels_per_series_max: usize,
+    /// Bytes in a label name.
+    pub label_name_bytes_max: usize,
+    /// Bytes in a label value.
+    pub label_value_bytes_max: usize,
+    /// How far past the server's clock a timestamp may be, ms.
+    pub timestamp_future_ms_max: i64,
+    /// How far before the server's clock a timestamp may be, ms.
+    pub timestamp_past_ms_max: i64,
+    /// Test cases in one JUnit report.
+    pub junit_testcases_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let d = assay_ingest::Limits::default();
+        Limits {
+            body_bytes_max: 32 << 20,
+            samples_per_batch_max: d.samples_per_batch_max,
+            labels_per_series_max: d.labels_per_series_max,
+            label_name_bytes_max: d.label_name_bytes_max,
+            label_value_bytes_max: d.label_value_bytes_max,
+            timestamp_future_ms_max: d.timestamp_future_ms_max,
+            timestamp_past_ms_max: d.timestamp_past_ms_max,
+            junit_testcases_max: d.junit_testcases_max,
+        }
+    }
+}
+
+impl Limits {
+    /// The parsers' view of these limits.
+    pub fn ingest(&self) -> assay_ingest::Limits {
+        assay_ingest::Limits {
+            samples_per_batch_max: self.samples_per_batch_max,
+            labels_per_series_max: self.labels_per_series_max,
+            label_name_bytes_max: self.label_name_bytes_max,
+            label_value_bytes_max: self.label_value_bytes_max,
+            timestamp_future_ms_max: self.timestamp_future_ms_max,
+            timestamp_past_ms_max: self.timestamp_past_ms_max,
+            junit_testcases_max: self.junit_testcases_max,
+        }
+    }
+}
+
+/// Ledger files, block size and the sequencer's queue.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSettings {
+    /// A new segment file starts past this size, bytes.
+    pub segment_bytes_max: u64,
+    /// Entries (accepted requests) per block.
+    pub block_entries_max: usize,
+    /// Bytes per block.
+    pub block_bytes_max: usize,
+    /// Requests waiting for the next block; beyond it clients get 503 and retry.
+    pub queue_batches_max: usize,
+    /// Interval between rewrites of the persisted checkpoint, ms.
+    pub checkpoint_persist_ms: u64,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        let d = assay_ledger::LedgerConfig::default();
+        LedgerSettings {
+            segment_bytes_max: d.segment_bytes_max,
+            block_entries_max: d.block_entries_max,
+            block_bytes_max: d.block_bytes_max,
+            queue_batches_max: 8192,
+            checkpoint_persist_ms: 1000,
+        }
+    }
+}
+
+impl LedgerSettings {
+    /// The ledger's view of these settings.
+    pub fn ledger(&self) -> assay_ledger::LedgerConfig {
+        assay_ledger::LedgerConfig {
+            segment_bytes_max: self.segment_bytes_max,
+            block_entries_max: self.block_entries_max,
+            block_bytes_max: self.block_bytes_max,
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What and where (line, column, key), from the TOML parser.
+        message: String,
+    },
+}
+
+impl NodeConfig {
+    /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        NodeConfig::parse(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<NodeConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Directory of the ledger's segment files.
+    pub fn ledger_dir(&self) -> PathBuf {
+        self.data_dir.join("ledger")
+    }
+
+    /// The node's signing key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir.join("node.key")
+    }
+
+    /// Directory of view snapshots.
+    pub fn views_dir(&self) -> PathBuf {
+        self.data_dir.join("views")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_and_unknown_keys_fail() {
+        let c = NodeConfig::parse("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9470");
+        let c = NodeConfig::parse("[ledger]\nblock_entries_max = 7\n").unwrap();
+        assert_eq!(c.ledger.block_entries_max, 7);
+        let e = NodeConfig::parse("[ledger]\nblock_entries = 7\n").unwrap_err();
+        assert!(e.contains("unknown field `block_entries`"), "{e}");
+        let e = NodeConfig::parse("listen = 5\n").unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+    }
+}

@@ -1,0 +1,214 @@
+//! An Assay node: the ledger, the solo sequencer, the views and the HTTP API wired
+//! together. Start reading at [`Node::open`] and [`Node::serve`].
+//!
+//! Data directory layout:
+//!
+//! ```text
+//! <data_dir>/node.key              Ed25519 signer key (C2SP note key text), mode 0600
+//! <data_dir>/ledger/*.seg          segment files (see assay_ledger::segment)
+//! <data_dir>/ledger/checkpoint     last persisted signed checkpoint
+//! <data_dir>/views/views.snapshot  views at some block (a cache: dropped when it disagrees)
+//! ```
+
+pub mod api;
+pub mod config;
+pub mod identity;
+pub mod metrics;
+pub mod params;
+pub mod sequencer;
+pub mod views;
+
+use assay_ledger::merkle::Hash;
+use assay_ledger::note::Verifier;
+use assay_ledger::scan::{scan, ScanChecks, ScanError, TornTail};
+use assay_ledger::storage::FsStorage;
+use assay_ledger::{Ledger, LedgerError};
+use config::NodeConfig;
+use sequencer::{Sequencer, Shared};
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use views::{ViewError, Views};
+
+/// Why a node could not start, stop cleanly, rebuild or be audited.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data directory could not be created or read.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The node key is missing, invalid or does not match the config.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// The ledger is damaged or unreadable.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The views could not be built.
+    #[error(transparent)]
+    Views(#[from] ViewError),
+    /// Serving failed.
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+/// An opened node, ready to serve.
+pub struct Node {
+    config: NodeConfig,
+    shared: Arc<Shared>,
+}
+
+impl Node {
+    /// Opens the data directory: creates it and the key on first start, recovers the
+    /// ledger (truncating a torn last block), loads or rebuilds the views.
+    pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir { path: dir.display().to_string(), source })?;
+        let signer = identity::load_or_create(&config.key_file(), &config.origin)?;
+        let storage = FsStorage::open(&config.ledger_dir())
+            .map_err(|source| NodeError::DataDir { path: config.ledger_dir().display().to_string(), source })?;
+        let (ledger, recovery) = Ledger::open(storage, signer, config.ledger.ledger())?;
+        tracing::info!(entries = recovery.entries, blocks = recovery.blocks, truncated = recovery.truncated.is_some(), "ledger recovered");
+        let views = Views::open(&config.views_dir(), &ledger)?;
+        let shared = Arc::new(Shared { ledger: RwLock::new(ledger), views: RwLock::new(views), metrics: Default::default() });
+        Ok(Node { config, shared })
+    }
+
+    /// The shared state (ledger, views, metrics).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves; then finishes in-flight
+    /// requests, commits what is queued, persists the checkpoint and a views snapshot.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+        let persist = Duration::from_millis(self.config.ledger.checkpoint_persist_ms);
+        let (sequencer, thread) = Sequencer::start(self.shared.clone(), self.config.ledger.queue_batches_max, persist);
+        let state = api::AppState { shared: self.shared.clone(), sequencer, limits: self.config.limits.clone() };
+        let app = api::router(state);
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        // The router (and with it every sequencer handle) is gone: the thread drains and exits.
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::error!("the sequencer thread panicked");
+        }
+        served.map_err(NodeError::Serve)?;
+        self.save_snapshot();
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+
+    fn save_snapshot(&self) {
+        let views = self.shared.views.read().expect("views lock");
+        match views.save_snapshot(&self.config.views_dir()) {
+            Ok(()) => tracing::info!(height = views.height, "views snapshot saved"),
+            Err(e) => tracing::warn!(error = %e, "saving the views snapshot failed; the next start replays the ledger"),
+        }
+    }
+}
+
+/// What `assay rebuild` did.
+#[derive(Clone, Debug)]
+pub struct RebuildReport {
+    /// Blocks replayed.
+    pub blocks: u64,
+    /// Entries replayed.
+    pub entries: u64,
+    /// Series in the rebuilt time-series view.
+    pub series: usize,
+    /// Samples in it.
+    pub samples: u64,
+    /// Digest of the rebuilt views.
+    pub digest: Hash,
+}
+
+/// Drops the views and replays the whole ledger into fresh ones, then snapshots them.
+pub fn rebuild(config: &NodeConfig) -> Result<RebuildReport, NodeError> {
+    let signer = identity::load_or_create(&config.key_file(), &config.origin)?;
+    let storage = FsStorage::open(&config.ledger_dir())
+        .map_err(|source| NodeError::DataDir { path: config.ledger_dir().display().to_string(), source })?;
+    let (ledger, _) = Ledger::open(storage, signer, config.ledger.ledger())?;
+    let snapshot = config.views_dir().join(views::SNAPSHOT_FILE);
+    match std::fs::remove_file(&snapshot) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(NodeError::DataDir { path: snapshot.display().to_string(), source }),
+    }
+    let mut views = Views::default();
+    views.catch_up(&ledger)?;
+    views.save_snapshot(&config.views_dir())?;
+    Ok(RebuildReport {
+        blocks: views.height,
+        entries: views.size,
+        series: views.tsdb.series_count(),
+        samples: views.tsdb.sample_count(),
+        digest: views.digest(),
+    })
+}
+
+/// What an offline audit found when the ledger is intact.
+#[derive(Clone, Debug)]
+pub struct AuditReport {
+    /// Segment files checked.
+    pub segments: usize,
+    /// Bytes of valid records.
+    pub bytes: u64,
+    /// Entries checked (hash, canonical encoding).
+    pub entries: u64,
+    /// Blocks checked (chain link, roots, both signatures).
+    pub blocks: u64,
+    /// The last checkpoint's root.
+    pub root: Hash,
+    /// The key the signatures were checked with.
+    pub key: String,
+    /// Size the persisted checkpoint vouched for, if present.
+    pub persisted_size: Option<u64>,
+    /// An unacknowledged half-written last block (present after a crash, before restart).
+    pub torn: Option<TornTail>,
+}
+
+/// Audits a stopped node's data directory: every record checksum, entry encoding,
+/// leaf hash, block link, Merkle root and signature. `key` is the verifier key to trust;
+/// `None` trusts the data directory's own key file.
+pub fn audit(data_dir: &Path, key: Option<Verifier>) -> Result<AuditReport, AuditError> {
+    let config = NodeConfig { data_dir: data_dir.to_path_buf(), ..NodeConfig::default() };
+    let verifier = match key {
+        Some(v) => v,
+        None => {
+            let text = std::fs::read_to_string(config.key_file()).map_err(|e| AuditError::Key(format!("{}: {e}", config.key_file().display())))?;
+            let signer = assay_ledger::note::Signer::from_key_text(text.trim()).map_err(|e| AuditError::Key(e.to_string()))?;
+            signer.verifier()
+        }
+    };
+    if !config.ledger_dir().is_dir() {
+        return Err(AuditError::Key(format!("{} holds no ledger directory", data_dir.display())));
+    }
+    let storage = FsStorage::open(&config.ledger_dir()).map_err(|e| AuditError::Key(e.to_string()))?;
+    let checks = ScanChecks { decode_entries: true, signatures: Some(&verifier) };
+    let s = scan(&storage, verifier.name(), checks)?;
+    Ok(AuditReport {
+        segments: s.segments.len(),
+        bytes: s.segments.iter().map(|g| g.len).sum(),
+        entries: s.tree.size(),
+        blocks: s.blocks.len() as u64,
+        root: s.tree.root(),
+        key: verifier.to_key_text(),
+        persisted_size: s.persisted.map(|c| c.size),
+        torn: s.torn,
+    })
+}
+
+/// Why an audit could not pass.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The key or directory is unusable.
+    #[error("{0}")]
+    Key(String),
+    /// The ledger is damaged.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+}

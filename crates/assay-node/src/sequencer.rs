@@ -1,0 +1,184 @@
+//! The solo sequencer: orders accepted batches into blocks with group commit.
+//!
+//! Requests queue on a bounded channel. One thread takes everything queued (up to the
+//! block limits), appends it as one block (one write, one fsync for all of them),
+//! applies the block to the views, then answers every request. So concurrent writers
+//! share an fsync, a request waits at most for the block being written plus its own,
+//! and a client hears "ok" only once its entry is durable and queryable.
+//!
+//! A BFT sequencer for clusters replaces this file's loop, not its interface.
+
+use crate::metrics::Metrics;
+use crate::views::Views;
+use assay_ledger::merkle::Hash;
+use assay_ledger::storage::FsStorage;
+use assay_ledger::{Entry, Ledger};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Where an accepted entry landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Leaf index of the entry.
+    pub index: u64,
+    /// Its RFC 6962 leaf hash.
+    pub leaf_hash: Hash,
+    /// Height of the block holding it.
+    pub height: u64,
+    /// Tree size after that block.
+    pub tree_size: u64,
+}
+
+/// Why an entry was not committed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The queue is full; the client should retry later.
+    #[error("the commit queue is full ({0} batches waiting); retry shortly")]
+    Busy(usize),
+    /// The ledger failed and stopped; nothing more is accepted until restart.
+    #[error("{0}")]
+    Ledger(String),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+struct Proposal {
+    bytes: Vec<u8>,
+    entry: Entry,
+    reply: oneshot::Sender<Result<Receipt, CommitError>>,
+}
+
+/// The handle request handlers use.
+#[derive(Clone)]
+pub struct Sequencer {
+    tx: SyncSender<Proposal>,
+    queue_max: usize,
+}
+
+/// Shared state the sequencer writes and handlers read.
+pub struct Shared {
+    /// The ledger.
+    pub ledger: RwLock<Ledger<FsStorage>>,
+    /// The views.
+    pub views: RwLock<Views>,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl Sequencer {
+    /// Starts the sequencer thread; it stops once every handle is dropped and the
+    /// queue is drained.
+    pub fn start(shared: Arc<Shared>, queue_max: usize, persist_every: Duration) -> (Sequencer, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(queue_max);
+        let thread = std::thread::Builder::new()
+            .name("assay-sequencer".into())
+            .spawn(move || run(&shared, rx, persist_every))
+            .expect("spawning the sequencer thread");
+        (Sequencer { tx, queue_max }, thread)
+    }
+
+    /// Queues an entry and waits until it is durable and applied.
+    pub async fn commit(&self, entry: Entry) -> Result<Receipt, CommitError> {
+        let bytes = entry.encode();
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Proposal { bytes, entry, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(CommitError::Busy(self.queue_max)),
+            Err(TrySendError::Disconnected(_)) => return Err(CommitError::ShuttingDown),
+        }
+        rx.await.unwrap_or(Err(CommitError::ShuttingDown))
+    }
+}
+
+fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
+    let (entries_max, bytes_max) = {
+        let l = shared.ledger.read().expect("ledger lock");
+        (l.config().block_entries_max, l.config().block_bytes_max)
+    };
+    let mut failed: Option<String> = None;
+    let mut last_persist = Instant::now();
+    let mut dirty = false;
+    while let Ok(first) = rx.recv() {
+        let mut bytes = first.bytes.len();
+        let mut batch = vec![first];
+        while batch.len() < entries_max && bytes < bytes_max {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.bytes.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(why) = &failed {
+            for p in batch {
+                let _ = p.reply.send(Err(CommitError::Ledger(why.clone())));
+            }
+            continue;
+        }
+        match commit_block(shared, &batch) {
+            Ok(receipts) => {
+                dirty = true;
+                for (p, r) in batch.into_iter().zip(receipts) {
+                    let _ = p.reply.send(Ok(r));
+                }
+            }
+            Err(why) => {
+                tracing::error!(error = %why, "ledger append failed; the node accepts no more writes until restarted");
+                for p in batch {
+                    let _ = p.reply.send(Err(CommitError::Ledger(why.clone())));
+                }
+                failed = Some(why);
+            }
+        }
+        if dirty && last_persist.elapsed() >= persist_every {
+            persist(shared);
+            last_persist = Instant::now();
+            dirty = false;
+        }
+    }
+    if dirty && failed.is_none() {
+        persist(shared);
+    }
+}
+
+fn persist(shared: &Shared) {
+    if let Err(e) = shared.ledger.write().expect("ledger lock").persist_checkpoint() {
+        tracing::error!(error = %e, "persisting the checkpoint failed");
+    }
+}
+
+fn commit_block(shared: &Shared, batch: &[Proposal]) -> Result<Vec<Receipt>, String> {
+    let started = Instant::now();
+    let refs: Vec<&[u8]> = batch.iter().map(|p| p.bytes.as_slice()).collect();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let (block, leaves) = {
+        let mut ledger = shared.ledger.write().expect("ledger lock");
+        let block = ledger.append_block(now_ms, &refs).map_err(|e| e.to_string())?;
+        let first = block.header.first_index;
+        let leaves: Vec<Hash> = (0..batch.len() as u64)
+            .map(|i| ledger.tree().leaf(first + i).expect("leaf just appended"))
+            .collect();
+        (block, leaves)
+    };
+    let durable = started.elapsed();
+    shared.views.write().expect("views lock").apply_block(&block, batch.iter().map(|p| &p.entry));
+    let samples: usize = batch.iter().map(|p| p.entry.batch().len()).sum();
+    shared.metrics.block_committed(batch.len(), samples, refs.iter().map(|r| r.len()).sum(), durable, started.elapsed());
+    Ok(leaves
+        .into_iter()
+        .enumerate()
+        .map(|(i, leaf_hash)| Receipt {
+            index: block.header.first_index + i as u64,
+            leaf_hash,
+            height: block.header.height,
+            tree_size: block.header.tree_size,
+        })
+        .collect())
+}

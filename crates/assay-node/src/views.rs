@@ -1,0 +1,162 @@
+//! Views: state derived from the ledger alone (today the time-series view).
+//!
+//! Invariant: [`Views::apply_block`] is a pure function of the view state and the block
+//! (its header and decoded entries): no clock, no randomness, no I/O. Two nodes that
+//! apply the same blocks hold the same state, which [`Views::digest`] shows.
+//!
+//! Snapshots only make restarts fast. A snapshot names the block it was taken after
+//! (height and hash); it is used only when the ledger holds that very block, and is
+//! otherwise discarded and the views are rebuilt by replaying the ledger.
+
+use assay_ledger::merkle::Hash;
+use assay_ledger::scan::BlockSummary;
+use assay_ledger::storage::Storage;
+use assay_ledger::{Entry, Ledger, LedgerError};
+use assay_tsdb::Tsdb;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ASSAYVW1";
+/// File name of the views snapshot inside the views directory.
+pub const SNAPSHOT_FILE: &str = "views.snapshot";
+
+/// Everything queries read.
+pub struct Views {
+    /// The time-series view.
+    pub tsdb: Tsdb,
+    /// Blocks applied.
+    pub height: u64,
+    /// Entries applied.
+    pub size: u64,
+    /// Hash of the last block applied (zeros before the first).
+    pub last_block_hash: Hash,
+}
+
+impl Default for Views {
+    fn default() -> Self {
+        Views { tsdb: Tsdb::new(), height: 0, size: 0, last_block_hash: [0; 32] }
+    }
+}
+
+/// Why views could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// Reading the ledger failed.
+    #[error("replaying the ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    /// An entry in the ledger does not decode (the audit would also report it).
+    #[error("entry {index} does not decode: {message}")]
+    Entry {
+        /// The entry's index.
+        index: u64,
+        /// The decoder's message.
+        message: String,
+    },
+    /// Writing the snapshot failed.
+    #[error("writing the views snapshot: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Views {
+    /// Applies one block's entries, in order. Must be called for blocks in height order.
+    pub fn apply_block<'a>(&mut self, block: &BlockSummary, entries: impl IntoIterator<Item = &'a Entry>) {
+        assert_eq!(block.header.height, self.height, "blocks are applied in order");
+        assert_eq!(block.header.first_index, self.size, "blocks are applied without gaps");
+        let mut n = 0u64;
+        for entry in entries {
+            self.tsdb.apply_batch(entry.batch());
+            n += 1;
+        }
+        assert_eq!(n, block.header.entry_count as u64, "every entry of the block is applied");
+        self.height += 1;
+        self.size += n;
+        self.last_block_hash = block.hash;
+    }
+
+    /// Replays every block the views have not applied yet.
+    pub fn catch_up<S: Storage>(&mut self, ledger: &Ledger<S>) -> Result<u64, ViewError> {
+        let start = self.height;
+        for block in &ledger.blocks()[start as usize..] {
+            let mut entries = Vec::with_capacity(block.header.entry_count as usize);
+            for (i, bytes) in ledger.block_entries(block.header.height)?.into_iter().enumerate() {
+                let index = block.header.first_index + i as u64;
+                let e = Entry::decode(&bytes).map_err(|e| ViewError::Entry { index, message: e.to_string() })?;
+                entries.push(e);
+            }
+            self.apply_block(block, &entries);
+        }
+        Ok(self.height - start)
+    }
+
+    /// A digest of the whole view state and the position it was applied to.
+    pub fn digest(&self) -> Hash {
+        let mut h = Sha256::new();
+        h.update(self.height.to_le_bytes());
+        h.update(self.size.to_le_bytes());
+        h.update(self.last_block_hash);
+        h.update(self.tsdb.digest());
+        h.finalize().into()
+    }
+
+    /// Writes a snapshot atomically.
+    pub fn save_snapshot(&self, dir: &Path) -> Result<(), ViewError> {
+        std::fs::create_dir_all(dir)?;
+        let tsdb = self.tsdb.encode_snapshot();
+        let mut out = Vec::with_capacity(tsdb.len() + 96);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&self.height.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.last_block_hash);
+        out.extend_from_slice(&tsdb);
+        let sum: [u8; 32] = Sha256::digest(&out).into();
+        out.extend_from_slice(&sum);
+        let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        std::fs::write(&tmp, &out)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Loads the snapshot if it is intact and matches a block the ledger holds;
+    /// otherwise says why not (the caller rebuilds).
+    pub fn load_snapshot<S: Storage>(dir: &Path, ledger: &Ledger<S>) -> Result<Views, String> {
+        let bytes = std::fs::read(dir.join(SNAPSHOT_FILE)).map_err(|e| format!("no snapshot: {e}"))?;
+        if bytes.len() < 8 + 8 + 8 + 32 + 32 || &bytes[..8] != SNAPSHOT_MAGIC {
+            return Err("snapshot header is malformed".into());
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if Sha256::digest(body).as_slice() != sum {
+            return Err("snapshot checksum mismatch".into());
+        }
+        let height = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
+        let size = u64::from_le_bytes(body[16..24].try_into().expect("8 bytes"));
+        let hash: Hash = body[24..56].try_into().expect("32 bytes");
+        let matches = match height {
+            0 => size == 0,
+            h => ledger.blocks().get(h as usize - 1).is_some_and(|b| b.hash == hash && b.header.tree_size == size),
+        };
+        if !matches {
+            return Err(format!("snapshot at height {height} does not match the ledger"));
+        }
+        let tsdb = Tsdb::decode_snapshot(&body[56..]).map_err(|e| format!("snapshot: {e}"))?;
+        Ok(Views { tsdb, height, size, last_block_hash: hash })
+    }
+
+    /// Views for `ledger`: from the snapshot when it matches, then caught up by replay.
+    pub fn open<S: Storage>(dir: &Path, ledger: &Ledger<S>) -> Result<Views, ViewError> {
+        let mut views = match Views::load_snapshot(dir, ledger) {
+            Ok(v) => v,
+            Err(why) => {
+                if ledger.height() > 0 {
+                    tracing::info!(reason = %why, "rebuilding views from the ledger");
+                }
+                Views::default()
+            }
+        };
+        let from = views.height;
+        let replayed = views.catch_up(ledger)?;
+        tracing::info!(snapshot_height = from, replayed_blocks = replayed, height = views.height, "views ready");
+        Ok(views)
+    }
+}

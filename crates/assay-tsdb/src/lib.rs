@@ -1,0 +1,264 @@
+//! Assay's time-series view: a series index and samples derived from the ledger, and a
+//! PromQL evaluator over them.
+//!
+//! Start reading at [`Tsdb`] (the view, `apply_batch`) and [`promql::instant_query`].
+//!
+//! # Invariants
+//! - **Apply is pure.** [`Tsdb::apply_batch`] reads no clock, no randomness and no I/O, and
+//!   never fails: every batch the ledger committed is applied. Replicas applying the same
+//!   batches in ledger order hold equal states and equal [`Tsdb::digest`]s, however the
+//!   samples were split into batches.
+//! - **Order of writes.** Samples may arrive out of timestamp order; they are inserted in
+//!   order. A second sample at a timestamp a series already has *replaces* the value: the
+//!   later write in ledger order wins. Values keep their exact bits (NaN payloads included).
+//! - **No map iteration order leaks.** The index uses ordered maps only; series ids are
+//!   assigned in first-write ledger order; the digest and snapshots walk series sorted by
+//!   labels and samples by timestamp.
+//! - **A series exists only with samples.** Every indexed series has at least one sample.
+//! - **Snapshots are never trusted over the ledger.** [`Tsdb::decode_snapshot`] checks
+//!   version, checksum and every canonical rule, and rejects anything else without
+//!   panicking; the snapshot checksum is the state digest.
+//!
+//! The tsdb never writes the ledger and knows nothing of blocks: the node feeds it batches.
+//!
+//! # Limits
+//! Apply has none of its own: ingest bounds batches before they reach the ledger. Queries
+//! are bounded by [`promql::QUERY_SERIES_TOUCHED_MAX`], [`promql::QUERY_SAMPLES_LOADED_MAX`],
+//! [`promql::RANGE_QUERY_POINTS_MAX`], [`promql::QUERY_BYTES_MAX`],
+//! [`promql::QUERY_EXPR_DEPTH_MAX`] and [`MATCHER_REGEX_BYTES_MAX`].
+//!
+//! # Not here (yet)
+//! Compressed chunks (the sample store is one small internal type so they can replace the
+//! per-series vector), retention, histograms, subqueries and most PromQL functions.
+
+mod matcher;
+pub mod promql;
+mod snapshot;
+mod store;
+
+use std::collections::BTreeMap;
+
+use assay_ledger::{Labels, SampleBatch};
+
+pub use matcher::{MatchOp, Matcher, MATCHER_REGEX_BYTES_MAX};
+pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
+use store::SampleStore;
+
+/// Dense series number, assigned in first-write ledger order.
+type SeriesId = u32;
+
+/// One indexed series: its identity and its samples.
+#[derive(Clone, Debug)]
+struct SeriesEntry {
+    labels: Labels,
+    samples: SampleStore,
+}
+
+/// The time-series view: series index, postings and per-series samples.
+#[derive(Clone, Debug, Default)]
+pub struct Tsdb {
+    /// Indexed by `SeriesId`.
+    series: Vec<SeriesEntry>,
+    by_labels: BTreeMap<Labels, SeriesId>,
+    /// label name -> label value -> series ids (ascending).
+    postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
+    sample_count: u64,
+}
+
+impl Tsdb {
+    /// An empty view.
+    pub fn new() -> Tsdb {
+        Tsdb::default()
+    }
+
+    /// Applies one committed batch; see the crate docs for ordering rules.
+    pub fn apply_batch(&mut self, batch: &SampleBatch) {
+        // Resolve each batch series once, then samples are a vector index away.
+        let ids: Vec<SeriesId> = batch.series().iter().map(|l| self.series_id(l)).collect();
+        for s in batch.samples() {
+            let Some(&id) = ids.get(s.series as usize) else {
+                debug_assert!(false, "batch sample references a missing series");
+                continue;
+            };
+            if self.series[id as usize]
+                .samples
+                .insert(s.timestamp_ms, s.value)
+            {
+                self.sample_count += 1;
+            }
+        }
+        // A series registered by a batch always received its samples.
+        debug_assert!(self.series.iter().all(|e| e.samples.len() > 0));
+    }
+
+    fn series_id(&mut self, labels: &Labels) -> SeriesId {
+        if let Some(&id) = self.by_labels.get(labels) {
+            return id;
+        }
+        let id = SeriesId::try_from(self.series.len()).expect("fewer than 2^32 series");
+        for (name, value) in labels.pairs() {
+            let values = self.postings.entry(name.clone()).or_default();
+            values.entry(value.clone()).or_default().push(id);
+        }
+        self.by_labels.insert(labels.clone(), id);
+        self.series.push(SeriesEntry {
+            labels: labels.clone(),
+            samples: SampleStore::default(),
+        });
+        id
+    }
+
+    /// SHA-256 over the canonical traversal; equal states have equal digests.
+    pub fn digest(&self) -> [u8; 32] {
+        snapshot::digest(self)
+    }
+
+    /// Number of series.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Number of samples (distinct series and timestamp pairs).
+    pub fn sample_count(&self) -> u64 {
+        self.sample_count
+    }
+
+    /// A versioned, checksummed snapshot of the whole view.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        snapshot::encode(self)
+    }
+
+    /// Rebuilds a view from [`Tsdb::encode_snapshot`] bytes; rejects anything else.
+    pub fn decode_snapshot(bytes: &[u8]) -> Result<Tsdb, SnapshotError> {
+        snapshot::decode(bytes)
+    }
+
+    /// Label names of the series that match and have samples in `start_ms..=end_ms`.
+    pub fn label_names(
+        &self,
+        matchers: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for id in self.select_any(matchers, start_ms, end_ms) {
+            names.extend(
+                self.series[id as usize]
+                    .labels
+                    .pairs()
+                    .iter()
+                    .map(|(n, _)| n.clone()),
+            );
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Non-empty values of label `name` among the matching series with samples in range.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<String> {
+        let mut values: Vec<String> = Vec::new();
+        for id in self.select_any(matchers, start_ms, end_ms) {
+            match self.series[id as usize].labels.get(name) {
+                Some(v) if !v.is_empty() => values.push(v.to_string()),
+                _ => {}
+            }
+        }
+        values.sort();
+        values.dedup();
+        values
+    }
+
+    /// Label sets of the matching series with samples in range, sorted.
+    pub fn series(&self, matchers: &[Vec<Matcher>], start_ms: i64, end_ms: i64) -> Vec<Labels> {
+        let mut out: Vec<Labels> = self
+            .select_any(matchers, start_ms, end_ms)
+            .into_iter()
+            .map(|id| self.series[id as usize].labels.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Ids matching any of the selectors (all series when none) with samples in range.
+    fn select_any(&self, selectors: &[Vec<Matcher>], start_ms: i64, end_ms: i64) -> Vec<SeriesId> {
+        let mut ids: Vec<SeriesId> = if selectors.is_empty() {
+            (0..self.series.len() as SeriesId).collect()
+        } else {
+            selectors.iter().flat_map(|s| self.select(s)).collect()
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        ids.retain(|&id| self.series[id as usize].samples.overlaps(start_ms, end_ms));
+        ids
+    }
+
+    /// Ids of the series matching every matcher, ascending.
+    fn select(&self, matchers: &[Matcher]) -> Vec<SeriesId> {
+        // Start from the narrowest postings list a matcher can name, then filter: this
+        // is correct for every matcher kind and fast when one matcher is selective.
+        let mut candidates: Option<Vec<SeriesId>> = None;
+        for m in matchers.iter().filter(|m| !m.matches("")) {
+            let ids = self.postings_for(m);
+            if candidates.as_ref().is_none_or(|c| ids.len() < c.len()) {
+                candidates = Some(ids);
+            }
+        }
+        let candidates = candidates.unwrap_or_else(|| (0..self.series.len() as SeriesId).collect());
+        candidates
+            .into_iter()
+            .filter(|&id| {
+                let labels = &self.series[id as usize].labels;
+                matchers
+                    .iter()
+                    .all(|m| m.matches(labels.get(m.name()).unwrap_or("")))
+            })
+            .collect()
+    }
+
+    /// Ids of series whose label `m.name()` has a value `m` accepts (requires a label).
+    fn postings_for(&self, m: &Matcher) -> Vec<SeriesId> {
+        let Some(values) = self.postings.get(m.name()) else {
+            return Vec::new();
+        };
+        if m.op() == MatchOp::Equal {
+            return values.get(m.value()).cloned().unwrap_or_default();
+        }
+        let mut ids: Vec<SeriesId> = values
+            .iter()
+            .filter(|(v, _)| m.matches(v))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn entry(&self, id: SeriesId) -> &SeriesEntry {
+        &self.series[id as usize]
+    }
+
+    /// Series in label order, for canonical traversals.
+    fn sorted_series(&self) -> impl Iterator<Item = &SeriesEntry> + '_ {
+        self.by_labels.values().map(|&id| &self.series[id as usize])
+    }
+
+    /// Rebuilds the index from series given in label order (snapshot decode).
+    fn from_sorted_series(entries: Vec<SeriesEntry>) -> Tsdb {
+        let mut db = Tsdb::new();
+        for e in entries {
+            let id = db.series_id(&e.labels);
+            db.sample_count += e.samples.len() as u64;
+            db.series[id as usize].samples = e.samples;
+        }
+        db
+    }
+}
+
+#[cfg(test)]
+mod tests;

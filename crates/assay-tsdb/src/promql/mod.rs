@@ -1,0 +1,231 @@
+//! A PromQL evaluator subset over a [`Tsdb`], with Prometheus' HTTP API result shapes.
+//!
+//! Parsing is `promql-parser`'s; evaluation is ours. A range query evaluates the expression
+//! as an instant query at each step ([`eval::Evaluator`] is the one place a faster
+//! step-vectorised engine would replace). Supported: vector and range selectors with all
+//! four matchers, `offset`, `@` (incl. `start()`/`end()`), number and string literals,
+//! parentheses, unary minus, arithmetic (`+ - * / % ^ atan2`), comparisons (with and without
+//! `bool`), set operators (`and or unless`), one-to-one vector matching with `on`/`ignoring`,
+//! aggregations `sum avg min max count group` with `by`/`without`, and the functions listed
+//! in `functions.rs` (`rate`, `increase`, `delta`, `irate`, `*_over_time`, `abs`, `time`,
+//! `vector`, `scalar`, …). Anything else is a [`QueryError`] naming the feature.
+//!
+//! Semantics follow Prometheus 3: the instant-vector lookback window and range windows are
+//! left-open, `(t - window, t]`; a sample whose value is Prometheus' stale marker ends a
+//! series (it is never returned); `__name__` is dropped by functions (except
+//! `last_over_time`), arithmetic, `bool` comparisons and aggregations without `by (__name__)`.
+
+mod eval;
+mod functions;
+mod parse;
+
+use crate::{Matcher, Tsdb};
+
+/// Instant-vector lookback: the newest sample at most this old is a series' value.
+pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
+/// Distinct series a query may select, summed over its selectors.
+pub const QUERY_SERIES_TOUCHED_MAX: usize = 100_000;
+/// Samples a query may read, summed over all selectors and steps.
+pub const QUERY_SAMPLES_LOADED_MAX: u64 = 50_000_000;
+/// Steps per range query, as Prometheus' 11,000 points per series.
+pub const RANGE_QUERY_POINTS_MAX: i64 = 11_000;
+/// Length of a query text.
+pub const QUERY_BYTES_MAX: usize = 16 * 1024;
+/// Nesting depth of a query expression (bounds the evaluator's recursion).
+pub const QUERY_EXPR_DEPTH_MAX: usize = 128;
+
+/// Result labels: plain sorted pairs, since results may lack `__name__`.
+pub type ResultLabels = Vec<(String, String)>;
+
+/// One element of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Sorted label pairs.
+    pub labels: ResultLabels,
+    /// Evaluation time, ms since the Unix epoch.
+    pub t_ms: i64,
+    /// The value.
+    pub v: f64,
+}
+
+/// One series of a matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Sorted label pairs.
+    pub labels: ResultLabels,
+    /// `(t_ms, v)` in increasing time.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A query result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A number at an evaluation time.
+    Scalar { t_ms: i64, v: f64 },
+    /// A string literal at an evaluation time.
+    String { t_ms: i64, v: String },
+    /// Instant vector, sorted by labels.
+    Vector(Vec<Sample>),
+    /// Range vector or range-query result, sorted by labels.
+    Matrix(Vec<Series>),
+}
+
+/// Which Prometheus API error type a query failure maps to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryErrorKind {
+    /// The query or its parameters are malformed or unsupported (HTTP 400 `bad_data`).
+    BadData,
+    /// The query is valid but failed while running, e.g. on a limit (HTTP 422 `execution`).
+    Execution,
+}
+
+impl QueryErrorKind {
+    /// The Prometheus API `errorType` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryErrorKind::BadData => "bad_data",
+            QueryErrorKind::Execution => "execution",
+        }
+    }
+}
+
+/// Why a query failed; parse errors start with `line:column:` of the offending input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    /// The API error type.
+    pub kind: QueryErrorKind,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl QueryError {
+    /// A `bad_data` error.
+    pub fn bad_data(message: impl Into<String>) -> QueryError {
+        QueryError {
+            kind: QueryErrorKind::BadData,
+            message: message.into(),
+        }
+    }
+
+    /// An `execution` error.
+    pub fn execution(message: impl Into<String>) -> QueryError {
+        QueryError {
+            kind: QueryErrorKind::Execution,
+            message: message.into(),
+        }
+    }
+
+    fn unsupported(feature: &str) -> QueryError {
+        QueryError::bad_data(format!(
+            "{feature} is not supported by Assay's PromQL engine yet"
+        ))
+    }
+}
+
+/// Parses a series selector such as `up{job=~"api|web"}` (the `match[]` API parameter).
+pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, QueryError> {
+    parse::selector(s)
+}
+
+/// Evaluates `query` at `at_ms`.
+pub fn instant_query(db: &Tsdb, query: &str, at_ms: i64) -> Result<Value, QueryError> {
+    let expr = parse::query(query)?;
+    let mut ev = eval::Evaluator::new(db, at_ms, at_ms);
+    ev.instant(&expr, at_ms)
+}
+
+/// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms`; the result is a matrix.
+pub fn range_query(
+    db: &Tsdb,
+    query: &str,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+) -> Result<Value, QueryError> {
+    if step_ms <= 0 {
+        return Err(QueryError::bad_data(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if end_ms < start_ms {
+        return Err(QueryError::bad_data(
+            "end timestamp must not be before start time",
+        ));
+    }
+    let points = (end_ms as i128 - start_ms as i128) / step_ms as i128 + 1;
+    if points > RANGE_QUERY_POINTS_MAX as i128 {
+        return Err(QueryError::execution(format!(
+            "exceeded maximum resolution of {RANGE_QUERY_POINTS_MAX} points per timeseries ({points} asked). Try decreasing the query resolution (?step=XX)"
+        )));
+    }
+    let expr = parse::query(query)?;
+    let mut ev = eval::Evaluator::new(db, start_ms, end_ms);
+    ev.range(&expr, start_ms, end_ms, step_ms)
+}
+
+/// The `data` object of the Prometheus HTTP API for a result.
+pub fn to_prometheus_data(v: &Value) -> serde_json::Value {
+    use serde_json::json;
+    let (result_type, result) = match v {
+        Value::Scalar { t_ms, v } => ("scalar", point_json(*t_ms, *v)),
+        Value::String { t_ms, v } => ("string", json!([time_json(*t_ms), v])),
+        Value::Vector(samples) => {
+            let r = samples
+                .iter()
+                .map(
+                    |s| json!({"metric": labels_json(&s.labels), "value": point_json(s.t_ms, s.v)}),
+                )
+                .collect();
+            ("vector", serde_json::Value::Array(r))
+        }
+        Value::Matrix(series) => {
+            let r = series
+                .iter()
+                .map(|s| {
+                    let values: Vec<_> = s.points.iter().map(|&(t, v)| point_json(t, v)).collect();
+                    json!({"metric": labels_json(&s.labels), "values": values})
+                })
+                .collect();
+            ("matrix", serde_json::Value::Array(r))
+        }
+    };
+    json!({"resultType": result_type, "result": result})
+}
+
+fn labels_json(labels: &ResultLabels) -> serde_json::Value {
+    let map = labels
+        .iter()
+        .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())));
+    serde_json::Value::Object(map.collect())
+}
+
+fn point_json(t_ms: i64, v: f64) -> serde_json::Value {
+    serde_json::json!([time_json(t_ms), format_value(v)])
+}
+
+/// Unix seconds as a JSON number; whole seconds print without a fraction, as Prometheus.
+fn time_json(t_ms: i64) -> serde_json::Value {
+    if t_ms % 1000 == 0 {
+        serde_json::Value::from(t_ms / 1000)
+    } else {
+        serde_json::Value::from(t_ms as f64 / 1000.0)
+    }
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, which Prometheus uses for sample values.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        // Rust's shortest round-trip form, never in exponent notation, as Go's 'f', -1.
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,832 @@
+//! Data-driven PromQL tests in the style of Prometheus' promqltest: `load` a few series,
+//! then `check(query, at, expect)` with the result inline.
+
+use assay_ledger::{Labels, SampleBatch};
+use expect_test::{expect, Expect};
+
+use super::*;
+
+const M: i64 = 60_000;
+
+/// `load <step>` helper: each line is `selector values`, values as in promqltest:
+/// `a+bxN` (N+1 values from a by b), `a-bxN`, a number, `_` (no sample), `stale`.
+fn load(step_ms: i64, spec: &str) -> Tsdb {
+    let mut batch = SampleBatch::new();
+    for line in spec.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let split = line
+            .rfind('}')
+            .map_or_else(|| line.find(' ').unwrap(), |i| i + 1);
+        let (sel, values) = line.split_at(split);
+        let pairs = parse_selector(sel.trim())
+            .unwrap()
+            .iter()
+            .map(|m| (m.name().to_string(), m.value().to_string()))
+            .collect();
+        let labels = Labels::new(pairs).unwrap();
+        let mut i = 0i64;
+        for token in values.split_whitespace() {
+            for v in expand(token) {
+                if let Some(v) = v {
+                    batch.push(labels.clone(), i * step_ms, v);
+                }
+                i += 1;
+            }
+        }
+    }
+    let mut db = Tsdb::new();
+    db.apply_batch(&batch);
+    db
+}
+
+fn expand(token: &str) -> Vec<Option<f64>> {
+    match token {
+        "_" => return vec![None],
+        "stale" => return vec![Some(f64::from_bits(0x7ff0_0000_0000_0002))],
+        _ => {}
+    }
+    let Some((series, n)) = token.split_once('x') else {
+        return vec![Some(token.parse().unwrap())];
+    };
+    let at = series[1..].find(['+', '-']).unwrap() + 1;
+    let (start, delta) = series.split_at(at);
+    let (start, delta): (f64, f64) = (start.parse().unwrap(), delta.parse().unwrap());
+    (0..=n.parse::<i64>().unwrap())
+        .map(|k| Some(start + delta * k as f64))
+        .collect()
+}
+
+fn render(r: Result<Value, QueryError>) -> String {
+    let labels = |l: &ResultLabels| {
+        let inner: Vec<String> = l.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+        format!("{{{}}}", inner.join(", "))
+    };
+    match r {
+        Err(e) => format!("error({}): {}", e.kind.as_str(), e.message),
+        Ok(Value::Scalar { v, .. }) => format!("scalar {}", format_value(v)),
+        Ok(Value::String { v, .. }) => format!("string {v:?}"),
+        Ok(Value::Vector(s)) if s.is_empty() => "empty vector".to_string(),
+        Ok(Value::Vector(s)) => s
+            .iter()
+            .map(|s| format!("{} {}\n", labels(&s.labels), format_value(s.v)))
+            .collect(),
+        Ok(Value::Matrix(m)) => m
+            .iter()
+            .map(|s| {
+                let pts: Vec<String> = s
+                    .points
+                    .iter()
+                    .map(|(t, v)| format!("{}@{}s", format_value(*v), t / 1000))
+                    .collect();
+                format!("{} {}\n", labels(&s.labels), pts.join(" "))
+            })
+            .collect(),
+    }
+}
+
+fn check(db: &Tsdb, query: &str, at_ms: i64, expect: Expect) {
+    expect.assert_eq(&render(instant_query(db, query, at_ms)));
+}
+
+fn requests() -> Tsdb {
+    load(
+        5 * M,
+        r#"
+        http_requests_total{path="/foo", job="api"} 0+10x10
+        http_requests_total{path="/bar", job="api"} 0+18x5 0+18x5
+        http_requests_total{path="/dings", job="web"} 10+10x10
+        http_requests_total{path="/bumms", job="web"} 1+10x10
+        temperature{room="a"} 20 21 19 _ _ _ 25
+        temperature{room="b"} 10 stale
+        "#,
+    )
+}
+
+#[test]
+fn selectors_and_matchers() {
+    let db = requests();
+    check(
+        &db,
+        "temperature",
+        10 * M,
+        expect![[r#"
+        {__name__="temperature", room="a"} 19
+    "#]],
+    );
+    // Lookback is 5m, left-open: at 15m the sample from 10m has just gone.
+    check(
+        &db,
+        "temperature",
+        14 * M,
+        expect![[r#"
+        {__name__="temperature", room="a"} 19
+    "#]],
+    );
+    check(&db, "temperature", 15 * M, expect!["empty vector"]);
+    // A stale marker ends room b at once.
+    check(
+        &db,
+        r#"temperature{room="b"}"#,
+        5 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        r#"temperature{room="b"}"#,
+        4 * M,
+        expect![[r#"
+        {__name__="temperature", room="b"} 10
+    "#]],
+    );
+    check(
+        &db,
+        r#"http_requests_total{path=~"/b.*"}"#,
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests_total", job="api", path="/bar"} 72
+        {__name__="http_requests_total", job="web", path="/bumms"} 101
+    "#]],
+    );
+    // Regexes are anchored: "/b" alone matches nothing.
+    check(
+        &db,
+        r#"http_requests_total{path=~"/b"}"#,
+        50 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        r#"http_requests_total{path!~"/b.*", job!="web"}"#,
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests_total", job="api", path="/foo"} 100
+    "#]],
+    );
+    check(
+        &db,
+        r#"{__name__=~"temp.*", room!=""}"#,
+        0,
+        expect![[r#"
+        {__name__="temperature", room="a"} 20
+        {__name__="temperature", room="b"} 10
+    "#]],
+    );
+    check(
+        &db,
+        r#"{path="/foo" or room="a"}"#,
+        0,
+        expect![[r#"
+        {__name__="http_requests_total", job="api", path="/foo"} 0
+        {__name__="temperature", room="a"} 20
+    "#]],
+    );
+    check(&db, "nothing_here", 0, expect!["empty vector"]);
+}
+
+#[test]
+fn offset_and_at() {
+    let db = requests();
+    check(
+        &db,
+        r#"http_requests_total{path="/foo"} offset 10m"#,
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests_total", job="api", path="/foo"} 80
+    "#]],
+    );
+    check(
+        &db,
+        r#"http_requests_total{path="/foo"} @ 600"#,
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests_total", job="api", path="/foo"} 20
+    "#]],
+    );
+    check(
+        &db,
+        r#"http_requests_total{path="/foo"} @ 1200 offset -5m"#,
+        0,
+        expect![[r#"
+        {__name__="http_requests_total", job="api", path="/foo"} 50
+    "#]],
+    );
+    check(
+        &db,
+        r#"http_requests_total{path="/foo"} @ end()"#,
+        25 * M,
+        expect![[r#"
+        {__name__="http_requests_total", job="api", path="/foo"} 50
+    "#]],
+    );
+}
+
+#[test]
+fn range_vectors_are_left_open() {
+    let db = requests();
+    check(
+        &db,
+        r#"http_requests_total{path="/foo"}[15m]"#,
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests_total", job="api", path="/foo"} 80@2400s 90@2700s 100@3000s
+    "#]],
+    );
+}
+
+#[test]
+fn rate_and_increase_extrapolate_and_handle_counter_resets() {
+    let db = requests();
+    // The values of Prometheus' own functions.test for the same data.
+    check(
+        &db,
+        "increase(http_requests_total[50m])",
+        50 * M,
+        expect![[r#"
+        {job="api", path="/bar"} 160
+        {job="api", path="/foo"} 100
+        {job="web", path="/bumms"} 100
+        {job="web", path="/dings"} 100
+    "#]],
+    );
+    check(
+        &db,
+        r#"rate(http_requests_total{job="api"}[50m])"#,
+        50 * M,
+        expect![[r#"
+        {job="api", path="/bar"} 0.05333333333333334
+        {job="api", path="/foo"} 0.03333333333333334
+    "#]],
+    );
+    // Window ends between samples: extrapolate half an interval at the end.
+    check(
+        &db,
+        r#"increase(http_requests_total{path="/foo"}[12m])"#,
+        50 * M,
+        expect![[r#"
+        {job="api", path="/foo"} 24
+    "#]],
+    );
+    // Fewer than two samples: no result.
+    check(
+        &db,
+        r#"rate(http_requests_total{path="/foo"}[5m])"#,
+        50 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        r#"delta(temperature[30m])"#,
+        30 * M,
+        expect![[r#"
+        {room="a"} 4.8
+    "#]],
+    );
+    check(
+        &db,
+        r#"irate(http_requests_total{path="/bar"}[20m])"#,
+        30 * M,
+        expect![[r#"
+        {job="api", path="/bar"} 0
+    "#]],
+    );
+    check(
+        &db,
+        r#"irate(http_requests_total{path="/bar"}[20m])"#,
+        35 * M,
+        expect![[r#"
+        {job="api", path="/bar"} 0.06
+    "#]],
+    );
+}
+
+#[test]
+fn over_time_and_math_functions() {
+    let db = requests();
+    let q = |f: &str| format!(r#"{f}(temperature{{room="a"}}[31m])"#);
+    check(
+        &db,
+        &q("sum_over_time"),
+        30 * M,
+        expect![[r#"
+        {room="a"} 85
+    "#]],
+    );
+    check(
+        &db,
+        &q("avg_over_time"),
+        30 * M,
+        expect![[r#"
+        {room="a"} 21.25
+    "#]],
+    );
+    check(
+        &db,
+        &q("min_over_time"),
+        30 * M,
+        expect![[r#"
+        {room="a"} 19
+    "#]],
+    );
+    check(
+        &db,
+        &q("max_over_time"),
+        30 * M,
+        expect![[r#"
+        {room="a"} 25
+    "#]],
+    );
+    check(
+        &db,
+        &q("count_over_time"),
+        30 * M,
+        expect![[r#"
+        {room="a"} 4
+    "#]],
+    );
+    check(
+        &db,
+        &q("last_over_time"),
+        30 * M,
+        expect![[r#"
+        {__name__="temperature", room="a"} 25
+    "#]],
+    );
+    check(
+        &db,
+        r#"abs(-temperature{room="a"})"#,
+        0,
+        expect![[r#"
+        {room="a"} 20
+    "#]],
+    );
+    check(&db, "time()", 90_500, expect!["scalar 90.5"]);
+    check(
+        &db,
+        "vector(3)",
+        0,
+        expect![[r#"
+        {} 3
+    "#]],
+    );
+    check(
+        &db,
+        r#"scalar(temperature{room="a"})"#,
+        0,
+        expect!["scalar 20"],
+    );
+    check(&db, "scalar(temperature)", 0, expect!["scalar NaN"]);
+}
+
+#[test]
+fn aggregations_by_and_without() {
+    let db = requests();
+    check(
+        &db,
+        "sum(http_requests_total)",
+        50 * M,
+        expect![[r#"
+        {} 383
+    "#]],
+    );
+    check(
+        &db,
+        "sum by (job) (http_requests_total)",
+        50 * M,
+        expect![[r#"
+        {job="api"} 172
+        {job="web"} 211
+    "#]],
+    );
+    check(
+        &db,
+        "avg without (path) (http_requests_total)",
+        50 * M,
+        expect![[r#"
+        {job="api"} 86
+        {job="web"} 105.5
+    "#]],
+    );
+    check(
+        &db,
+        "max by (job) (http_requests_total)",
+        50 * M,
+        expect![[r#"
+        {job="api"} 100
+        {job="web"} 110
+    "#]],
+    );
+    check(
+        &db,
+        "min(http_requests_total)",
+        50 * M,
+        expect![[r#"
+        {} 72
+    "#]],
+    );
+    check(
+        &db,
+        "count by (__name__) ({__name__=~\".+\"})",
+        0,
+        expect![[r#"
+        {__name__="http_requests_total"} 4
+        {__name__="temperature"} 2
+    "#]],
+    );
+    check(
+        &db,
+        "group by (job) (http_requests_total)",
+        0,
+        expect![[r#"
+        {job="api"} 1
+        {job="web"} 1
+    "#]],
+    );
+    check(&db, "sum(nothing)", 0, expect!["empty vector"]);
+}
+
+#[test]
+fn arithmetic_and_comparisons() {
+    let db = requests();
+    check(&db, "1 + 2 * 3 ^ 2 % 5 - -1", 0, expect!["scalar 5"]);
+    check(&db, "(1 + 2) / 0", 0, expect!["scalar +Inf"]);
+    check(&db, "2 > bool 1", 0, expect!["scalar 1"]);
+    check(&db, "0 / 0 == bool 0 / 0", 0, expect!["scalar 0"]);
+    check(
+        &db,
+        r#"temperature{room="a"} * 2"#,
+        0,
+        expect![[r#"
+        {room="a"} 40
+    "#]],
+    );
+    check(
+        &db,
+        r#"100 - temperature"#,
+        0,
+        expect![[r#"
+        {room="a"} 80
+        {room="b"} 90
+    "#]],
+    );
+    // A filtering comparison keeps the vector's value and its name, whichever side.
+    check(
+        &db,
+        "temperature > 15",
+        0,
+        expect![[r#"
+        {__name__="temperature", room="a"} 20
+    "#]],
+    );
+    check(
+        &db,
+        "15 > temperature",
+        0,
+        expect![[r#"
+        {__name__="temperature", room="b"} 10
+    "#]],
+    );
+    check(
+        &db,
+        "temperature >= bool 15",
+        0,
+        expect![[r#"
+        {room="a"} 1
+        {room="b"} 0
+    "#]],
+    );
+    check(
+        &db,
+        "temperature != 10",
+        0,
+        expect![[r#"
+        {__name__="temperature", room="a"} 20
+    "#]],
+    );
+    check(
+        &db,
+        "temperature == 10 or temperature < 11 and temperature <= 10",
+        0,
+        expect![[r#"
+        {__name__="temperature", room="b"} 10
+    "#]],
+    );
+}
+
+#[test]
+fn vector_matching() {
+    let db = load(
+        M,
+        r#"
+        errors{job="api", code="500"} 5
+        errors{job="web", code="500"} 1
+        requests{job="api"} 50
+        requests{job="web"} 10
+        requests{job="db"} 3
+        other{job="db"} 1
+        "#,
+    );
+    check(
+        &db,
+        "errors / on(job) requests",
+        0,
+        expect![[r#"
+        {job="api"} 0.1
+        {job="web"} 0.1
+    "#]],
+    );
+    check(
+        &db,
+        "errors / ignoring(code) requests",
+        0,
+        expect![[r#"
+        {job="api"} 0.1
+        {job="web"} 0.1
+    "#]],
+    );
+    // Default matching uses all labels but __name__: "code" differs, nothing matches.
+    check(&db, "errors / requests", 0, expect!["empty vector"]);
+    check(
+        &db,
+        "requests > on(job) sum by (job) (errors)",
+        0,
+        expect![[r#"
+        {job="api"} 50
+        {job="web"} 10
+    "#]],
+    );
+    check(
+        &db,
+        "requests == bool ignoring(code) errors * 10",
+        0,
+        expect![[r#"
+        {job="api"} 1
+        {job="web"} 1
+    "#]],
+    );
+    check(
+        &db,
+        "requests % 7 ^ 1",
+        0,
+        expect![[r#"
+        {job="api"} 1
+        {job="db"} 3
+        {job="web"} 3
+    "#]],
+    );
+    check(
+        &db,
+        "requests unless on(job) errors",
+        0,
+        expect![[r#"
+        {__name__="requests", job="db"} 3
+    "#]],
+    );
+    check(
+        &db,
+        "requests and on(job) errors",
+        0,
+        expect![[r#"
+        {__name__="requests", job="api"} 50
+        {__name__="requests", job="web"} 10
+    "#]],
+    );
+    check(
+        &db,
+        "sum(errors) atan2 sum(requests)",
+        0,
+        expect![[r#"
+        {} 0.09495170634275632
+    "#]],
+    );
+    check(
+        &db,
+        "requests / on() errors",
+        0,
+        expect![[
+            r#"error(execution): found duplicate series for the match group {} on the right hand-side of the operation: [{__name__="errors", code="500", job="web"}, {__name__="errors", code="500", job="api"}];many-to-many matching not allowed: matching labels must be unique on one side"#
+        ]],
+    );
+    check(
+        &db,
+        "sum(errors) / on() requests",
+        0,
+        expect![[
+            r#"error(execution): found duplicate series for the match group {} on the right hand-side of the operation: [{__name__="requests", job="db"}, {__name__="requests", job="api"}];many-to-many matching not allowed: matching labels must be unique on one side"#
+        ]],
+    );
+    check(&db, "requests / on() sum(errors)", 0, expect!["error(execution): multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"]);
+    check(
+        &db,
+        "-{__name__=~\"errors|requests\", job=\"api\", code=\"\"} ",
+        0,
+        expect![[r#"
+        {job="api"} -50
+    "#]],
+    );
+    // Dropping the name makes two series collide: an error, as in Prometheus.
+    check(
+        &db,
+        "-{__name__=~\"requests|other\"}",
+        0,
+        expect![[
+            r#"error(execution): vector cannot contain metrics with the same labelset {job="db"}"#
+        ]],
+    );
+}
+
+#[test]
+fn literals_and_errors() {
+    let db = requests();
+    check(&db, r#""hello""#, 0, expect![[r#"string "hello""#]]);
+    check(&db, "(((4)))", 0, expect!["scalar 4"]);
+    check(
+        &db,
+        "1 +",
+        0,
+        expect!["error(bad_data): 1:4: parse error: unexpected end of input"],
+    );
+    check(
+        &db,
+        "foo bar",
+        0,
+        expect![[r#"error(bad_data): 1:5: parse error: unexpected "bar""#]],
+    );
+    check(
+        &db,
+        "sum(foo) by (a)\n  without (b)",
+        0,
+        expect![[r#"error(bad_data): 2:3: parse error: unexpected "without""#]],
+    );
+    check(
+        &db,
+        "foo$",
+        0,
+        expect!["error(bad_data): 1:4: parse error: unexpected character: '$'"],
+    );
+    check(
+        &db,
+        "sum(rate(foo[5m])",
+        0,
+        expect!["error(bad_data): 1:4: parse error: unclosed left parenthesis"],
+    );
+    check(&db, "rate(foo)", 0, expect!["error(bad_data): parse error: expected type matrix in call to function 'rate', got vector"]);
+    check(
+        &db,
+        r#"{a=~"("}"#,
+        0,
+        expect!["error(bad_data): parse error: illegal regex for ("],
+    );
+    check(&db, r#"{a=""}"#, 0, expect!["error(bad_data): parse error: vector selector must contain at least one non-empty matcher"]);
+    check(
+        &db,
+        "",
+        0,
+        expect!["error(bad_data): 1:1: parse error: no expression found in input"],
+    );
+    // Unsupported features name themselves.
+    check(
+        &db,
+        "topk(1, temperature)",
+        0,
+        expect![
+            "error(bad_data): aggregation `topk` is not supported by Assay's PromQL engine yet"
+        ],
+    );
+    check(
+        &db,
+        "rate(temperature[5m:1m])",
+        0,
+        expect!["error(bad_data): subquery is not supported by Assay's PromQL engine yet"],
+    );
+    check(&db, "histogram_quantile(0.9, temperature)", 0, expect!["error(bad_data): function `histogram_quantile` is not supported by Assay's PromQL engine yet"]);
+    check(&db, "temperature * on(room) group_left temperature", 0, expect!["error(bad_data): group_left/group_right matching is not supported by Assay's PromQL engine yet"]);
+}
+
+#[test]
+fn limits_are_enforced_at_the_edge() {
+    let db = requests();
+    let long = format!("{}1", "1+".repeat((QUERY_BYTES_MAX - 1) / 2));
+    assert!(long.len() <= QUERY_BYTES_MAX);
+    assert!(instant_query(&db, &long, 0).is_err_and(|e| e.message.contains("nests deeper")));
+    let too_long = " ".repeat(QUERY_BYTES_MAX) + "1";
+    let e = instant_query(&db, &too_long, 0).unwrap_err();
+    assert_eq!(e.kind, QueryErrorKind::BadData);
+    assert!(e.message.contains("more than the limit"), "{e}");
+    let nested = |n: usize| format!("{}1{}", "(".repeat(n), ")".repeat(n));
+    assert!(instant_query(&db, &nested(QUERY_EXPR_DEPTH_MAX - 1), 0).is_ok());
+    assert!(instant_query(&db, &nested(QUERY_EXPR_DEPTH_MAX), 0).is_err());
+
+    let points = |n: i64| range_query(&db, "1", 0, (n - 1) * 1000, 1000);
+    assert!(points(RANGE_QUERY_POINTS_MAX).is_ok());
+    let e = points(RANGE_QUERY_POINTS_MAX + 1).unwrap_err();
+    assert_eq!(e.kind, QueryErrorKind::Execution);
+    expect!["exceeded maximum resolution of 11000 points per timeseries (11001 asked). Try decreasing the query resolution (?step=XX)"].assert_eq(&e.message);
+}
+
+#[test]
+fn series_and_sample_limits() {
+    let mut batch = SampleBatch::new();
+    let l = |i: usize| {
+        Labels::new(vec![
+            ("__name__".into(), "m".into()),
+            ("i".into(), i.to_string()),
+        ])
+        .unwrap()
+    };
+    for i in 0..=QUERY_SERIES_TOUCHED_MAX {
+        batch.push(l(i), 0, 1.0);
+    }
+    let mut db = Tsdb::new();
+    db.apply_batch(&batch);
+    let e = instant_query(&db, r#"m{i!="0"}"#, 0).unwrap();
+    let Value::Vector(v) = e else {
+        panic!("vector expected")
+    };
+    assert_eq!(v.len(), QUERY_SERIES_TOUCHED_MAX);
+    let e = instant_query(&db, "m", 0).unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            QueryErrorKind::Execution,
+            "query selects more than 100000 series; narrow its selectors"
+        )
+    );
+
+    // Samples: one series with many samples read by many steps.
+    let mut batch = SampleBatch::new();
+    let one = Labels::new(vec![("__name__".into(), "s".into())]).unwrap();
+    for t in 0..10_000 {
+        batch.push(one.clone(), t, 1.0);
+    }
+    let mut db = Tsdb::new();
+    db.apply_batch(&batch);
+    // 5,000 steps x 10,000 samples per window = exactly the limit.
+    assert_eq!(5_000 * 10_000, QUERY_SAMPLES_LOADED_MAX);
+    assert!(range_query(&db, "count_over_time(s[1h])", 10_000, 10_000 + 4_999, 1).is_ok());
+    let e = range_query(&db, "count_over_time(s[1h])", 10_000, 10_000 + 5_000, 1).unwrap_err();
+    assert_eq!(e.kind, QueryErrorKind::Execution);
+}
+
+#[test]
+fn range_query_evaluates_each_step() {
+    let db = requests();
+    let r = |q: &str| render(range_query(&db, q, 0, 20 * M, 5 * M));
+    expect![[r#"
+        {__name__="temperature", room="a"} 20@0s 21@300s 19@600s
+        {__name__="temperature", room="b"} 10@0s
+    "#]]
+    .assert_eq(&r("temperature"));
+    expect![[r#"
+        {} 0@0s 300@300s 600@600s 900@900s 1200@1200s
+    "#]]
+    .assert_eq(&r("time()"));
+    expect![[r#"
+        {path="/foo"} 0.016666666666666666@300s 0.03333333333333333@600s 0.03333333333333333@900s 0.03333333333333333@1200s
+    "#]]
+    .assert_eq(&r(r#"sum by (path) (rate(http_requests_total{path="/foo"}[10m]))"#));
+    expect![[r#"error(bad_data): invalid expression type "range vector" for range query, must be Scalar or instant Vector"#]]
+        .assert_eq(&r("temperature[5m]"));
+    expect!["error(bad_data): zero or negative query resolution step widths are not accepted. Try a positive integer"]
+        .assert_eq(&render(range_query(&db, "1", 0, 1, 0)));
+    expect!["error(bad_data): end timestamp must not be before start time"]
+        .assert_eq(&render(range_query(&db, "1", 1, 0, 1)));
+}
+
+#[test]
+fn prometheus_json_shapes() {
+    let db = requests();
+    let data =
+        |q: &str, at: i64| to_prometheus_data(&instant_query(&db, q, at).unwrap()).to_string();
+    expect![[r#"{"result":[{"metric":{"__name__":"temperature","room":"a"},"value":[1.5,"20"]}],"resultType":"vector"}"#]]
+        .assert_eq(&data(r#"temperature{room="a"}"#, 1_500));
+    expect![[r#"{"result":[600,"NaN"],"resultType":"scalar"}"#]].assert_eq(&data("0/0", 600_000));
+    expect![[r#"{"result":[0,"+Inf"],"resultType":"scalar"}"#]].assert_eq(&data("1/0", 0));
+    expect![[r#"{"result":[0,"-Inf"],"resultType":"scalar"}"#]].assert_eq(&data("-1/0", 0));
+    expect![[r#"{"result":[0,"x"],"resultType":"string"}"#]].assert_eq(&data(r#""x""#, 0));
+    expect![[r#"{"result":[{"metric":{"room":"a"},"values":[[0,"20"],[300,"21"]]}],"resultType":"matrix"}"#]]
+        .assert_eq(&to_prometheus_data(&range_query(&db, r#"temperature{room="a"} + 0"#, 0, 5 * M, 5 * M).unwrap()).to_string());
+    let formatted: Vec<String> = [1e21, 1e-7, -0.0, 0.1 + 0.2, 1.5]
+        .map(format_value)
+        .to_vec();
+    expect![[r#"["1000000000000000000000", "0.0000001", "-0", "0.30000000000000004", "1.5"]"#]]
+        .assert_eq(&format!("{formatted:?}"));
+}
+
+#[test]
+fn parse_selector_for_api_parameters() {
+    let show = |s: &str| match parse_selector(s) {
+        Ok(ms) => ms
+            .iter()
+            .map(|m| format!("{}{:?}{}", m.name(), m.op(), m.value()))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(e) => format!("error({}): {}", e.kind.as_str(), e.message),
+    };
+    expect!["__name__Equalup jobRegexMatcha|b xNotEqual"]
+        .assert_eq(&show(r#"up{job=~"a|b", x!=""}"#));
+    expect![[
+        r#"error(bad_data): "rate(up[5m])" is not a series selector like metric{label="value"}"#
+    ]]
+    .assert_eq(&show("rate(up[5m])"));
+    expect![[r#"error(bad_data): series selector "up offset 5m" must not carry offset or @"#]]
+        .assert_eq(&show("up offset 5m"));
+}

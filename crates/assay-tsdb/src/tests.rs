@@ -1,0 +1,240 @@
+//! Tests of the view: apply order, determinism, snapshots, metadata queries.
+
+use assay_ledger::{Labels, SampleBatch};
+use expect_test::{expect, Expect};
+
+use crate::promql::parse_selector;
+use crate::{SnapshotError, Tsdb};
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::new(
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// A fixed list of writes: three series, out-of-order and repeated timestamps.
+fn writes() -> Vec<(Labels, i64, f64)> {
+    let cpu_a = labels(&[("__name__", "cpu"), ("host", "a")]);
+    let cpu_b = labels(&[("__name__", "cpu"), ("host", "b")]);
+    let up = labels(&[("__name__", "up"), ("job", "api")]);
+    vec![
+        (cpu_b.clone(), 2_000, 0.5),
+        (cpu_a.clone(), 1_000, 1.0),
+        (up.clone(), 1_000, 1.0),
+        (cpu_a.clone(), 3_000, 3.0),
+        (cpu_a.clone(), 2_000, 2.0),  // out of order
+        (cpu_b.clone(), 2_000, 0.75), // same timestamp: the later write wins
+        (up.clone(), 5_000, f64::NAN),
+        (cpu_b, 9_000, -0.0),
+    ]
+}
+
+fn apply_split(writes: &[(Labels, i64, f64)], batch_len: usize) -> Tsdb {
+    let mut db = Tsdb::new();
+    for chunk in writes.chunks(batch_len) {
+        let mut batch = SampleBatch::new();
+        for (l, t, v) in chunk {
+            batch.push(l.clone(), *t, *v);
+        }
+        db.apply_batch(&batch);
+    }
+    db
+}
+
+fn dump(db: &Tsdb) -> String {
+    let mut out = String::new();
+    for e in db.sorted_series() {
+        let samples: Vec<String> = e.samples.iter().map(|(t, v)| format!("{t}:{v}")).collect();
+        out.push_str(&format!("{:?} {}\n", e.labels.pairs(), samples.join(" ")));
+    }
+    out
+}
+
+#[test]
+fn apply_orders_samples_and_later_write_wins() {
+    let db = apply_split(&writes(), 3);
+    assert_eq!(db.series_count(), 3);
+    assert_eq!(db.sample_count(), 7);
+    expect![[r#"
+        [("__name__", "cpu"), ("host", "a")] 1000:1 2000:2 3000:3
+        [("__name__", "cpu"), ("host", "b")] 2000:0.75 9000:-0
+        [("__name__", "up"), ("job", "api")] 1000:1 5000:NaN
+    "#]]
+    .assert_eq(&dump(&db));
+}
+
+#[test]
+fn digest_is_independent_of_batch_split_and_instance() {
+    let w = writes();
+    let one = apply_split(&w, w.len());
+    let digests: Vec<[u8; 32]> = (1..=w.len()).map(|n| apply_split(&w, n).digest()).collect();
+    assert!(digests.iter().all(|d| *d == one.digest()));
+    // Pinned: a change of the canonical traversal changes every replica's digest.
+    expect!["64fd45691b9ab246"].assert_eq(&hex8(&one.digest()));
+
+    // A different state has a different digest: one value bit, one extra sample.
+    let mut other = w.clone();
+    other[7].2 = 0.0; // -0.0 -> +0.0
+    assert_ne!(apply_split(&other, 2).digest(), one.digest());
+    let mut more = apply_split(&w, 2);
+    let mut b = SampleBatch::new();
+    b.push(labels(&[("__name__", "up"), ("job", "api")]), 6_000, 1.0);
+    more.apply_batch(&b);
+    assert_ne!(more.digest(), one.digest());
+    assert_eq!(Tsdb::new().digest(), Tsdb::new().digest());
+}
+
+fn hex8(d: &[u8; 32]) -> String {
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn snapshot_roundtrip_keeps_the_digest() {
+    let db = apply_split(&writes(), 2);
+    let bytes = db.encode_snapshot();
+    let back = Tsdb::decode_snapshot(&bytes).unwrap();
+    assert_eq!(back.digest(), db.digest());
+    assert_eq!(back.series_count(), 3);
+    assert_eq!(back.sample_count(), 7);
+    assert_eq!(dump(&back), dump(&db));
+    // The checksum trailer is the digest.
+    assert_eq!(&bytes[bytes.len() - 32..], &db.digest()[..]);
+    let empty = Tsdb::decode_snapshot(&Tsdb::new().encode_snapshot()).unwrap();
+    assert_eq!(empty.series_count(), 0);
+}
+
+#[test]
+fn snapshot_rejects_corruption_without_panicking() {
+    let bytes = apply_split(&writes(), 2).encode_snapshot();
+    // Every single-bit flip and every truncation is rejected.
+    for i in 0..bytes.len() {
+        for bit in 0..8 {
+            let mut b = bytes.clone();
+            b[i] ^= 1 << bit;
+            assert!(
+                Tsdb::decode_snapshot(&b).is_err(),
+                "flip of byte {i} bit {bit} accepted"
+            );
+        }
+    }
+    for n in 0..bytes.len() {
+        assert!(
+            Tsdb::decode_snapshot(&bytes[..n]).is_err(),
+            "truncation to {n} accepted"
+        );
+    }
+    let check =
+        |b: &[u8], e: Expect| e.assert_eq(&Tsdb::decode_snapshot(b).unwrap_err().to_string());
+    check(
+        b"",
+        expect![[r#"snapshot does not start with the magic bytes "ASTS": not a tsdb snapshot"#]],
+    );
+    check(b"ASTS\x02", expect!["snapshot version 2 is not supported (this build reads version 1); rebuild the view from the ledger"]);
+    let mut flipped = bytes.clone();
+    flipped[8] ^= 1;
+    check(&flipped, expect!["snapshot checksum does not match its contents: the file is corrupt, rebuild the view from the ledger"]);
+    // A body with a valid checksum but broken canonical rules is still rejected.
+    check(
+        &with_checksum(&[1, 1, 8]),
+        expect!["label count at byte 6 exceeds its limit"],
+    );
+    check(
+        &with_checksum(&[0, 0]),
+        expect!["1 bytes trail the snapshot body"],
+    );
+    let series = |name: &str, samples: &[u8]| {
+        let mut b = vec![1u8, 8];
+        b.extend_from_slice(b"__name__");
+        b.push(name.len() as u8);
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(samples);
+        b
+    };
+    let two = |a: Vec<u8>, b: Vec<u8>| [vec![2u8], a, b].concat();
+    let sample = |delta: u8| [vec![delta], vec![0u8; 8]].concat();
+    check(
+        &with_checksum(&[vec![1u8], series("a", &[0])].concat()),
+        expect!["series 0 has no sample"],
+    );
+    let s1 = [vec![1u8], sample(2)].concat();
+    check(
+        &with_checksum(&two(series("b", &s1), series("a", &s1))),
+        expect!["series 1 is not after the previous series in label order"],
+    );
+    let dup_ts = [vec![2u8], sample(2), sample(0)].concat();
+    check(
+        &with_checksum(&[vec![1u8], series("a", &dup_ts)].concat()),
+        expect!["series 0, sample 1: timestamp does not increase or overflows"],
+    );
+    check(
+        &with_checksum(&[vec![1u8, 1, 1], b"a".to_vec(), vec![1], b"x".to_vec(), s1].concat()),
+        expect!["series 0: labels are invalid: the metric name (__name__) is missing or empty"],
+    );
+}
+
+fn with_checksum(body: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let sum: [u8; 32] = Sha256::digest(body).into();
+    [b"ASTS\x01".as_slice(), body, &sum].concat()
+}
+
+#[test]
+fn metadata_queries_filter_by_matchers_and_time() {
+    let db = apply_split(&writes(), 4);
+    let sel = |s: &str| vec![parse_selector(s).unwrap()];
+    let all = i64::MIN..=i64::MAX;
+    let (lo, hi) = (*all.start(), *all.end());
+    assert_eq!(db.label_names(&[], lo, hi), ["__name__", "host", "job"]);
+    assert_eq!(db.label_names(&sel("cpu"), lo, hi), ["__name__", "host"]);
+    assert_eq!(db.label_values("host", &[], lo, hi), ["a", "b"]);
+    // Only series with a sample in the window count.
+    assert_eq!(db.label_values("host", &[], 4_000, 10_000), ["b"]);
+    assert_eq!(db.label_values("__name__", &[], 4_000, 5_000), ["up"]);
+    assert!(db.label_values("nope", &[], lo, hi).is_empty());
+    // Selectors are OR-ed, matchers within one AND-ed.
+    let or = [
+        parse_selector(r#"cpu{host="a"}"#).unwrap(),
+        parse_selector("up").unwrap(),
+    ];
+    let names: Vec<String> = db
+        .series(&or, lo, hi)
+        .iter()
+        .map(|l| format!("{:?}", l.pairs()))
+        .collect();
+    expect![[r#"
+        [
+            "[(\"__name__\", \"cpu\"), (\"host\", \"a\")]",
+            "[(\"__name__\", \"up\"), (\"job\", \"api\")]",
+        ]
+    "#]]
+    .assert_debug_eq(&names);
+    assert_eq!(
+        db.series(&sel(r#"{host!="a", __name__=~"c.*"}"#), lo, hi)
+            .len(),
+        1
+    );
+    assert_eq!(
+        db.series(&sel(r#"{__name__=~"cpu|up", host=""}"#), lo, hi)
+            .len(),
+        1
+    );
+    assert_eq!(
+        db.series(&sel(r#"{__name__=~".+", __name__!~"cp"}"#), lo, hi)
+            .len(),
+        3
+    );
+    assert!(parse_selector(r#"{__name__!~"cp"}"#).is_err());
+    assert!(db.series(&sel(r#"{__name__=~"c"}"#), lo, hi).is_empty());
+}
+
+#[test]
+fn snapshot_error_is_comparable() {
+    assert_eq!(
+        Tsdb::decode_snapshot(b"ASTS").unwrap_err(),
+        SnapshotError::Truncated(4)
+    );
+}
