@@ -74,8 +74,9 @@
 //!   accepted); anything else is a 400 naming line and column.
 //! * Accepted roots: `<testsuites>` (pytest, nextest, jest, gotestsum) and a bare `<testsuite>`
 //!   (one Surefire file per class). The body must be UTF-8 with a single root; text outside
-//!   it, a truncated document, or malformed XML is a 400 naming line and column. Entities
-//!   other than the five predefined ones are rejected (no DTD expansion).
+//!   it, a truncated document, or malformed XML is a 400 naming line and column. In
+//!   attribute values, entities other than the five predefined ones are rejected; a DTD is
+//!   never read or expanded.
 //! * Bounds: at most `junit_testcases_max` testcases (413), [`JUNIT_SUITES_MAX`] suites (413)
 //!   and [`JUNIT_DEPTH_MAX`] nested elements (400); the derived batch also obeys
 //!   `samples_per_batch_max`.

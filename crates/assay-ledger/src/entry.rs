@@ -127,7 +127,11 @@ impl SampleBatch {
                 next
             }
         };
-        self.samples.push(Sample { series, timestamp_ms, value });
+        self.samples.push(Sample {
+            series,
+            timestamp_ms,
+            value,
+        });
     }
 
     /// Distinct series, in first-reference order.
@@ -255,7 +259,10 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
         let mut r = Reader { bytes, at: 0 };
         if bytes.len() > ENTRY_BYTES_MAX {
-            return Err(EntryError::Limit { what: "entry size", at: 0 });
+            return Err(EntryError::Limit {
+                what: "entry size",
+                at: 0,
+            });
         }
         let version = r.u8()?;
         if version != ENTRY_VERSION {
@@ -273,7 +280,10 @@ impl Entry {
         }
         Ok(match report_sha256 {
             None => Entry::Samples(batch),
-            Some(report_sha256) => Entry::CiReport { report_sha256, batch },
+            Some(report_sha256) => Entry::CiReport {
+                report_sha256,
+                batch,
+            },
         })
     }
 }
@@ -286,7 +296,10 @@ fn decode_batch(r: &mut Reader<'_>) -> Result<SampleBatch, EntryError> {
     for i in 0..series_count {
         let label_count = r.count("label count")?;
         if label_count > ENTRY_LABELS_PER_SERIES_MAX {
-            return Err(EntryError::Limit { what: "label count", at: r.at });
+            return Err(EntryError::Limit {
+                what: "label count",
+                at: r.at,
+            });
         }
         let mut pairs = Vec::with_capacity(label_count);
         for _ in 0..label_count {
@@ -322,7 +335,11 @@ fn decode_batch(r: &mut Reader<'_>) -> Result<SampleBatch, EntryError> {
         let ts = prev.checked_add(delta).ok_or(EntryError::Timestamp(i))?;
         prev = ts;
         let value = f64::from_bits(u64::from_le_bytes(r.array8()?));
-        batch.samples.push(Sample { series: series as u32, timestamp_ms: ts, value });
+        batch.samples.push(Sample {
+            series: series as u32,
+            timestamp_ms: ts,
+            value,
+        });
     }
     if (referenced as usize) < series_count {
         return Err(EntryError::SeriesUnused(referenced as usize));
@@ -337,7 +354,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn u8(&mut self) -> Result<u8, EntryError> {
-        let b = *self.bytes.get(self.at).ok_or(EntryError::Truncated(self.at))?;
+        let b = *self
+            .bytes
+            .get(self.at)
+            .ok_or(EntryError::Truncated(self.at))?;
         self.at += 1;
         Ok(b)
     }
@@ -424,14 +444,28 @@ mod tests {
     use expect_test::expect;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        Labels::new(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()).unwrap()
+        Labels::new(
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn encoding_is_stable() {
         let mut b = SampleBatch::new();
-        b.push(labels(&[("host", "a"), ("__name__", "cpu")]), 1_700_000_000_000, 0.5);
-        b.push(labels(&[("__name__", "cpu"), ("host", "a")]), 1_700_000_001_000, 1.0);
+        b.push(
+            labels(&[("host", "a"), ("__name__", "cpu")]),
+            1_700_000_000_000,
+            0.5,
+        );
+        b.push(
+            labels(&[("__name__", "cpu"), ("host", "a")]),
+            1_700_000_001_000,
+            1.0,
+        );
         b.push(labels(&[("__name__", "up")]), 1_700_000_000_500, -1.0);
         let bytes = Entry::Samples(b.clone()).encode();
         // These bytes are the format: changing them breaks every existing ledger.
@@ -444,14 +478,21 @@ mod tests {
 
     fn hex_lines(b: &[u8]) -> String {
         let h = hex::encode(b);
-        h.as_bytes().chunks(104).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\n")
+        h.as_bytes()
+            .chunks(104)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     #[test]
     fn ci_report_roundtrip() {
         let mut b = SampleBatch::new();
         b.push(labels(&[("__name__", "ci_tests")]), 5, 3.0);
-        let e = Entry::CiReport { report_sha256: [7; 32], batch: b };
+        let e = Entry::CiReport {
+            report_sha256: [7; 32],
+            batch: b,
+        };
         assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
     }
 
@@ -463,16 +504,25 @@ mod tests {
     #[test]
     fn rejects_non_canonical() {
         check_err("", expect!["entry is truncated at byte 0"]);
-        check_err("02 01", expect!["entry version 2 is not supported (this build reads version 1)"]);
+        check_err(
+            "02 01",
+            expect!["entry version 2 is not supported (this build reads version 1)"],
+        );
         check_err("01 07", expect!["entry kind 0x07 is unknown"]);
-        check_err("01 01 80 00", expect!["varint at byte 2 is not minimal or overflows"]);
+        check_err(
+            "01 01 80 00",
+            expect!["varint at byte 2 is not minimal or overflows"],
+        );
         check_err("01 01 00 00 00", expect!["1 bytes trail the entry"]);
         // Labels out of order: host before __name__ is wrong since '_' < 'h'... use b < a.
         check_err(
             "01 01 01 02 01 62 00 01 61 00 00",
             expect!["series 0: labels are not sorted by name or repeat a name"],
         );
-        check_err("01 01 01 01 01 61 01 78 00", expect!["series 0 lacks a non-empty __name__ label"]);
+        check_err(
+            "01 01 01 01 01 61 01 78 00",
+            expect!["series 0 lacks a non-empty __name__ label"],
+        );
         check_err(
             "01 01 01 01 08 5f5f6e616d655f5f 01 78 00",
             expect!["series 0 is never referenced by a sample"],
@@ -481,7 +531,10 @@ mod tests {
             "01 01 01 01 08 5f5f6e616d655f5f 01 78 01 01 00 0000000000000000",
             expect!["sample 0 references series out of first-use order"],
         );
-        check_err("01 01 05", expect!["series count at byte 2 exceeds its limit"]);
+        check_err(
+            "01 01 05",
+            expect!["series count at byte 2 exceeds its limit"],
+        );
     }
 
     #[test]

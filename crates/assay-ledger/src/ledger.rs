@@ -11,8 +11,13 @@
 use crate::entry::ENTRY_BYTES_MAX;
 use crate::merkle::{leaf_hash, Hash, MerkleTree, ProofError};
 use crate::note::{Checkpoint, Signer};
-use crate::scan::{scan, BlockSummary, EntryLocation, ScanChecks, ScanError, SegmentInfo, TornTail, CHECKPOINT_FILE};
-use crate::segment::{put_record, segment_name, BlockHeader, RecordType, Seal, SegmentHeader, RECORD_HEADER_BYTES};
+use crate::scan::{
+    scan, BlockSummary, EntryLocation, ScanChecks, ScanError, SegmentInfo, TornTail,
+    CHECKPOINT_FILE,
+};
+use crate::segment::{
+    put_record, segment_name, BlockHeader, RecordType, Seal, SegmentHeader, RECORD_HEADER_BYTES,
+};
 use crate::storage::Storage;
 use base64::Engine as _;
 
@@ -29,7 +34,11 @@ pub struct LedgerConfig {
 
 impl Default for LedgerConfig {
     fn default() -> Self {
-        LedgerConfig { segment_bytes_max: 256 << 20, block_entries_max: 4096, block_bytes_max: 64 << 20 }
+        LedgerConfig {
+            segment_bytes_max: 256 << 20,
+            block_entries_max: 4096,
+            block_bytes_max: 64 << 20,
+        }
     }
 }
 
@@ -99,8 +108,15 @@ pub struct Ledger<S: Storage> {
 impl<S: Storage> Ledger<S> {
     /// Opens the ledger, recovering from a crash: a torn last block is truncated and
     /// logged; any other damage is an error naming it.
-    pub fn open(mut storage: S, signer: Signer, config: LedgerConfig) -> Result<(Ledger<S>, Recovery), LedgerError> {
-        let checks = ScanChecks { decode_entries: false, signatures: None };
+    pub fn open(
+        mut storage: S,
+        signer: Signer,
+        config: LedgerConfig,
+    ) -> Result<(Ledger<S>, Recovery), LedgerError> {
+        let checks = ScanChecks {
+            decode_entries: false,
+            signatures: None,
+        };
         let scanned = scan(&storage, signer.name(), checks)?;
         if let Some(t) = &scanned.torn {
             tracing::warn!(
@@ -133,12 +149,20 @@ impl<S: Storage> Ledger<S> {
         if self.segments.is_empty() {
             let name = segment_name(0);
             self.storage.create(&name)?;
-            self.segments.push(SegmentInfo { name, seq: 0, len: 0, has_header: false });
+            self.segments.push(SegmentInfo {
+                name,
+                seq: 0,
+                len: 0,
+                has_header: false,
+            });
         }
         let last = self.segments.last_mut().expect("one segment exists");
         if !last.has_header {
             let mut buf = Vec::new();
-            let header = SegmentHeader { seq: last.seq, first_index: self.tree.size() };
+            let header = SegmentHeader {
+                seq: last.seq,
+                first_index: self.tree.size(),
+            };
             put_record(&mut buf, RecordType::Header, &header.encode());
             self.storage.append(&last.name, &buf)?;
             self.storage.sync(&last.name)?;
@@ -180,7 +204,11 @@ impl<S: Storage> Ledger<S> {
 
     /// Appends one block holding `entries` (encoded), durably. `time_ms` is raised to
     /// the previous block's time if it is earlier, so block time never decreases.
-    pub fn append_block(&mut self, time_ms: i64, entries: &[&[u8]]) -> Result<BlockSummary, LedgerError> {
+    pub fn append_block(
+        &mut self,
+        time_ms: i64,
+        entries: &[&[u8]],
+    ) -> Result<BlockSummary, LedgerError> {
         if self.stopped {
             return Err(LedgerError::Stopped);
         }
@@ -197,15 +225,28 @@ impl<S: Storage> Ledger<S> {
     fn check_block(&self, entries: &[&[u8]]) -> Result<(), LedgerError> {
         if entries.is_empty() || entries.len() > self.config.block_entries_max {
             let max = self.config.block_entries_max;
-            return Err(LedgerError::Block(format!("{} entries; a block holds 1..={max}", entries.len())));
+            return Err(LedgerError::Block(format!(
+                "{} entries; a block holds 1..={max}",
+                entries.len()
+            )));
         }
-        if let Some(e) = entries.iter().find(|e| e.is_empty() || e.len() > ENTRY_BYTES_MAX) {
-            return Err(LedgerError::Block(format!("an entry of {} bytes; entries hold 1..={ENTRY_BYTES_MAX}", e.len())));
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.is_empty() || e.len() > ENTRY_BYTES_MAX)
+        {
+            return Err(LedgerError::Block(format!(
+                "an entry of {} bytes; entries hold 1..={ENTRY_BYTES_MAX}",
+                e.len()
+            )));
         }
         Ok(())
     }
 
-    fn write_block(&mut self, time_ms: i64, entries: &[&[u8]]) -> Result<BlockSummary, LedgerError> {
+    fn write_block(
+        &mut self,
+        time_ms: i64,
+        entries: &[&[u8]],
+    ) -> Result<BlockSummary, LedgerError> {
         let first_index = self.tree.size();
         let mut block_tree = MerkleTree::new();
         for e in entries {
@@ -230,8 +271,14 @@ impl<S: Storage> Ledger<S> {
             certificate_hash: [0; 32],
         };
         let hash = header.hash();
-        let body = self.checkpoint_at(header.tree_size, header.tree_root).body();
-        let seal = Seal { block_sig: self.signer.sign(&hash), checkpoint_sig: self.signer.sign(body.as_bytes()), header };
+        let body = self
+            .checkpoint_at(header.tree_size, header.tree_root)
+            .body();
+        let seal = Seal {
+            block_sig: self.signer.sign(&hash),
+            checkpoint_sig: self.signer.sign(body.as_bytes()),
+            header,
+        };
 
         let bytes: usize = entries.iter().map(|e| e.len() + RECORD_HEADER_BYTES).sum();
         let mut buf = Vec::with_capacity(bytes + 512);
@@ -240,7 +287,11 @@ impl<S: Storage> Ledger<S> {
         let mut locations = Vec::with_capacity(entries.len());
         for e in entries {
             let offset = self.segments[seg].len + (buf.len() + RECORD_HEADER_BYTES) as u64;
-            locations.push(EntryLocation { segment: seg as u32, offset, len: e.len() as u32 });
+            locations.push(EntryLocation {
+                segment: seg as u32,
+                offset,
+                len: e.len() as u32,
+            });
             put_record(&mut buf, RecordType::Entry, e);
         }
         put_record(&mut buf, RecordType::Seal, &seal.encode());
@@ -249,16 +300,28 @@ impl<S: Storage> Ledger<S> {
         self.storage.sync(&name)?;
         self.segments[seg].len += buf.len() as u64;
         self.locations.extend(locations);
-        let summary = BlockSummary { header: seal.header, hash, checkpoint_sig: seal.checkpoint_sig };
+        let summary = BlockSummary {
+            header: seal.header,
+            hash,
+            checkpoint_sig: seal.checkpoint_sig,
+        };
         self.blocks.push(summary.clone());
         Ok(summary)
     }
 
     /// Starts a new segment (its header goes first in `buf`) when the block would push
     /// the current one past its size limit and the current one already holds a block.
-    fn roll_segment_if_full(&mut self, block_bytes: u64, first_index: u64, buf: &mut Vec<u8>) -> Result<(), LedgerError> {
+    fn roll_segment_if_full(
+        &mut self,
+        block_bytes: u64,
+        first_index: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), LedgerError> {
         let last = self.segments.last().expect("a segment exists after open");
-        let holds_block = self.locations.last().is_some_and(|l| l.segment as usize == self.segments.len() - 1);
+        let holds_block = self
+            .locations
+            .last()
+            .is_some_and(|l| l.segment as usize == self.segments.len() - 1);
         if last.len + block_bytes <= self.config.segment_bytes_max || !holds_block {
             return Ok(());
         }
@@ -267,14 +330,24 @@ impl<S: Storage> Ledger<S> {
         self.storage.create(&name)?;
         // The header is written with the block and synced with it; a crash before that
         // leaves an empty last segment, which recovery completes.
-        self.segments.push(SegmentInfo { name, seq, len: 0, has_header: true });
+        self.segments.push(SegmentInfo {
+            name,
+            seq,
+            len: 0,
+            has_header: true,
+        });
         let header = SegmentHeader { seq, first_index };
         put_record(buf, RecordType::Header, &header.encode());
         Ok(())
     }
 
     fn checkpoint_at(&self, size: u64, root: Hash) -> Checkpoint {
-        Checkpoint { origin: self.signer.name().to_string(), size, root, extensions: vec![] }
+        Checkpoint {
+            origin: self.signer.name().to_string(),
+            size,
+            root,
+            extensions: vec![],
+        }
     }
 
     /// The checkpoint of the last block (the empty tree, signed now, before any block).
@@ -284,7 +357,10 @@ impl<S: Storage> Ledger<S> {
             None => {
                 let cp = self.checkpoint_at(0, self.tree.root());
                 let note = cp.sign(&self.signer);
-                SignedCheckpoint { checkpoint: cp, note }
+                SignedCheckpoint {
+                    checkpoint: cp,
+                    note,
+                }
             }
         }
     }
@@ -297,7 +373,10 @@ impl<S: Storage> Ledger<S> {
         sig.extend_from_slice(&b.checkpoint_sig);
         let b64 = base64::engine::general_purpose::STANDARD.encode(sig);
         let note = format!("{}\n\u{2014} {} {b64}\n", cp.body(), self.signer.name());
-        SignedCheckpoint { checkpoint: cp, note }
+        SignedCheckpoint {
+            checkpoint: cp,
+            note,
+        }
     }
 
     /// Writes the latest checkpoint to the checkpoint file, so recovery can tell that
@@ -307,7 +386,9 @@ impl<S: Storage> Ledger<S> {
             return Err(LedgerError::Stopped);
         }
         let note = self.checkpoint().note;
-        self.storage.write_atomic(CHECKPOINT_FILE, note.as_bytes()).inspect_err(|_| self.stopped = true)?;
+        self.storage
+            .write_atomic(CHECKPOINT_FILE, note.as_bytes())
+            .inspect_err(|_| self.stopped = true)?;
         Ok(())
     }
 
@@ -316,15 +397,28 @@ impl<S: Storage> Ledger<S> {
         let loc = self
             .locations
             .get(index as usize)
-            .ok_or(LedgerError::NoEntry { index, size: self.size() })?;
+            .ok_or(LedgerError::NoEntry {
+                index,
+                size: self.size(),
+            })?;
         let name = &self.segments[loc.segment as usize].name;
-        self.storage.read_at(name, loc.offset, loc.len as usize).map_err(LedgerError::Read)
+        self.storage
+            .read_at(name, loc.offset, loc.len as usize)
+            .map_err(LedgerError::Read)
     }
 
     /// Entries of the block at `height`, in order.
     pub fn block_entries(&self, height: u64) -> Result<Vec<Vec<u8>>, LedgerError> {
-        let b = self.blocks.get(height as usize).ok_or(LedgerError::NoEntry { index: height, size: self.height() })?;
-        (b.header.first_index..b.header.first_index + b.header.entry_count as u64).map(|i| self.entry(i)).collect()
+        let b = self
+            .blocks
+            .get(height as usize)
+            .ok_or(LedgerError::NoEntry {
+                index: height,
+                size: self.height(),
+            })?;
+        (b.header.first_index..b.header.first_index + b.header.entry_count as u64)
+            .map(|i| self.entry(i))
+            .collect()
     }
 
     /// The block holding entry `index`.

@@ -126,7 +126,11 @@ pub struct ScanChecks<'a> {
 }
 
 /// Reads the directory and checks it; see the module docs for what counts as damage.
-pub fn scan<S: Storage>(storage: &S, origin: &str, checks: ScanChecks<'_>) -> Result<Scanned, ScanError> {
+pub fn scan<S: Storage>(
+    storage: &S,
+    origin: &str,
+    checks: ScanChecks<'_>,
+) -> Result<Scanned, ScanError> {
     let mut names: Vec<(u64, String)> = storage
         .list()
         .map_err(ScanError::Io)?
@@ -150,7 +154,14 @@ pub fn scan<S: Storage>(storage: &S, origin: &str, checks: ScanChecks<'_>) -> Re
     let count = names.len();
     for (i, (seq, name)) in names.into_iter().enumerate() {
         if seq != i as u64 {
-            return Err(corrupt(&name, 0, None, None, format!("segment sequence gap: expected {i}, found {seq}")).into());
+            return Err(corrupt(
+                &name,
+                0,
+                None,
+                None,
+                format!("segment sequence gap: expected {i}, found {seq}"),
+            )
+            .into());
         }
         let bytes = storage.read(&name).map_err(ScanError::Io)?;
         st.segment(i as u32, name, &bytes, i + 1 == count)?;
@@ -170,8 +181,20 @@ pub enum ScanError {
     Corrupt(#[from] Corruption),
 }
 
-fn corrupt(seg: &str, offset: usize, entry: Option<u64>, block: Option<u64>, what: String) -> Corruption {
-    Corruption { segment: seg.to_string(), offset: offset as u64, entry, block, what }
+fn corrupt(
+    seg: &str,
+    offset: usize,
+    entry: Option<u64>,
+    block: Option<u64>,
+    what: String,
+) -> Corruption {
+    Corruption {
+        segment: seg.to_string(),
+        offset: offset as u64,
+        entry,
+        block,
+        what,
+    }
 }
 
 struct ScanState<'a> {
@@ -183,8 +206,19 @@ struct ScanState<'a> {
 }
 
 impl ScanState<'_> {
-    fn segment(&mut self, seg: u32, name: String, bytes: &[u8], is_last: bool) -> Result<(), Corruption> {
-        let mut info = SegmentInfo { name: name.clone(), seq: seg as u64, len: 0, has_header: false };
+    fn segment(
+        &mut self,
+        seg: u32,
+        name: String,
+        bytes: &[u8],
+        is_last: bool,
+    ) -> Result<(), Corruption> {
+        let mut info = SegmentInfo {
+            name: name.clone(),
+            seq: seg as u64,
+            len: 0,
+            has_header: false,
+        };
         let mut offset = 0usize;
         let mut block_start = 0usize;
         while offset < bytes.len() {
@@ -202,8 +236,9 @@ impl ScanState<'_> {
             };
             match rec.ty {
                 RecordType::Header if offset == 0 => {
-                    let h = SegmentHeader::decode(rec.payload)
-                        .ok_or_else(|| corrupt(&name, 0, None, None, "segment header is malformed".into()))?;
+                    let h = SegmentHeader::decode(rec.payload).ok_or_else(|| {
+                        corrupt(&name, 0, None, None, "segment header is malformed".into())
+                    })?;
                     if h.seq != seg as u64 || h.first_index != self.out.tree.size() {
                         let what = format!(
                             "segment header says seq {} first entry {}, expected seq {seg} first entry {}",
@@ -217,10 +252,22 @@ impl ScanState<'_> {
                     block_start = rec.end;
                 }
                 _ if offset == 0 => {
-                    return Err(corrupt(&name, 0, None, None, "segment does not start with a header record".into()))
+                    return Err(corrupt(
+                        &name,
+                        0,
+                        None,
+                        None,
+                        "segment does not start with a header record".into(),
+                    ))
                 }
                 RecordType::Header => {
-                    return Err(corrupt(&name, offset, None, None, "a second segment header".into()));
+                    return Err(corrupt(
+                        &name,
+                        offset,
+                        None,
+                        None,
+                        "a second segment header".into(),
+                    ));
                 }
                 RecordType::Entry => self.entry(seg, &name, rec.offset, rec.payload)?,
                 RecordType::Seal => {
@@ -232,10 +279,25 @@ impl ScanState<'_> {
         }
         if !self.pending.is_empty() {
             if !is_last {
-                let what = format!("{} entries at the end of the segment are not sealed by a block", self.pending.len());
-                return Err(corrupt(&name, block_start, Some(self.next_index()), None, what));
+                let what = format!(
+                    "{} entries at the end of the segment are not sealed by a block",
+                    self.pending.len()
+                );
+                return Err(corrupt(
+                    &name,
+                    block_start,
+                    Some(self.next_index()),
+                    None,
+                    what,
+                ));
             }
-            self.torn_tail(&name, bytes, block_start, bytes.len(), "the last block has no seal".into())?;
+            self.torn_tail(
+                &name,
+                bytes,
+                block_start,
+                bytes.len(),
+                "the last block has no seal".into(),
+            )?;
         }
         info.len = block_start as u64;
         self.out.segments.push(info);
@@ -249,12 +311,25 @@ impl ScanState<'_> {
     fn bad_record(&self, name: &str, offset: usize, e: &RecordError) -> Corruption {
         let entry = (offset > 0).then(|| self.next_index());
         let block = Some(self.out.blocks.len() as u64);
-        corrupt(name, offset, entry, block, format!("{e} (a record in the middle of the ledger is damaged)"))
+        corrupt(
+            name,
+            offset,
+            entry,
+            block,
+            format!("{e} (a record in the middle of the ledger is damaged)"),
+        )
     }
 
     /// Damage or an unsealed block at the end of the last segment: a torn tail if no
     /// later block was sealed after it, corruption otherwise.
-    fn torn_tail(&mut self, name: &str, bytes: &[u8], block_start: usize, bad: usize, reason: String) -> Result<(), Corruption> {
+    fn torn_tail(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        block_start: usize,
+        bad: usize,
+        reason: String,
+    ) -> Result<(), Corruption> {
         let seals_after = count_seals_after(bytes, bad);
         // The open block's own seal may have reached the disk before its entries did; a
         // second seal means a block after the damage was completed, so this is no tear.
@@ -278,11 +353,23 @@ impl ScanState<'_> {
         Ok(())
     }
 
-    fn entry(&mut self, seg: u32, name: &str, offset: usize, payload: &[u8]) -> Result<(), Corruption> {
+    fn entry(
+        &mut self,
+        seg: u32,
+        name: &str,
+        offset: usize,
+        payload: &[u8],
+    ) -> Result<(), Corruption> {
         let index = self.next_index();
         if self.checks.decode_entries {
             if let Err(e) = Entry::decode(payload) {
-                return Err(corrupt(name, offset, Some(index), None, format!("entry is not canonical: {e}")));
+                return Err(corrupt(
+                    name,
+                    offset,
+                    Some(index),
+                    None,
+                    format!("entry is not canonical: {e}"),
+                ));
             }
         }
         let loc = EntryLocation {
@@ -310,15 +397,33 @@ impl ScanState<'_> {
             block_tree.push(*leaf);
         }
         let checks: [(bool, String); 6] = [
-            (h.height == height, format!("block height {} where {height} was expected", h.height)),
-            (h.prev_hash == prev_hash, "previous-block hash does not match the block before".into()),
-            (h.time_ms >= prev_time, format!("block time {} goes back before {prev_time}", h.time_ms)),
-            (n > 0 && h.first_index == first && u64::from(h.entry_count) == n, format!(
-                "block claims entries {}..+{} but {n} entries from {first} precede its seal",
-                h.first_index, h.entry_count
-            )),
-            (h.entries_root == block_tree.root(), "entries root does not match the block's entries".into()),
-            (h.tree_size == first + n, format!("tree size {} where {} was expected", h.tree_size, first + n)),
+            (
+                h.height == height,
+                format!("block height {} where {height} was expected", h.height),
+            ),
+            (
+                h.prev_hash == prev_hash,
+                "previous-block hash does not match the block before".into(),
+            ),
+            (
+                h.time_ms >= prev_time,
+                format!("block time {} goes back before {prev_time}", h.time_ms),
+            ),
+            (
+                n > 0 && h.first_index == first && u64::from(h.entry_count) == n,
+                format!(
+                    "block claims entries {}..+{} but {n} entries from {first} precede its seal",
+                    h.first_index, h.entry_count
+                ),
+            ),
+            (
+                h.entries_root == block_tree.root(),
+                "entries root does not match the block's entries".into(),
+            ),
+            (
+                h.tree_size == first + n,
+                format!("tree size {} where {} was expected", h.tree_size, first + n),
+            ),
         ];
         if let Some((_, what)) = checks.into_iter().find(|(ok, _)| !ok) {
             return Err(bad(what));
@@ -328,19 +433,35 @@ impl ScanState<'_> {
             self.out.locations.push(loc);
         }
         if h.tree_root != self.out.tree.root() {
-            return Err(bad("tree root does not match the entries (an entry was altered)".into()));
+            return Err(bad(
+                "tree root does not match the entries (an entry was altered)".into(),
+            ));
         }
         let hash = h.hash();
         if let Some(v) = self.checks.signatures {
             if v.verify(&hash, &seal.block_sig).is_err() {
-                return Err(bad("block signature does not verify with the node key".into()));
+                return Err(bad(
+                    "block signature does not verify with the node key".into()
+                ));
             }
-            let body = Checkpoint { origin: self.origin.to_string(), size: h.tree_size, root: h.tree_root, extensions: vec![] }.body();
+            let body = Checkpoint {
+                origin: self.origin.to_string(),
+                size: h.tree_size,
+                root: h.tree_root,
+                extensions: vec![],
+            }
+            .body();
             if v.verify(body.as_bytes(), &seal.checkpoint_sig).is_err() {
-                return Err(bad("checkpoint signature does not verify with the node key".into()));
+                return Err(bad(
+                    "checkpoint signature does not verify with the node key".into(),
+                ));
             }
         }
-        self.out.blocks.push(BlockSummary { header: seal.header, hash, checkpoint_sig: seal.checkpoint_sig });
+        self.out.blocks.push(BlockSummary {
+            header: seal.header,
+            hash,
+            checkpoint_sig: seal.checkpoint_sig,
+        });
         Ok(())
     }
 
@@ -350,11 +471,22 @@ impl ScanState<'_> {
         let text = match storage.read(CHECKPOINT_FILE) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(corrupt(CHECKPOINT_FILE, 0, None, None, format!("unreadable: {e}"))),
+            Err(e) => {
+                return Err(corrupt(
+                    CHECKPOINT_FILE,
+                    0,
+                    None,
+                    None,
+                    format!("unreadable: {e}"),
+                ))
+            }
         };
         let bad = |what: String| corrupt(CHECKPOINT_FILE, 0, None, None, what);
         let text = String::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
-        let body_end = text.find("\n\n").ok_or_else(|| bad("not a signed note".into()))? + 1;
+        let body_end = text
+            .find("\n\n")
+            .ok_or_else(|| bad("not a signed note".into()))?
+            + 1;
         let cp = Checkpoint::parse_body(&text[..body_end]).map_err(|e| bad(e.to_string()))?;
         if let Some(v) = self.checks.signatures {
             crate::note::open_checkpoint(&text, v).map_err(|e| bad(format!("signature: {e}")))?;
@@ -366,9 +498,16 @@ impl ScanState<'_> {
                 cp.size
             )));
         }
-        let root = self.out.tree.root_at(cp.size).map_err(|e| bad(e.to_string()))?;
+        let root = self
+            .out
+            .tree
+            .root_at(cp.size)
+            .map_err(|e| bad(e.to_string()))?;
         if root != cp.root {
-            return Err(bad(format!("the ledger's root at size {} differs from the persisted checkpoint", cp.size)));
+            return Err(bad(format!(
+                "the ledger's root at size {} differs from the persisted checkpoint",
+                cp.size
+            )));
         }
         self.out.persisted = Some(cp);
         Ok(())

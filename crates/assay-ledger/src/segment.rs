@@ -43,7 +43,10 @@ pub enum RecordType {
 
 /// Appends one framed record to `out`.
 pub fn put_record(out: &mut Vec<u8>, ty: RecordType, payload: &[u8]) {
-    assert!(payload.len() <= RECORD_PAYLOAD_BYTES_MAX, "record payload over the limit");
+    assert!(
+        payload.len() <= RECORD_PAYLOAD_BYTES_MAX,
+        "record payload over the limit"
+    );
     let mut crc = crc32fast::Hasher::new();
     crc.update(&[ty as u8]);
     crc.update(payload);
@@ -81,7 +84,9 @@ pub enum RecordError {
 
 /// Reads the record at `offset`.
 pub fn read_record(bytes: &[u8], offset: usize) -> Result<Record<'_>, RecordError> {
-    let head = bytes.get(offset..offset + RECORD_HEADER_BYTES).ok_or(RecordError::Truncated)?;
+    let head = bytes
+        .get(offset..offset + RECORD_HEADER_BYTES)
+        .ok_or(RecordError::Truncated)?;
     let len = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
     let ty = head[8];
@@ -89,7 +94,9 @@ pub fn read_record(bytes: &[u8], offset: usize) -> Result<Record<'_>, RecordErro
         return Err(RecordError::Length(len));
     }
     let start = offset + RECORD_HEADER_BYTES;
-    let payload = bytes.get(start..start + len as usize).ok_or(RecordError::Truncated)?;
+    let payload = bytes
+        .get(start..start + len as usize)
+        .ok_or(RecordError::Truncated)?;
     let mut h = crc32fast::Hasher::new();
     h.update(&[ty]);
     h.update(payload);
@@ -102,7 +109,12 @@ pub fn read_record(bytes: &[u8], offset: usize) -> Result<Record<'_>, RecordErro
         3 => RecordType::Seal,
         t => return Err(RecordError::Type(t)),
     };
-    Ok(Record { ty, payload, offset, end: start + len as usize })
+    Ok(Record {
+        ty,
+        payload,
+        offset,
+        end: start + len as usize,
+    })
 }
 
 /// The first record of a segment.
@@ -245,7 +257,9 @@ impl Seal {
         }
         Some(Seal {
             header: BlockHeader::decode(&p[..BLOCK_HEADER_BYTES])?,
-            block_sig: p[BLOCK_HEADER_BYTES..BLOCK_HEADER_BYTES + 64].try_into().ok()?,
+            block_sig: p[BLOCK_HEADER_BYTES..BLOCK_HEADER_BYTES + 64]
+                .try_into()
+                .ok()?,
             checkpoint_sig: p[BLOCK_HEADER_BYTES + 64..].try_into().ok()?,
         })
     }
@@ -274,15 +288,24 @@ mod tests {
         let mut buf = Vec::new();
         put_record(&mut buf, RecordType::Entry, b"hello");
         let r = read_record(&buf, 0).unwrap();
-        assert_eq!((r.ty, r.payload, r.end), (RecordType::Entry, &b"hello"[..], buf.len()));
+        assert_eq!(
+            (r.ty, r.payload, r.end),
+            (RecordType::Entry, &b"hello"[..], buf.len())
+        );
         for i in 0..buf.len() {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[i] ^= 1 << bit;
-                assert!(read_record(&bad, 0).is_err(), "flip at byte {i} bit {bit} went unnoticed");
+                assert!(
+                    read_record(&bad, 0).is_err(),
+                    "flip at byte {i} bit {bit} went unnoticed"
+                );
             }
         }
-        assert_eq!(read_record(&buf[..buf.len() - 1], 0), Err(RecordError::Truncated));
+        assert_eq!(
+            read_record(&buf[..buf.len() - 1], 0),
+            Err(RecordError::Truncated)
+        );
     }
 
     #[test]
@@ -300,7 +323,11 @@ mod tests {
             certificate_hash: [0; 32],
         };
         assert_eq!(BlockHeader::decode(&h.encode()), Some(h.clone()));
-        let s = Seal { header: h, block_sig: [4; 64], checkpoint_sig: [5; 64] };
+        let s = Seal {
+            header: h,
+            block_sig: [4; 64],
+            checkpoint_sig: [5; 64],
+        };
         assert_eq!(Seal::decode(&s.encode()), Some(s));
         assert_eq!(parse_segment_name(&segment_name(42)), Some(42));
         assert_eq!(parse_segment_name("42.seg"), None);

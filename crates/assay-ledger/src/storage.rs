@@ -49,7 +49,11 @@ impl FsStorage {
     /// Opens (creating if needed) the directory.
     pub fn open(dir: &Path) -> io::Result<FsStorage> {
         std::fs::create_dir_all(dir)?;
-        Ok(FsStorage { dir: dir.to_path_buf(), open: BTreeMap::new(), readers: Mutex::new(BTreeMap::new()) })
+        Ok(FsStorage {
+            dir: dir.to_path_buf(),
+            open: BTreeMap::new(),
+            readers: Mutex::new(BTreeMap::new()),
+        })
     }
 
     /// The directory.
@@ -107,7 +111,10 @@ impl Storage for FsStorage {
     }
 
     fn create(&mut self, name: &str) -> io::Result<()> {
-        let f = OpenOptions::new().append(true).create_new(true).open(self.dir.join(name))?;
+        let f = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(self.dir.join(name))?;
         f.sync_all()?;
         self.sync_dir()?;
         self.open.insert(name.to_string(), f);
@@ -135,7 +142,10 @@ impl Storage for FsStorage {
         f.sync_all()?;
         std::fs::rename(&tmp, self.dir.join(name))?;
         self.open.remove(name);
-        self.readers.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         self.sync_dir()
     }
 }
@@ -260,9 +270,21 @@ impl SimStorage {
                 }
                 bytes.extend_from_slice(&kept);
             }
-            files.insert(name.clone(), SimFile { durable: bytes.len(), current: bytes });
+            files.insert(
+                name.clone(),
+                SimFile {
+                    durable: bytes.len(),
+                    current: bytes,
+                },
+            );
         }
-        SimStorage { disk: Arc::new(Mutex::new(SimDisk { files, ops: 0, fail_at_op: None })) }
+        SimStorage {
+            disk: Arc::new(Mutex::new(SimDisk {
+                files,
+                ops: 0,
+                fail_at_op: None,
+            })),
+        }
     }
 
     /// Flips one bit of a file, as bit rot would (for corruption tests).
@@ -284,7 +306,13 @@ impl Storage for SimStorage {
     }
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        Ok(self.disk().files.get(name).ok_or_else(|| not_found(name))?.current.clone())
+        Ok(self
+            .disk()
+            .files
+            .get(name)
+            .ok_or_else(|| not_found(name))?
+            .current
+            .clone())
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -301,7 +329,10 @@ impl Storage for SimStorage {
         let mut disk = self.disk();
         disk.step()?;
         if disk.files.contains_key(name) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, name.to_string()));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                name.to_string(),
+            ));
         }
         disk.files.insert(name.to_string(), SimFile::default());
         Ok(())
@@ -342,7 +373,13 @@ impl Storage for SimStorage {
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let mut disk = self.disk();
         disk.step()?;
-        disk.files.insert(name.to_string(), SimFile { durable: bytes.len(), current: bytes.to_vec() });
+        disk.files.insert(
+            name.to_string(),
+            SimFile {
+                durable: bytes.len(),
+                current: bytes.to_vec(),
+            },
+        );
         Ok(())
     }
 }

@@ -28,8 +28,16 @@ fn random_entry(rng: &mut SimRng) -> Vec<u8> {
     let n = 1 + rng.below(8);
     for _ in 0..n {
         let host = format!("h{}", rng.below(4));
-        let labels = Labels::new(vec![("__name__".into(), "load".into()), ("host".into(), host)]).unwrap();
-        batch.push(labels, 1_700_000_000_000 + rng.below(1_000_000) as i64, rng.below(1000) as f64 / 8.0);
+        let labels = Labels::new(vec![
+            ("__name__".into(), "load".into()),
+            ("host".into(), host),
+        ])
+        .unwrap();
+        batch.push(
+            labels,
+            1_700_000_000_000 + rng.below(1_000_000) as i64,
+            rng.below(1000) as f64 / 8.0,
+        );
     }
     Entry::Samples(batch).encode()
 }
@@ -58,7 +66,15 @@ impl Run {
             block_entries_max: 1 + rng.below(6) as usize,
             block_bytes_max: 1 << 20,
         };
-        Run { rng, signer: Signer::from_seed("sim.assay/ledger", key).unwrap(), config, acked: vec![], in_flight: None, torn: 0, whole: 0 }
+        Run {
+            rng,
+            signer: Signer::from_seed("sim.assay/ledger", key).unwrap(),
+            config,
+            acked: vec![],
+            in_flight: None,
+            torn: 0,
+            whole: 0,
+        }
     }
 
     fn go(&mut self) -> Result<(), String> {
@@ -83,8 +99,12 @@ impl Run {
             .map_err(|e| format!("final recovery failed: {e}"))?;
         self.check(&ledger)?;
         let v = self.signer.verifier();
-        let checks = ScanChecks { decode_entries: true, signatures: Some(&v) };
-        scan(ledger.storage(), self.signer.name(), checks).map_err(|e| format!("audit failed: {e}"))?;
+        let checks = ScanChecks {
+            decode_entries: true,
+            signatures: Some(&v),
+        };
+        scan(ledger.storage(), self.signer.name(), checks)
+            .map_err(|e| format!("audit failed: {e}"))?;
         Ok(())
     }
 
@@ -103,7 +123,11 @@ impl Run {
             match ledger.append_block(1_700_000_000_000 + self.rng.below(5000) as i64, &refs) {
                 Ok(b) => {
                     if b.header.first_index != self.acked.len() as u64 {
-                        return Err(format!("block starts at {} after {} acked", b.header.first_index, self.acked.len()));
+                        return Err(format!(
+                            "block starts at {} after {} acked",
+                            b.header.first_index,
+                            self.acked.len()
+                        ));
                     }
                     self.acked.extend(entries);
                 }
@@ -119,23 +143,40 @@ impl Run {
     fn check(&mut self, ledger: &Ledger<SimStorage>) -> Result<(), String> {
         let size = ledger.size() as usize;
         if size < self.acked.len() {
-            return Err(format!("{} entries acknowledged but only {size} recovered", self.acked.len()));
+            return Err(format!(
+                "{} entries acknowledged but only {size} recovered",
+                self.acked.len()
+            ));
         }
         for (i, want) in self.acked.iter().enumerate() {
-            let got = ledger.entry(i as u64).map_err(|e| format!("entry {i}: {e}"))?;
+            let got = ledger
+                .entry(i as u64)
+                .map_err(|e| format!("entry {i}: {e}"))?;
             if &got != want {
                 return Err(format!("acknowledged entry {i} changed"));
             }
         }
         if size > self.acked.len() {
-            let block = self.in_flight.take().ok_or(format!("{} entries appeared from nowhere", size - self.acked.len()))?;
+            let block = self.in_flight.take().ok_or(format!(
+                "{} entries appeared from nowhere",
+                size - self.acked.len()
+            ))?;
             if size != self.acked.len() + block.len() {
-                return Err(format!("half a block is present: {} of {} entries", size - self.acked.len(), block.len()));
+                return Err(format!(
+                    "half a block is present: {} of {} entries",
+                    size - self.acked.len(),
+                    block.len()
+                ));
             }
             for (k, want) in block.iter().enumerate() {
-                let got = ledger.entry((self.acked.len() + k) as u64).map_err(|e| e.to_string())?;
+                let got = ledger
+                    .entry((self.acked.len() + k) as u64)
+                    .map_err(|e| e.to_string())?;
                 if &got != want {
-                    return Err(format!("unacknowledged entry {} differs from what was written", self.acked.len() + k));
+                    return Err(format!(
+                        "unacknowledged entry {} differs from what was written",
+                        self.acked.len() + k
+                    ));
                 }
             }
             // It reached the disk whole: it is part of the ledger now.
@@ -151,7 +192,8 @@ impl Run {
             return Err("tree root differs from the root of the acknowledged entries".into());
         }
         let cp = ledger.checkpoint();
-        let opened = open_checkpoint(&cp.note, &self.signer.verifier()).map_err(|e| format!("checkpoint note: {e}"))?;
+        let opened = open_checkpoint(&cp.note, &self.signer.verifier())
+            .map_err(|e| format!("checkpoint note: {e}"))?;
         if opened.size != size as u64 || opened.root != fresh.root() {
             return Err("the last checkpoint does not match the tree".into());
         }
@@ -163,8 +205,14 @@ fn seeds() -> Vec<u64> {
     if let Ok(s) = std::env::var("ASSAY_SIM_SEED") {
         return vec![s.parse().expect("ASSAY_SIM_SEED is a number")];
     }
-    let n: u64 = std::env::var("ASSAY_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let start: u64 = std::env::var("ASSAY_SIM_SEED_START").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let n: u64 = std::env::var("ASSAY_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let start: u64 = std::env::var("ASSAY_SIM_SEED_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (start..start + n).collect()
 }
 
@@ -188,9 +236,16 @@ fn crash_simulation() {
         }
     }
     // The simulation must actually exercise the ledger, not crash before every write.
-    assert!(appended > seeds.len(), "only {appended} entries over {} seeds", seeds.len());
+    assert!(
+        appended > seeds.len(),
+        "only {appended} entries over {} seeds",
+        seeds.len()
+    );
     if seeds.len() >= 100 {
-        assert!(torn > 0 && whole > 0, "faults not exercised: {torn} torn tails, {whole} whole cut blocks");
+        assert!(
+            torn > 0 && whole > 0,
+            "faults not exercised: {torn} torn tails, {whole} whole cut blocks"
+        );
     }
     eprintln!(
         "crash simulation: {} seeds, {appended} acknowledged entries all recovered, {torn} torn tails truncated, {whole} cut blocks found whole",
@@ -201,7 +256,11 @@ fn crash_simulation() {
 #[test]
 fn flipped_bit_is_named_by_the_audit() {
     let signer = Signer::from_seed("flip.assay/ledger", [9; 32]).unwrap();
-    let config = LedgerConfig { segment_bytes_max: 1 << 20, block_entries_max: 4, block_bytes_max: 1 << 20 };
+    let config = LedgerConfig {
+        segment_bytes_max: 1 << 20,
+        block_entries_max: 4,
+        block_bytes_max: 1 << 20,
+    };
     let (mut ledger, _) = Ledger::open(SimStorage::new(), signer.clone(), config.clone()).unwrap();
     let mut rng = SimRng::new(1);
     for _ in 0..10 {
@@ -213,13 +272,27 @@ fn flipped_bit_is_named_by_the_audit() {
     let loc_entry = 13u64;
     let offset = {
         let bytes = ledger.entry(loc_entry).unwrap();
-        let all = assay_ledger::storage::Storage::read(ledger.storage(), "00000000000000000000.seg").unwrap();
-        all.windows(bytes.len()).position(|w| w == bytes.as_slice()).unwrap() + 5
+        let all =
+            assay_ledger::storage::Storage::read(ledger.storage(), "00000000000000000000.seg")
+                .unwrap();
+        all.windows(bytes.len())
+            .position(|w| w == bytes.as_slice())
+            .unwrap()
+            + 5
     };
     let disk = ledger.into_storage();
     disk.flip_bit("00000000000000000000.seg", offset, 3);
     let v = signer.verifier();
-    let err = scan(&disk, signer.name(), ScanChecks { decode_entries: true, signatures: Some(&v) }).err().unwrap();
+    let err = scan(
+        &disk,
+        signer.name(),
+        ScanChecks {
+            decode_entries: true,
+            signatures: Some(&v),
+        },
+    )
+    .err()
+    .unwrap();
     let msg = err.to_string();
     assert!(msg.contains("(entry 13, block 4)"), "{msg}");
     assert!(msg.contains("checksum"), "{msg}");

@@ -68,7 +68,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
-        ApiError { status, error: error.into(), detail: Value::Null, prom: None }
+        ApiError {
+            status,
+            error: error.into(),
+            detail: Value::Null,
+            prom: None,
+        }
     }
 
     fn bad(error: impl Into<String>) -> ApiError {
@@ -103,7 +108,12 @@ impl From<IngestError> for ApiError {
             IngestErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             IngestErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         };
-        ApiError { status, error: e.message, detail: e.detail, prom: None }
+        ApiError {
+            status,
+            error: e.message,
+            detail: e.detail,
+            prom: None,
+        }
     }
 }
 
@@ -138,7 +148,10 @@ impl From<CommitError> for ApiError {
 }
 
 fn body_error(e: BytesRejection) -> ApiError {
-    ApiError::new(e.status(), format!("reading the request body: {}", e.body_text()))
+    ApiError::new(
+        e.status(),
+        format!("reading the request body: {}", e.body_text()),
+    )
 }
 
 fn now_ms() -> i64 {
@@ -150,14 +163,26 @@ fn now_ms() -> i64 {
 
 /// Accepts a missing Content-Type or one of `allowed` (parameters such as charset ignored).
 fn check_content_type(headers: &HeaderMap, allowed: &[&str]) -> Result<(), ApiError> {
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else { return Ok(()) };
-    let essence = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if allowed.contains(&essence.as_str()) {
         return Ok(());
     }
     let mut e = ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        format!("Content-Type `{essence}` is not accepted here; send one of: {}", allowed.join(", ")),
+        format!(
+            "Content-Type `{essence}` is not accepted here; send one of: {}",
+            allowed.join(", ")
+        ),
     );
     e.detail = json!({"content_type": essence, "accepted": allowed});
     Err(e)
@@ -194,7 +219,11 @@ async fn ingest(
     result
 }
 
-async fn push(State(s): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+async fn push(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
     let limits = s.limits.ingest();
     ingest(&s, "push", &headers, body, &["application/json"], |b| {
         assay_ingest::parse_json_push(b, now_ms(), &limits).map(Entry::Samples)
@@ -208,9 +237,14 @@ async fn import_prometheus(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let limits = s.limits.ingest();
-    ingest(&s, "import_prometheus", &headers, body, &["text/plain"], |b| {
-        assay_ingest::parse_prometheus_text(b, now_ms(), &limits).map(Entry::Samples)
-    })
+    ingest(
+        &s,
+        "import_prometheus",
+        &headers,
+        body,
+        &["text/plain"],
+        |b| assay_ingest::parse_prometheus_text(b, now_ms(), &limits).map(Entry::Samples),
+    )
     .await
 }
 
@@ -232,7 +266,12 @@ async fn ci_junit(
     let limits = s.limits.ingest();
     let media = ["application/xml", "text/xml"];
     match run {
-        Ok(run) => ingest(&s, "ci_junit", &headers, body, &media, |b| assay_ingest::parse_junit(b, &run, now_ms(), &limits)).await,
+        Ok(run) => {
+            ingest(&s, "ci_junit", &headers, body, &media, |b| {
+                assay_ingest::parse_junit(b, &run, now_ms(), &limits)
+            })
+            .await
+        }
         Err(e) => {
             s.shared.metrics.rejected("ci_junit", 400);
             Err(e)
@@ -268,46 +307,96 @@ async fn metrics(State(s): State<AppState>) -> Response {
         (v.tsdb.series_count(), v.tsdb.sample_count())
     };
     let text = s.shared.metrics.render(size, height, series, samples);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn checkpoint(State(s): State<AppState>) -> Response {
-    let note = s.shared.ledger.read().expect("ledger lock").checkpoint().note;
+    let note = s
+        .shared
+        .ledger
+        .read()
+        .expect("ledger lock")
+        .checkpoint()
+        .note;
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
 }
 
 async fn key(State(s): State<AppState>) -> Response {
-    let key = s.shared.ledger.read().expect("ledger lock").signer().verifier().to_key_text();
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{key}\n")).into_response()
+    let key = s
+        .shared
+        .ledger
+        .read()
+        .expect("ledger lock")
+        .signer()
+        .verifier()
+        .to_key_text();
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{key}\n"),
+    )
+        .into_response()
 }
 
 async fn entry(State(s): State<AppState>, Path(index): Path<String>) -> Result<Response, ApiError> {
-    let index: u64 = index.parse().map_err(|_| ApiError::bad(format!("entry index `{index}` is not a non-negative integer")))?;
+    let index: u64 = index.parse().map_err(|_| {
+        ApiError::bad(format!(
+            "entry index `{index}` is not a non-negative integer"
+        ))
+    })?;
     let bytes = s.shared.ledger.read().expect("ledger lock").entry(index)?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
 fn b64_hashes(hashes: &[[u8; 32]]) -> Vec<String> {
-    hashes.iter().map(|h| base64::engine::general_purpose::STANDARD.encode(h)).collect()
+    hashes
+        .iter()
+        .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+        .collect()
 }
 
-async fn inclusion_proof(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn inclusion_proof(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q.as_deref(), None);
-    let index = p.u64("index").map_err(ApiError::bad)?.ok_or_else(|| ApiError::bad("parameter `index` is required"))?;
+    let index = p
+        .u64("index")
+        .map_err(ApiError::bad)?
+        .ok_or_else(|| ApiError::bad("parameter `index` is required"))?;
     let ledger = s.shared.ledger.read().expect("ledger lock");
-    let size = p.u64("tree_size").map_err(ApiError::bad)?.unwrap_or(ledger.size());
+    let size = p
+        .u64("tree_size")
+        .map_err(ApiError::bad)?
+        .unwrap_or(ledger.size());
     let hashes = ledger.inclusion_proof(index, size)?;
     let leaf = ledger.tree().leaf(index).map(hex::encode);
-    Ok(Json(json!({"index": index, "tree_size": size, "leaf_hash": leaf, "hashes": b64_hashes(&hashes)})))
+    Ok(Json(
+        json!({"index": index, "tree_size": size, "leaf_hash": leaf, "hashes": b64_hashes(&hashes)}),
+    ))
 }
 
-async fn consistency_proof(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn consistency_proof(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q.as_deref(), None);
-    let from = p.u64("from").map_err(ApiError::bad)?.ok_or_else(|| ApiError::bad("parameter `from` is required"))?;
+    let from = p
+        .u64("from")
+        .map_err(ApiError::bad)?
+        .ok_or_else(|| ApiError::bad("parameter `from` is required"))?;
     let ledger = s.shared.ledger.read().expect("ledger lock");
     let to = p.u64("to").map_err(ApiError::bad)?.unwrap_or(ledger.size());
     let hashes = ledger.consistency_proof(from, to)?;
-    Ok(Json(json!({"from": from, "to": to, "hashes": b64_hashes(&hashes)})))
+    Ok(Json(
+        json!({"from": from, "to": to, "hashes": b64_hashes(&hashes)}),
+    ))
 }
 
 fn prom_params(q: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
@@ -322,16 +411,28 @@ fn success(data: Value) -> Json<Value> {
     Json(json!({"status": "success", "data": data}))
 }
 
-async fn query(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn query(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let p = prom_params(q, &headers, &body);
     let query = p.required("query").map_err(|e| ApiError::bad(e).prom())?;
-    let at = p.time_ms("time", now_ms()).map_err(|e| ApiError::bad(e).prom())?;
+    let at = p
+        .time_ms("time", now_ms())
+        .map_err(|e| ApiError::bad(e).prom())?;
     let views = s.shared.views.read().expect("views lock");
     let v = promql::instant_query(&views.tsdb, query, at)?;
     Ok(success(promql::to_prometheus_data(&v)))
 }
 
-async fn query_range(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn query_range(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let p = prom_params(q, &headers, &body);
     let bad = |e: String| ApiError::bad(e).prom();
     let query = p.required("query").map_err(bad)?;
@@ -343,7 +444,8 @@ async fn query_range(State(s): State<AppState>, RawQuery(q): RawQuery, headers: 
     if end < start {
         return Err(bad("`end` is before `start`".into()));
     }
-    let step = parse_duration_ms(p.required("step").map_err(bad)?).map_err(|e| bad(format!("parameter `step`: {e}")))?;
+    let step = parse_duration_ms(p.required("step").map_err(bad)?)
+        .map_err(|e| bad(format!("parameter `step`: {e}")))?;
     let views = s.shared.views.read().expect("views lock");
     let v = promql::range_query(&views.tsdb, query, start, end, step)?;
     Ok(success(promql::to_prometheus_data(&v)))
@@ -357,24 +459,44 @@ fn selectors_and_range(p: &Params) -> Result<(Selectors, i64, i64), ApiError> {
         sel.push(promql::parse_selector(m)?);
     }
     let bad = |e: String| ApiError::bad(e).prom();
-    Ok((sel, p.time_ms("start", i64::MIN).map_err(bad)?, p.time_ms("end", i64::MAX).map_err(bad)?))
+    Ok((
+        sel,
+        p.time_ms("start", i64::MIN).map_err(bad)?,
+        p.time_ms("end", i64::MAX).map_err(bad)?,
+    ))
 }
 
-async fn labels(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn labels(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let p = prom_params(q, &headers, &body);
     let (sel, start, end) = selectors_and_range(&p)?;
     let views = s.shared.views.read().expect("views lock");
     Ok(success(json!(views.tsdb.label_names(&sel, start, end))))
 }
 
-async fn label_values(State(s): State<AppState>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+async fn label_values(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q.as_deref(), None);
     let (sel, start, end) = selectors_and_range(&p)?;
     let views = s.shared.views.read().expect("views lock");
-    Ok(success(json!(views.tsdb.label_values(&name, &sel, start, end))))
+    Ok(success(json!(views
+        .tsdb
+        .label_values(&name, &sel, start, end))))
 }
 
-async fn series(State(s): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn series(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let p = prom_params(q, &headers, &body);
     let (sel, start, end) = selectors_and_range(&p)?;
     if sel.is_empty() {
@@ -385,7 +507,14 @@ async fn series(State(s): State<AppState>, RawQuery(q): RawQuery, headers: Heade
         .tsdb
         .series(&sel, start, end)
         .iter()
-        .map(|l| Value::Object(l.pairs().iter().map(|(k, v)| (k.clone(), json!(v))).collect()))
+        .map(|l| {
+            Value::Object(
+                l.pairs()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v)))
+                    .collect(),
+            )
+        })
         .collect();
     Ok(success(Value::Array(list)))
 }

@@ -42,13 +42,22 @@ pub enum IdentityError {
 /// Loads the node key, creating it (and its name) on first start.
 pub fn load_or_create(key_file: &Path, origin: &str) -> Result<Signer, IdentityError> {
     let path = key_file.display().to_string();
-    let io = |source| IdentityError::Io { path: path.clone(), source };
+    let io = |source| IdentityError::Io {
+        path: path.clone(),
+        source,
+    };
     match std::fs::read_to_string(key_file) {
         Ok(text) => {
-            let signer = Signer::from_key_text(text.trim())
-                .map_err(|e| IdentityError::Invalid { path: path.clone(), message: e.to_string() })?;
+            let signer =
+                Signer::from_key_text(text.trim()).map_err(|e| IdentityError::Invalid {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
             if !origin.is_empty() && origin != signer.name() {
-                return Err(IdentityError::OriginChanged { configured: origin.into(), existing: signer.name().into() });
+                return Err(IdentityError::OriginChanged {
+                    configured: origin.into(),
+                    existing: signer.name().into(),
+                });
             }
             Ok(signer)
         }
@@ -57,13 +66,20 @@ pub fn load_or_create(key_file: &Path, origin: &str) -> Result<Signer, IdentityE
             getrandom::fill(&mut seed).map_err(|e| io(std::io::Error::other(e.to_string())))?;
             let name = if origin.is_empty() {
                 // Derived from the key so two nodes' default names differ.
-                let probe = Signer::from_seed("probe", seed).map_err(|e| IdentityError::Invalid { path: path.clone(), message: e.to_string() })?;
+                let probe =
+                    Signer::from_seed("probe", seed).map_err(|e| IdentityError::Invalid {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
                 let digest = Sha256::digest(probe.verifier().to_key_text().as_bytes());
                 format!("assay.local/{}", hex::encode(&digest[..4]))
             } else {
                 origin.to_string()
             };
-            let signer = Signer::from_seed(&name, seed).map_err(|e| IdentityError::Invalid { path: path.clone(), message: e.to_string() })?;
+            let signer = Signer::from_seed(&name, seed).map_err(|e| IdentityError::Invalid {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
             write_private(key_file, signer.to_key_text().as_bytes()).map_err(io)?;
             tracing::info!(key = %key_file.display(), origin = %name, "created node signing key");
             Ok(signer)
@@ -78,7 +94,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.write_all(b"\n")?;
     f.sync_all()?;
@@ -104,6 +125,9 @@ mod tests {
         let err = load_or_create(&key, "other.example/log").unwrap_err();
         assert!(err.to_string().contains("cannot change"), "{err}");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -67,14 +67,29 @@ impl Node {
     /// ledger (truncating a torn last block), loads or rebuilds the views.
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
         let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let signer = identity::load_or_create(&config.key_file(), &config.origin)?;
-        let storage = FsStorage::open(&config.ledger_dir())
-            .map_err(|source| NodeError::DataDir { path: config.ledger_dir().display().to_string(), source })?;
+        let storage =
+            FsStorage::open(&config.ledger_dir()).map_err(|source| NodeError::DataDir {
+                path: config.ledger_dir().display().to_string(),
+                source,
+            })?;
         let (ledger, recovery) = Ledger::open(storage, signer, config.ledger.ledger())?;
-        tracing::info!(entries = recovery.entries, blocks = recovery.blocks, truncated = recovery.truncated.is_some(), "ledger recovered");
+        tracing::info!(
+            entries = recovery.entries,
+            blocks = recovery.blocks,
+            truncated = recovery.truncated.is_some(),
+            "ledger recovered"
+        );
         let views = Views::open(&config.views_dir(), &ledger)?;
-        let shared = Arc::new(Shared { ledger: RwLock::new(ledger), views: RwLock::new(views), metrics: Default::default() });
+        let shared = Arc::new(Shared {
+            ledger: RwLock::new(ledger),
+            views: RwLock::new(views),
+            metrics: Default::default(),
+        });
         Ok(Node { config, shared })
     }
 
@@ -85,12 +100,26 @@ impl Node {
 
     /// Serves the API on `listener` until `shutdown` resolves; then finishes in-flight
     /// requests, commits what is queued, persists the checkpoint and a views snapshot.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
         let persist = Duration::from_millis(self.config.ledger.checkpoint_persist_ms);
-        let (sequencer, thread) = Sequencer::start(self.shared.clone(), self.config.ledger.queue_batches_max, persist);
-        let state = api::AppState { shared: self.shared.clone(), sequencer, limits: self.config.limits.clone() };
+        let (sequencer, thread) = Sequencer::start(
+            self.shared.clone(),
+            self.config.ledger.queue_batches_max,
+            persist,
+        );
+        let state = api::AppState {
+            shared: self.shared.clone(),
+            sequencer,
+            limits: self.config.limits.clone(),
+        };
         let app = api::router(state);
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
         // The router (and with it every sequencer handle) is gone: the thread drains and exits.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
         if !matches!(joined, Ok(Ok(()))) {
@@ -106,7 +135,9 @@ impl Node {
         let views = self.shared.views.read().expect("views lock");
         match views.save_snapshot(&self.config.views_dir()) {
             Ok(()) => tracing::info!(height = views.height, "views snapshot saved"),
-            Err(e) => tracing::warn!(error = %e, "saving the views snapshot failed; the next start replays the ledger"),
+            Err(e) => {
+                tracing::warn!(error = %e, "saving the views snapshot failed; the next start replays the ledger")
+            }
         }
     }
 }
@@ -129,14 +160,21 @@ pub struct RebuildReport {
 /// Drops the views and replays the whole ledger into fresh ones, then snapshots them.
 pub fn rebuild(config: &NodeConfig) -> Result<RebuildReport, NodeError> {
     let signer = identity::load_or_create(&config.key_file(), &config.origin)?;
-    let storage = FsStorage::open(&config.ledger_dir())
-        .map_err(|source| NodeError::DataDir { path: config.ledger_dir().display().to_string(), source })?;
+    let storage = FsStorage::open(&config.ledger_dir()).map_err(|source| NodeError::DataDir {
+        path: config.ledger_dir().display().to_string(),
+        source,
+    })?;
     let (ledger, _) = Ledger::open(storage, signer, config.ledger.ledger())?;
     let snapshot = config.views_dir().join(views::SNAPSHOT_FILE);
     match std::fs::remove_file(&snapshot) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(NodeError::DataDir { path: snapshot.display().to_string(), source }),
+        Err(source) => {
+            return Err(NodeError::DataDir {
+                path: snapshot.display().to_string(),
+                source,
+            })
+        }
     }
     let mut views = Views::default();
     views.catch_up(&ledger)?;
@@ -175,20 +213,32 @@ pub struct AuditReport {
 /// leaf hash, block link, Merkle root and signature. `key` is the verifier key to trust;
 /// `None` trusts the data directory's own key file.
 pub fn audit(data_dir: &Path, key: Option<Verifier>) -> Result<AuditReport, AuditError> {
-    let config = NodeConfig { data_dir: data_dir.to_path_buf(), ..NodeConfig::default() };
+    let config = NodeConfig {
+        data_dir: data_dir.to_path_buf(),
+        ..NodeConfig::default()
+    };
     let verifier = match key {
         Some(v) => v,
         None => {
-            let text = std::fs::read_to_string(config.key_file()).map_err(|e| AuditError::Key(format!("{}: {e}", config.key_file().display())))?;
-            let signer = assay_ledger::note::Signer::from_key_text(text.trim()).map_err(|e| AuditError::Key(e.to_string()))?;
+            let text = std::fs::read_to_string(config.key_file())
+                .map_err(|e| AuditError::Key(format!("{}: {e}", config.key_file().display())))?;
+            let signer = assay_ledger::note::Signer::from_key_text(text.trim())
+                .map_err(|e| AuditError::Key(e.to_string()))?;
             signer.verifier()
         }
     };
     if !config.ledger_dir().is_dir() {
-        return Err(AuditError::Key(format!("{} holds no ledger directory", data_dir.display())));
+        return Err(AuditError::Key(format!(
+            "{} holds no ledger directory",
+            data_dir.display()
+        )));
     }
-    let storage = FsStorage::open(&config.ledger_dir()).map_err(|e| AuditError::Key(e.to_string()))?;
-    let checks = ScanChecks { decode_entries: true, signatures: Some(&verifier) };
+    let storage =
+        FsStorage::open(&config.ledger_dir()).map_err(|e| AuditError::Key(e.to_string()))?;
+    let checks = ScanChecks {
+        decode_entries: true,
+        signatures: Some(&verifier),
+    };
     let s = scan(&storage, verifier.name(), checks)?;
     Ok(AuditReport {
         segments: s.segments.len(),

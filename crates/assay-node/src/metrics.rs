@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
-const BUCKETS_SECONDS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
+const BUCKETS_SECONDS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -30,11 +32,19 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for (i, b) in BUCKETS_SECONDS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", self.counts[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                self.counts[i].load(Relaxed)
+            );
         }
         let n = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count {n}");
     }
 }
@@ -54,7 +64,14 @@ pub struct Metrics {
 
 impl Metrics {
     /// Records one committed block.
-    pub fn block_committed(&self, entries: usize, samples: usize, bytes: usize, durable: Duration, applied: Duration) {
+    pub fn block_committed(
+        &self,
+        entries: usize,
+        samples: usize,
+        bytes: usize,
+        durable: Duration,
+        applied: Duration,
+    ) {
         self.blocks.fetch_add(1, Relaxed);
         self.entries.fetch_add(entries as u64, Relaxed);
         self.samples.fetch_add(samples as u64, Relaxed);
@@ -70,27 +87,92 @@ impl Metrics {
     }
 
     /// The text exposition, with gauges supplied by the caller.
-    pub fn render(&self, ledger_entries: u64, ledger_height: u64, series: usize, tsdb_samples: u64) -> String {
+    pub fn render(
+        &self,
+        ledger_entries: u64,
+        ledger_height: u64,
+        series: usize,
+        tsdb_samples: u64,
+    ) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
         let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
-        counter(&mut out, "assay_blocks_committed_total", "Blocks committed since start.", self.blocks.load(Relaxed));
-        counter(&mut out, "assay_entries_committed_total", "Entries (accepted requests) committed since start.", self.entries.load(Relaxed));
-        counter(&mut out, "assay_samples_committed_total", "Samples committed since start.", self.samples.load(Relaxed));
-        counter(&mut out, "assay_entry_bytes_committed_total", "Encoded entry bytes committed since start.", self.entry_bytes.load(Relaxed));
-        gauge(&mut out, "assay_ledger_entries", "Entries in the ledger.", ledger_entries);
-        gauge(&mut out, "assay_ledger_height", "Blocks in the ledger.", ledger_height);
-        gauge(&mut out, "assay_tsdb_series", "Series in the time-series view.", series as u64);
-        gauge(&mut out, "assay_tsdb_samples", "Samples in the time-series view.", tsdb_samples);
-        self.commit_durable.render(&mut out, "assay_commit_durable_seconds", "Time to write and fsync a block.");
-        self.commit_applied.render(&mut out, "assay_commit_applied_seconds", "Time to write, fsync and apply a block.");
+        counter(
+            &mut out,
+            "assay_blocks_committed_total",
+            "Blocks committed since start.",
+            self.blocks.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "assay_entries_committed_total",
+            "Entries (accepted requests) committed since start.",
+            self.entries.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "assay_samples_committed_total",
+            "Samples committed since start.",
+            self.samples.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "assay_entry_bytes_committed_total",
+            "Encoded entry bytes committed since start.",
+            self.entry_bytes.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "assay_ledger_entries",
+            "Entries in the ledger.",
+            ledger_entries,
+        );
+        gauge(
+            &mut out,
+            "assay_ledger_height",
+            "Blocks in the ledger.",
+            ledger_height,
+        );
+        gauge(
+            &mut out,
+            "assay_tsdb_series",
+            "Series in the time-series view.",
+            series as u64,
+        );
+        gauge(
+            &mut out,
+            "assay_tsdb_samples",
+            "Samples in the time-series view.",
+            tsdb_samples,
+        );
+        self.commit_durable.render(
+            &mut out,
+            "assay_commit_durable_seconds",
+            "Time to write and fsync a block.",
+        );
+        self.commit_applied.render(
+            &mut out,
+            "assay_commit_applied_seconds",
+            "Time to write, fsync and apply a block.",
+        );
         let _ = writeln!(out, "# HELP assay_requests_rejected_total Requests rejected, by endpoint and status.\n# TYPE assay_requests_rejected_total counter");
-        for ((endpoint, status), n) in self.rejected.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "assay_requests_rejected_total{{endpoint=\"{endpoint}\",code=\"{status}\"}} {n}");
+        for ((endpoint, status), n) in self
+            .rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "assay_requests_rejected_total{{endpoint=\"{endpoint}\",code=\"{status}\"}} {n}"
+            );
         }
         out
     }

@@ -20,17 +20,27 @@ impl Params {
 
     /// The last value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of `name`.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A required parameter.
     pub fn required(&self, name: &str) -> Result<&str, String> {
-        self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("parameter `{name}` is required"))
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| format!("parameter `{name}` is required"))
     }
 
     /// A time parameter in ms, or `default` when absent.
@@ -44,7 +54,10 @@ impl Params {
     /// An unsigned integer parameter.
     pub fn u64(&self, name: &str) -> Result<Option<u64>, String> {
         self.get(name)
-            .map(|v| v.parse::<u64>().map_err(|_| format!("parameter `{name}`: `{v}` is not a non-negative integer")))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("parameter `{name}`: `{v}` is not a non-negative integer"))
+            })
             .transpose()
     }
 }
@@ -57,7 +70,9 @@ pub fn parse_time_ms(s: &str) -> Result<i64, String> {
         }
         return Ok((secs * 1000.0).round() as i64);
     }
-    parse_rfc3339_ms(s).ok_or_else(|| format!("`{s}` is neither Unix seconds nor an RFC 3339 time like 2026-01-02T15:04:05Z"))
+    parse_rfc3339_ms(s).ok_or_else(|| {
+        format!("`{s}` is neither Unix seconds nor an RFC 3339 time like 2026-01-02T15:04:05Z")
+    })
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
@@ -65,12 +80,27 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
@@ -119,7 +149,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     if let Ok(secs) = s.parse::<f64>() {
         if !secs.is_finite() || secs <= 0.0 || secs > 9.2e12 {
-            return Err(format!("duration `{s}` must be a positive number of seconds"));
+            return Err(format!(
+                "duration `{s}` must be a positive number of seconds"
+            ));
         }
         return Ok((secs * 1000.0).round().max(1.0) as i64);
     }
@@ -147,7 +179,10 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
             "y" => 365 * 86_400_000,
             _ => return Err(bad()),
         };
-        total = n.checked_mul(unit_ms).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        total = n
+            .checked_mul(unit_ms)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
         rest = &rest[unit_len..];
     }
     if total == 0 {
@@ -179,7 +214,13 @@ mod tests {
 
     #[test]
     fn durations() {
-        let cases = [("15s", Ok(15_000)), ("1h30m", Ok(5_400_000)), ("250ms", Ok(250)), ("0.5", Ok(500)), ("5", Ok(5000))];
+        let cases = [
+            ("15s", Ok(15_000)),
+            ("1h30m", Ok(5_400_000)),
+            ("250ms", Ok(250)),
+            ("0.5", Ok(500)),
+            ("5", Ok(5000)),
+        ];
         for (input, want) in cases {
             assert_eq!(parse_duration_ms(input), want, "{input}");
         }
@@ -190,7 +231,10 @@ mod tests {
 
     #[test]
     fn repeated_keys() {
-        let p = Params::parse(Some("match[]=up&match[]=x%7Ba%3D%22b%22%7D&start=1"), Some(b"end=2"));
+        let p = Params::parse(
+            Some("match[]=up&match[]=x%7Ba%3D%22b%22%7D&start=1"),
+            Some(b"end=2"),
+        );
         assert_eq!(p.all("match[]"), vec!["up", "x{a=\"b\"}"]);
         assert_eq!(p.get("end"), Some("2"));
     }

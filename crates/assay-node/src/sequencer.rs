@@ -71,7 +71,11 @@ pub struct Shared {
 impl Sequencer {
     /// Starts the sequencer thread; it stops once every handle is dropped and the
     /// queue is drained.
-    pub fn start(shared: Arc<Shared>, queue_max: usize, persist_every: Duration) -> (Sequencer, std::thread::JoinHandle<()>) {
+    pub fn start(
+        shared: Arc<Shared>,
+        queue_max: usize,
+        persist_every: Duration,
+    ) -> (Sequencer, std::thread::JoinHandle<()>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_max);
         let thread = std::thread::Builder::new()
             .name("assay-sequencer".into())
@@ -84,7 +88,11 @@ impl Sequencer {
     pub async fn commit(&self, entry: Entry) -> Result<Receipt, CommitError> {
         let bytes = entry.encode();
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Proposal { bytes, entry, reply }) {
+        match self.tx.try_send(Proposal {
+            bytes,
+            entry,
+            reply,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(CommitError::Busy(self.queue_max)),
             Err(TrySendError::Disconnected(_)) => return Err(CommitError::ShuttingDown),
@@ -146,7 +154,12 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
 }
 
 fn persist(shared: &Shared) {
-    if let Err(e) = shared.ledger.write().expect("ledger lock").persist_checkpoint() {
+    if let Err(e) = shared
+        .ledger
+        .write()
+        .expect("ledger lock")
+        .persist_checkpoint()
+    {
         tracing::error!(error = %e, "persisting the checkpoint failed");
     }
 }
@@ -160,7 +173,9 @@ fn commit_block(shared: &Shared, batch: &[Proposal]) -> Result<Vec<Receipt>, Str
         .unwrap_or(0);
     let (block, leaves) = {
         let mut ledger = shared.ledger.write().expect("ledger lock");
-        let block = ledger.append_block(now_ms, &refs).map_err(|e| e.to_string())?;
+        let block = ledger
+            .append_block(now_ms, &refs)
+            .map_err(|e| e.to_string())?;
         let first = block.header.first_index;
         let leaves: Vec<Hash> = (0..batch.len() as u64)
             .map(|i| ledger.tree().leaf(first + i).expect("leaf just appended"))
@@ -168,9 +183,19 @@ fn commit_block(shared: &Shared, batch: &[Proposal]) -> Result<Vec<Receipt>, Str
         (block, leaves)
     };
     let durable = started.elapsed();
-    shared.views.write().expect("views lock").apply_block(&block, batch.iter().map(|p| &p.entry));
+    shared
+        .views
+        .write()
+        .expect("views lock")
+        .apply_block(&block, batch.iter().map(|p| &p.entry));
     let samples: usize = batch.iter().map(|p| p.entry.batch().len()).sum();
-    shared.metrics.block_committed(batch.len(), samples, refs.iter().map(|r| r.len()).sum(), durable, started.elapsed());
+    shared.metrics.block_committed(
+        batch.len(),
+        samples,
+        refs.iter().map(|r| r.len()).sum(),
+        durable,
+        started.elapsed(),
+    );
     Ok(leaves
         .into_iter()
         .enumerate()

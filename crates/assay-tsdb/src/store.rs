@@ -50,6 +50,14 @@ impl SampleStore {
         self.samples[lo..hi].iter().copied()
     }
 
+    /// Number of samples with `min_ms <= ts <= max_ms`, without reading them.
+    pub(crate) fn count_in(&self, min_ms: i64, max_ms: i64) -> usize {
+        let lo = self.samples.partition_point(|&(t, _)| t < min_ms);
+        self.samples
+            .partition_point(|&(t, _)| t <= max_ms)
+            .saturating_sub(lo)
+    }
+
     /// The latest sample with `min_ms <= ts <= max_ms`, if any.
     pub(crate) fn last_in(&self, min_ms: i64, max_ms: i64) -> Option<(i64, f64)> {
         let hi = self.samples.partition_point(|&(t, _)| t <= max_ms);
@@ -94,6 +102,14 @@ mod tests {
             vec![(20, 9.0), (30, 3.0)]
         );
         assert_eq!(s.range(31, 10).count(), 0);
+        assert_eq!(
+            (
+                s.count_in(11, 30),
+                s.count_in(31, 10),
+                s.count_in(i64::MIN, i64::MAX)
+            ),
+            (2, 0, 3)
+        );
         assert_eq!(s.last_in(0, 25), Some((20, 9.0)));
         assert_eq!(s.last_in(21, 29), None);
         assert!(!s.overlaps(i64::MIN, 9));

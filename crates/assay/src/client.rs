@@ -17,19 +17,32 @@ pub struct Client {
 impl Client {
     /// A client for the node at `base` (e.g. `http://127.0.0.1:9470`).
     pub fn new(base: &str) -> Client {
-        let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout(Duration::from_secs(120)).build();
-        Client { base: base.trim_end_matches('/').to_string(), agent }
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(120))
+            .build();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn finish(&self, result: Result<ureq::Response, ureq::Error>, what: &str) -> anyhow::Result<Vec<u8>> {
+    fn finish(
+        &self,
+        result: Result<ureq::Response, ureq::Error>,
+        what: &str,
+    ) -> anyhow::Result<Vec<u8>> {
         match result {
             Ok(resp) => {
                 let mut body = Vec::new();
-                resp.into_reader().take(RESPONSE_BYTES_MAX).read_to_end(&mut body).with_context(|| format!("reading {what}"))?;
+                resp.into_reader()
+                    .take(RESPONSE_BYTES_MAX)
+                    .read_to_end(&mut body)
+                    .with_context(|| format!("reading {what}"))?;
                 Ok(body)
             }
             Err(ureq::Error::Status(code, resp)) => {
@@ -39,15 +52,21 @@ impl Client {
                     .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                     .unwrap_or(text);
                 let exit = if (400..500).contains(&code) { 4 } else { 3 };
-                Err(anyhow!(Exit(exit)).context(format!("{what}: the server answered {code}: {msg}")))
+                Err(anyhow!(Exit(exit))
+                    .context(format!("{what}: the server answered {code}: {msg}")))
             }
-            Err(e) => Err(anyhow!(Exit(3)).context(format!("{what}: cannot reach {}: {e}", self.base))),
+            Err(e) => {
+                Err(anyhow!(Exit(3)).context(format!("{what}: cannot reach {}: {e}", self.base)))
+            }
         }
     }
 
     /// GET a path; the body on 2xx.
     pub fn get(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        self.finish(self.agent.get(&self.url(path)).call(), &format!("GET {path}"))
+        self.finish(
+            self.agent.get(&self.url(path)).call(),
+            &format!("GET {path}"),
+        )
     }
 
     /// GET a path and parse JSON.
@@ -57,10 +76,19 @@ impl Client {
     }
 
     /// POST a body; the JSON answer on 2xx.
-    pub fn post_json(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<serde_json::Value> {
-        let req = self.agent.post(&self.url(path)).set("Content-Type", content_type);
+    pub fn post_json(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> anyhow::Result<serde_json::Value> {
+        let req = self
+            .agent
+            .post(&self.url(path))
+            .set("Content-Type", content_type);
         let body = self.finish(req.send_bytes(body), &format!("POST {path}"))?;
-        serde_json::from_slice(&body).with_context(|| format!("POST {path}: the answer is not JSON"))
+        serde_json::from_slice(&body)
+            .with_context(|| format!("POST {path}: the answer is not JSON"))
     }
 }
 
@@ -69,7 +97,9 @@ pub fn encode(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

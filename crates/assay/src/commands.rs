@@ -1,7 +1,10 @@
 //! One function per subcommand.
 
 use crate::client::{encode, Client};
-use crate::{Cli, Command, NodeArgs, ProofArgs, PushArgs, QueryArgs, QueryRangeArgs, ServeArgs, ServerArgs, VerifyArgs};
+use crate::{
+    Cli, Command, NodeArgs, ProofArgs, PushArgs, QueryArgs, QueryRangeArgs, ServeArgs, ServerArgs,
+    VerifyArgs,
+};
 use anyhow::{anyhow, bail, Context as _};
 use assay_ledger::merkle::{leaf_hash, verify_inclusion, Hash};
 use assay_ledger::note::{open_checkpoint, Verifier};
@@ -65,7 +68,10 @@ fn serve(args: ServeArgs, json: bool) -> anyhow::Result<i32> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(async move {
         let node = assay_node::Node::open(config.clone()).map_err(|e| fail(3, e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -88,7 +94,8 @@ fn serve(args: ServeArgs, json: bool) -> anyhow::Result<i32> {
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
@@ -101,20 +108,37 @@ fn push(args: PushArgs, json: bool) -> anyhow::Result<i32> {
     let body = match &args.file {
         Some(path) if path.as_os_str() == "-" => {
             let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading standard input")?;
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+                .context("reading standard input")?;
             b
         }
-        Some(path) => std::fs::read(path).map_err(|e| fail(3, format!("reading {}: {e}", path.display())))?,
+        Some(path) => {
+            std::fs::read(path).map_err(|e| fail(3, format!("reading {}: {e}", path.display())))?
+        }
         None => {
-            let name = args.name.clone().expect("clap requires a name without --file");
-            let raw = args.value.clone().expect("clap requires a value without --file");
-            let value: f64 = raw.parse().map_err(|_| fail(2, format!("value `{raw}` is not a number")))?;
+            let name = args
+                .name
+                .clone()
+                .expect("clap requires a name without --file");
+            let raw = args
+                .value
+                .clone()
+                .expect("clap requires a value without --file");
+            let value: f64 = raw
+                .parse()
+                .map_err(|_| fail(2, format!("value `{raw}` is not a number")))?;
             let mut labels = serde_json::Map::new();
             for l in &args.labels {
-                let (k, v) = l.split_once('=').ok_or_else(|| fail(2, format!("label `{l}` is not KEY=VALUE")))?;
+                let (k, v) = l
+                    .split_once('=')
+                    .ok_or_else(|| fail(2, format!("label `{l}` is not KEY=VALUE")))?;
                 labels.insert(k.to_string(), json!(v));
             }
-            let value = if value.is_finite() { json!(value) } else { json!(raw) };
+            let value = if value.is_finite() {
+                json!(value)
+            } else {
+                json!(raw)
+            };
             let mut sample = json!({"name": name, "labels": labels, "value": value});
             if let Some(t) = args.timestamp_ms {
                 sample["timestamp_ms"] = json!(t);
@@ -126,7 +150,10 @@ fn push(args: PushArgs, json: bool) -> anyhow::Result<i32> {
     print(json, &r, || {
         format!(
             "stored {} sample(s) as entry {} in block {} (leaf hash {})",
-            r["samples"], r["index"], r["height"], r["leaf_hash"].as_str().unwrap_or("?")
+            r["samples"],
+            r["index"],
+            r["height"],
+            r["leaf_hash"].as_str().unwrap_or("?")
         )
     });
     Ok(0)
@@ -158,9 +185,15 @@ fn query_range(args: QueryRangeArgs, json: bool) -> anyhow::Result<i32> {
 }
 
 fn render_labels(metric: &Value) -> String {
-    let Some(m) = metric.as_object() else { return "{}".into() };
+    let Some(m) = metric.as_object() else {
+        return "{}".into();
+    };
     let name = m.get("__name__").and_then(Value::as_str).unwrap_or("");
-    let rest: Vec<String> = m.iter().filter(|(k, _)| *k != "__name__").map(|(k, v)| format!("{k}={v}")).collect();
+    let rest: Vec<String> = m
+        .iter()
+        .filter(|(k, _)| *k != "__name__")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     format!("{name}{{{}}}", rest.join(", "))
 }
 
@@ -177,7 +210,16 @@ fn render_result(data: &Value) -> String {
             if rows.is_empty() {
                 return "(no series)".into();
             }
-            rows.iter().map(|s| format!("{} => {}", render_labels(&s["metric"]), render_point(&s["value"]))).collect::<Vec<_>>().join("\n")
+            rows.iter()
+                .map(|s| {
+                    format!(
+                        "{} => {}",
+                        render_labels(&s["metric"]),
+                        render_point(&s["value"])
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
         }
         Some("matrix") => {
             let rows = data["result"].as_array().unwrap_or(&empty);
@@ -186,8 +228,17 @@ fn render_result(data: &Value) -> String {
             }
             rows.iter()
                 .map(|s| {
-                    let points: Vec<String> = s["values"].as_array().unwrap_or(&empty).iter().map(render_point).collect();
-                    format!("{} =>\n  {}", render_labels(&s["metric"]), points.join("\n  "))
+                    let points: Vec<String> = s["values"]
+                        .as_array()
+                        .unwrap_or(&empty)
+                        .iter()
+                        .map(render_point)
+                        .collect();
+                    format!(
+                        "{} =>\n  {}",
+                        render_labels(&s["metric"]),
+                        points.join("\n  ")
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
@@ -199,7 +250,8 @@ fn render_result(data: &Value) -> String {
 
 fn parse_key(text: &str) -> anyhow::Result<Verifier> {
     let text = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| fail(2, format!("reading key file {path}: {e}")))?,
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| fail(2, format!("reading key file {path}: {e}")))?,
         None => text.to_string(),
     };
     Verifier::from_key_text(text.trim()).map_err(|e| fail(2, format!("--key: {e}")))
@@ -239,8 +291,11 @@ fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<i32> {
 }
 
 fn b64_hash(s: &Value) -> anyhow::Result<Hash> {
-    let raw = base64::engine::general_purpose::STANDARD.decode(s.as_str().unwrap_or("")).context("proof hash is not base64")?;
-    raw.try_into().map_err(|_| anyhow!("proof hash is not 32 bytes"))
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(s.as_str().unwrap_or(""))
+        .context("proof hash is not base64")?;
+    raw.try_into()
+        .map_err(|_| anyhow!("proof hash is not 32 bytes"))
 }
 
 fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
@@ -248,19 +303,40 @@ fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
     let (verifier, key_source) = match &args.key {
         Some(k) => (parse_key(k)?, "given"),
         None => {
-            let text = String::from_utf8(client.get("/v1/ledger/key")?).context("key is not UTF-8")?;
-            (Verifier::from_key_text(text.trim()).map_err(|e| fail(1, format!("server key: {e}")))?, "fetched from the server")
+            let text =
+                String::from_utf8(client.get("/v1/ledger/key")?).context("key is not UTF-8")?;
+            (
+                Verifier::from_key_text(text.trim())
+                    .map_err(|e| fail(1, format!("server key: {e}")))?,
+                "fetched from the server",
+            )
         }
     };
-    let note = String::from_utf8(client.get("/v1/ledger/checkpoint")?).context("checkpoint is not UTF-8")?;
-    let cp = open_checkpoint(&note, &verifier).map_err(|e| fail(1, format!("checkpoint signature does not verify: {e}")))?;
+    let note = String::from_utf8(client.get("/v1/ledger/checkpoint")?)
+        .context("checkpoint is not UTF-8")?;
+    let cp = open_checkpoint(&note, &verifier)
+        .map_err(|e| fail(1, format!("checkpoint signature does not verify: {e}")))?;
     if args.index >= cp.size {
-        bail!(fail(4, format!("entry {} is not in the latest checkpoint (tree size {})", args.index, cp.size)));
+        bail!(fail(
+            4,
+            format!(
+                "entry {} is not in the latest checkpoint (tree size {})",
+                args.index, cp.size
+            )
+        ));
     }
     let entry = client.get(&format!("/v1/ledger/entries/{}", args.index))?;
     let leaf = leaf_hash(&entry);
-    let p = client.get_json(&format!("/v1/ledger/proof/inclusion?index={}&tree_size={}", args.index, cp.size))?;
-    let hashes: Vec<Hash> = p["hashes"].as_array().unwrap_or(&vec![]).iter().map(b64_hash).collect::<Result<_, _>>()?;
+    let p = client.get_json(&format!(
+        "/v1/ledger/proof/inclusion?index={}&tree_size={}",
+        args.index, cp.size
+    ))?;
+    let hashes: Vec<Hash> = p["hashes"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(b64_hash)
+        .collect::<Result<_, _>>()?;
     let verdict = verify_inclusion(&leaf, args.index, cp.size, &hashes, &cp.root);
     let samples = Entry::decode(&entry).map(|e| e.batch().len()).ok();
     let v = json!({
@@ -269,7 +345,8 @@ fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
         "proof_hashes": hashes.len(), "key": verifier.to_key_text(), "key_source": key_source,
         "error": verdict.as_ref().err().map(|e| e.to_string()),
     });
-    print(json, &v, || match &verdict {
+    print(json, &v, || {
+        match &verdict {
         Ok(()) => format!(
             "entry {} ({} samples, leaf {}) is included in checkpoint {} size {}: proof of {} hashes verified with key {} ({key_source})",
             args.index,
@@ -281,13 +358,15 @@ fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
             verifier.to_key_text()
         ),
         Err(e) => format!("proof FAILED for entry {}: {e}", args.index),
+    }
     });
     Ok(if verdict.is_ok() { 0 } else { 1 })
 }
 
 fn checkpoint(args: ServerArgs, json: bool) -> anyhow::Result<i32> {
     let client = Client::new(&args.server);
-    let note = String::from_utf8(client.get("/v1/ledger/checkpoint")?).context("checkpoint is not UTF-8")?;
+    let note = String::from_utf8(client.get("/v1/ledger/checkpoint")?)
+        .context("checkpoint is not UTF-8")?;
     let key = String::from_utf8(client.get("/v1/ledger/key")?).context("key is not UTF-8")?;
     if json {
         let lines: Vec<&str> = note.lines().collect();

@@ -53,9 +53,33 @@ pub(super) struct Evaluator<'a> {
     selections: HashMap<usize, Rc<Vec<SeriesId>>>,
     series_touched: usize,
     samples_loaded: u64,
+    limits: Limits,
+}
+
+/// The per-query limits; the public constants in production, smaller ones in tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Limits {
+    pub(super) series_touched_max: usize,
+    pub(super) samples_loaded_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            series_touched_max: QUERY_SERIES_TOUCHED_MAX,
+            samples_loaded_max: QUERY_SAMPLES_LOADED_MAX,
+        }
+    }
 }
 
 impl<'a> Evaluator<'a> {
+    /// Replaces the limits (tests exercise them on small data).
+    #[cfg(test)]
+    pub(super) fn with_limits(mut self, limits: Limits) -> Evaluator<'a> {
+        self.limits = limits;
+        self
+    }
+
     pub(super) fn new(db: &'a Tsdb, start_ms: i64, end_ms: i64) -> Evaluator<'a> {
         Evaluator {
             db,
@@ -64,6 +88,7 @@ impl<'a> Evaluator<'a> {
             selections: HashMap::new(),
             series_touched: 0,
             samples_loaded: 0,
+            limits: Limits::default(),
         }
     }
 
@@ -190,9 +215,10 @@ impl<'a> Evaluator<'a> {
         ids.sort_unstable();
         ids.dedup();
         self.series_touched += ids.len();
-        if self.series_touched > QUERY_SERIES_TOUCHED_MAX {
+        if self.series_touched > self.limits.series_touched_max {
             return Err(QueryError::execution(format!(
-                "query selects more than {QUERY_SERIES_TOUCHED_MAX} series; narrow its selectors"
+                "query selects more than {} series; narrow its selectors",
+                self.limits.series_touched_max
             )));
         }
         ids.sort_by(|a, b| db.entry(*a).labels.cmp(&db.entry(*b).labels));
@@ -203,9 +229,10 @@ impl<'a> Evaluator<'a> {
 
     fn load(&mut self, samples: usize) -> Result<(), QueryError> {
         self.samples_loaded += samples as u64;
-        if self.samples_loaded > QUERY_SAMPLES_LOADED_MAX {
+        if self.samples_loaded > self.limits.samples_loaded_max {
             return Err(QueryError::execution(format!(
-                "query loads more than {QUERY_SAMPLES_LOADED_MAX} samples; shorten its range or select fewer series"
+                "query loads more than {} samples; shorten its range or select fewer series",
+                self.limits.samples_loaded_max
             )));
         }
         Ok(())
@@ -259,12 +286,13 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         for &id in ids.iter() {
             let entry = self.db.entry(id);
+            // Count first so an over-limit query fails before copying the samples.
+            self.load(entry.samples.count_in(start, end))?;
             let points: Vec<(i64, f64)> = entry
                 .samples
                 .range(start, end)
                 .filter(|(_, v)| v.to_bits() != STALE_NAN_BITS)
                 .collect();
-            self.load(points.len())?;
             if !points.is_empty() {
                 out.push(RangeElem {
                     labels: result_labels(&entry.labels),

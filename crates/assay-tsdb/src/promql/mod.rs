@@ -1,7 +1,7 @@
 //! A PromQL evaluator subset over a [`Tsdb`], with Prometheus' HTTP API result shapes.
 //!
 //! Parsing is `promql-parser`'s; evaluation is ours. A range query evaluates the expression
-//! as an instant query at each step ([`eval::Evaluator`] is the one place a faster
+//! as an instant query at each step (the private `eval::Evaluator` is the one place a faster
 //! step-vectorised engine would replace). Supported: vector and range selectors with all
 //! four matchers, `offset`, `@` (incl. `start()`/`end()`), number and string literals,
 //! parentheses, unary minus, arithmetic (`+ - * / % ^ atan2`), comparisons (with and without

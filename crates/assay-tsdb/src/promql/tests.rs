@@ -724,46 +724,49 @@ fn limits_are_enforced_at_the_edge() {
 
 #[test]
 fn series_and_sample_limits() {
-    let mut batch = SampleBatch::new();
-    let l = |i: usize| {
-        Labels::new(vec![
-            ("__name__".into(), "m".into()),
-            ("i".into(), i.to_string()),
-        ])
-        .unwrap()
+    assert_eq!(
+        eval::Limits::default(),
+        eval::Limits {
+            series_touched_max: QUERY_SERIES_TOUCHED_MAX,
+            samples_loaded_max: QUERY_SAMPLES_LOADED_MAX
+        }
+    );
+    // The same code paths with small limits, so the edges are cheap to reach.
+    let limits = eval::Limits {
+        series_touched_max: 3,
+        samples_loaded_max: 12,
     };
-    for i in 0..=QUERY_SERIES_TOUCHED_MAX {
-        batch.push(l(i), 0, 1.0);
-    }
-    let mut db = Tsdb::new();
-    db.apply_batch(&batch);
-    let e = instant_query(&db, r#"m{i!="0"}"#, 0).unwrap();
-    let Value::Vector(v) = e else {
-        panic!("vector expected")
+    let db = requests(); // 4 request series, 11-12 samples each
+    let instant = |q: &str| {
+        let expr = parse::query(q).unwrap();
+        eval::Evaluator::new(&db, 0, 0)
+            .with_limits(limits)
+            .instant(&expr, 50 * M)
+            .map(|_| ())
     };
-    assert_eq!(v.len(), QUERY_SERIES_TOUCHED_MAX);
-    let e = instant_query(&db, "m", 0).unwrap_err();
+    assert!(instant(r#"http_requests_total{path!="/foo"}"#).is_ok());
+    let e = instant("http_requests_total").unwrap_err();
     assert_eq!(
         (e.kind, e.message.as_str()),
         (
             QueryErrorKind::Execution,
-            "query selects more than 100000 series; narrow its selectors"
+            "query selects more than 3 series; narrow its selectors"
         )
     );
-
-    // Samples: one series with many samples read by many steps.
-    let mut batch = SampleBatch::new();
-    let one = Labels::new(vec![("__name__".into(), "s".into())]).unwrap();
-    for t in 0..10_000 {
-        batch.push(one.clone(), t, 1.0);
-    }
-    let mut db = Tsdb::new();
-    db.apply_batch(&batch);
-    // 5,000 steps x 10,000 samples per window = exactly the limit.
-    assert_eq!(5_000 * 10_000, QUERY_SAMPLES_LOADED_MAX);
-    assert!(range_query(&db, "count_over_time(s[1h])", 10_000, 10_000 + 4_999, 1).is_ok());
-    let e = range_query(&db, "count_over_time(s[1h])", 10_000, 10_000 + 5_000, 1).unwrap_err();
-    assert_eq!(e.kind, QueryErrorKind::Execution);
+    // Selections count once per query, summed over selectors.
+    assert!(instant(r#"temperature + temperature{room="a"}"#).is_ok());
+    assert!(instant(r#"temperature + temperature{room="a"} + temperature{room="b"}"#).is_err());
+    // Samples: the /foo window (-5m, 50m] holds all 11 samples, a 55m window on /bar 12.
+    assert!(instant(r#"count_over_time(http_requests_total{path="/foo"}[55m])"#).is_ok());
+    assert!(instant(r#"count_over_time(http_requests_total{path="/bar"}[60m] @ 3300)"#).is_ok());
+    let e = instant(r#"count_over_time(http_requests_total{path="/foo"}[55m]) + http_requests_total{path="/foo"} + http_requests_total{path="/foo"}"#).unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            QueryErrorKind::Execution,
+            "query loads more than 12 samples; shorten its range or select fewer series"
+        )
+    );
 }
 
 #[test]
