@@ -299,3 +299,61 @@ fn flipped_bit_is_named_by_the_audit() {
     // Startup refuses the same damage.
     assert!(Ledger::open(disk, signer, config).is_err());
 }
+
+fn ledger_with(
+    blocks: usize,
+    segment_bytes_max: u64,
+) -> (Ledger<SimStorage>, Signer, LedgerConfig) {
+    let signer = Signer::from_seed("cut.assay/ledger", [5; 32]).unwrap();
+    let config = LedgerConfig {
+        segment_bytes_max,
+        block_entries_max: 4,
+        block_bytes_max: 1 << 20,
+    };
+    let (mut ledger, _) = Ledger::open(SimStorage::new(), signer.clone(), config.clone()).unwrap();
+    let mut rng = SimRng::new(2);
+    for _ in 0..blocks {
+        let entries: Vec<Vec<u8>> = (0..2).map(|_| random_entry(&mut rng)).collect();
+        let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+        ledger.append_block(1, &refs).unwrap();
+    }
+    (ledger, signer, config)
+}
+
+#[test]
+fn a_cut_segment_is_refused_once_a_checkpoint_vouched_for_it() {
+    let (mut ledger, signer, config) = ledger_with(10, 1 << 20);
+    ledger.persist_checkpoint().unwrap();
+    let disk = ledger.into_storage();
+    let name = "00000000000000000000.seg";
+    let len = disk.len(name).unwrap();
+    let mut cut = disk.clone();
+    assay_ledger::storage::Storage::truncate(&mut cut, name, (len / 2) as u64).unwrap();
+    let err = Ledger::open(cut, signer, config)
+        .err()
+        .expect("a cut ledger must not open")
+        .to_string();
+    assert!(
+        err.contains("persisted checkpoint covers 20 entries"),
+        "{err}"
+    );
+}
+
+#[test]
+fn damage_in_an_older_segment_is_corruption_not_a_torn_tail() {
+    let (ledger, signer, config) = ledger_with(12, 600);
+    let disk = ledger.into_storage();
+    let segments: Vec<String> = assay_ledger::storage::Storage::list(&disk).unwrap();
+    assert!(segments.len() >= 3, "{segments:?}");
+    // Bit rot in the first segment's last byte (inside its last seal).
+    let len = disk.len(&segments[0]).unwrap();
+    disk.flip_bit(&segments[0], len - 1, 0);
+    let err = Ledger::open(disk, signer, config)
+        .err()
+        .expect("damage must stop the node")
+        .to_string();
+    assert!(
+        err.contains(&segments[0]) && err.contains("checksum"),
+        "{err}"
+    );
+}

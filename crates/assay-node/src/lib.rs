@@ -4,6 +4,7 @@
 //! Data directory layout:
 //!
 //! ```text
+//! <data_dir>/LOCK                  held (flock) by the one process using the directory
 //! <data_dir>/node.key              Ed25519 signer key (C2SP note key text), mode 0600
 //! <data_dir>/ledger/*.seg          segment files (see assay_ledger::segment)
 //! <data_dir>/ledger/checkpoint     last persisted signed checkpoint
@@ -54,23 +55,45 @@ pub enum NodeError {
     /// Serving failed.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    /// Another process holds the data directory.
+    #[error("data directory {0} is in use by another assay process (its LOCK file is held); stop that process or pick another --data-dir")]
+    Locked(String),
+}
+
+/// Takes the data directory's exclusive lock, released when the returned file is dropped
+/// (or the process dies), so two processes never write one ledger.
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {
+    let path = dir.join("LOCK");
+    let io = |source| NodeError::DataDir {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::Locked(dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 /// An opened node, ready to serve.
 pub struct Node {
     config: NodeConfig,
     shared: Arc<Shared>,
+    _lock: std::fs::File,
 }
 
 impl Node {
     /// Opens the data directory: creates it and the key on first start, recovers the
     /// ledger (truncating a torn last block), loads or rebuilds the views.
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
-        let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let signer = identity::load_or_create(&config.key_file(), &config.origin)?;
         let storage =
             FsStorage::open(&config.ledger_dir()).map_err(|source| NodeError::DataDir {
@@ -90,7 +113,11 @@ impl Node {
             views: RwLock::new(views),
             metrics: Default::default(),
         });
-        Ok(Node { config, shared })
+        Ok(Node {
+            config,
+            shared,
+            _lock: lock,
+        })
     }
 
     /// The shared state (ledger, views, metrics).
@@ -159,6 +186,7 @@ pub struct RebuildReport {
 
 /// Drops the views and replays the whole ledger into fresh ones, then snapshots them.
 pub fn rebuild(config: &NodeConfig) -> Result<RebuildReport, NodeError> {
+    let _lock = lock_data_dir(&config.data_dir)?;
     let signer = identity::load_or_create(&config.key_file(), &config.origin)?;
     let storage = FsStorage::open(&config.ledger_dir()).map_err(|source| NodeError::DataDir {
         path: config.ledger_dir().display().to_string(),
@@ -233,6 +261,8 @@ pub fn audit(data_dir: &Path, key: Option<Verifier>) -> Result<AuditReport, Audi
             data_dir.display()
         )));
     }
+    let _lock = lock_data_dir(data_dir)
+        .map_err(|e| AuditError::Key(format!("{e} (verify audits a stopped node)")))?;
     let storage =
         FsStorage::open(&config.ledger_dir()).map_err(|e| AuditError::Key(e.to_string()))?;
     let checks = ScanChecks {

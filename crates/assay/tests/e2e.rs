@@ -540,13 +540,17 @@ fn restart_and_rebuild_give_the_same_state() {
             200
         );
     }
+    // The data directory belongs to the running node: verify and a second node refuse it.
+    let data = dir.path().join("data");
+    let (code, out) = cli(&["verify", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("in use by another assay process"), "{out}");
     let before = node.query_at("sum(reqs)", Some(t));
     assert_eq!(before[0]["value"][1], "54", "{before}");
     node.stop();
     let node = NodeProc::start(dir.path(), &[]);
     assert_eq!(node.query_at("sum(reqs)", Some(t)), before);
     node.stop();
-    let data = dir.path().join("data");
     let (code, a) = cli(&["--json", "rebuild", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{a}");
     let (code, b) = cli(&["--json", "rebuild", "--data-dir", data.to_str().unwrap()]);
