@@ -13,7 +13,7 @@ use crate::views::Views;
 use assay_ledger::merkle::Hash;
 use assay_ledger::storage::FsStorage;
 use assay_ledger::{Entry, Ledger};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -79,7 +79,7 @@ impl Sequencer {
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_max);
         let thread = std::thread::Builder::new()
             .name("assay-sequencer".into())
-            .spawn(move || run(&shared, rx, persist_every))
+            .spawn(move || run(&shared, rx, persist_every.max(Duration::from_millis(10))))
             .expect("spawning the sequencer thread");
         (Sequencer { tx, queue_max }, thread)
     }
@@ -109,7 +109,20 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
     let mut failed: Option<String> = None;
     let mut last_persist = Instant::now();
     let mut dirty = false;
-    while let Ok(first) = rx.recv() {
+    loop {
+        // Waking up when idle lets the checkpoint file catch up with the last blocks.
+        let first = match rx.recv_timeout(persist_every) {
+            Ok(p) => p,
+            Err(RecvTimeoutError::Timeout) => {
+                if dirty && failed.is_none() {
+                    persist(shared);
+                    last_persist = Instant::now();
+                    dirty = false;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut bytes = first.bytes.len();
         let mut batch = vec![first];
         while batch.len() < entries_max && bytes < bytes_max {
