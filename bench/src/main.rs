@@ -1,1 +1,201 @@
-fn main() {}
+//! `assay-bench`: load generators and benchmark drivers for Assay.
+//!
+//! Each subcommand prints a human summary and, with `--json`, one JSON line on stdout
+//! (last), which `bench/run.sh` collects into the table of BENCHMARKS.md.
+
+mod body;
+mod disk;
+mod http;
+mod ingest;
+mod latency;
+mod node;
+mod proof;
+mod stats;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "assay-bench", about = "Benchmark drivers for Assay")]
+struct Cli {
+    /// Also print one JSON line with the figures.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Closed-loop durable ingest throughput (POST /v1/push).
+    Ingest {
+        /// Node URL, e.g. http://127.0.0.1:9470.
+        #[arg(long)]
+        url: String,
+        /// Samples per request.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Concurrent clients, one connection each.
+        #[arg(long, default_value_t = 4)]
+        clients: u32,
+        /// Length of the timed window (10s, 500ms, 2m).
+        #[arg(long, default_value = "10s", value_parser = stats::parse_duration)]
+        duration: Duration,
+        /// Distinct series in total, split evenly over clients (at least --batch per
+        /// client, so a request never repeats a series).
+        #[arg(long, default_value_t = 100_000)]
+        series: u64,
+        /// Untimed passes over all series before the timed window (0: the window includes
+        /// series creation).
+        #[arg(long, default_value_t = 1)]
+        warmup_rounds: u64,
+        /// Generator runtime threads (1 keeps the generator off the server's second core
+        /// as much as possible).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Open-loop push at a target rate; push start → queryable latency.
+    Latency {
+        /// Node URL.
+        #[arg(long)]
+        url: String,
+        /// Target samples per second.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        /// Samples per push (one of them is the marker).
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Length of the schedule.
+        #[arg(long, default_value = "10s", value_parser = stats::parse_duration)]
+        duration: Duration,
+        /// Distinct data series cycled through.
+        #[arg(long, default_value_t = 10_000)]
+        series: u64,
+        /// Query visibility after every n-th push.
+        #[arg(long, default_value_t = 2)]
+        sample_every: u64,
+        /// Connections in the pool.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Generator runtime threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Merkle tree build, inclusion/consistency proof generation and verification.
+    Proof {
+        /// Leaves of the synthetic tree (leaf i = SHA-256 of i, big-endian).
+        #[arg(long, default_value_t = 1_000_000)]
+        leaves: u64,
+        /// Random inclusion proofs measured.
+        #[arg(long, default_value_t = 10_000)]
+        inclusion_samples: usize,
+        /// Random consistency proofs measured.
+        #[arg(long, default_value_t = 10_000)]
+        consistency_samples: usize,
+    },
+    /// Bytes of DIR/ledger per committed sample.
+    Disk {
+        /// The node's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Samples committed (otherwise read from the node's /metrics via --url).
+        #[arg(long)]
+        samples: Option<u64>,
+        /// Node URL, to read assay_samples_committed_total.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Time N appends+fdatasync in DIR: the floor under durable ingest.
+    FsyncProbe {
+        /// Directory on the disk to probe (a scratch file is created and removed).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of fsyncs.
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        /// Bytes appended before each fsync.
+        #[arg(long, default_value_t = 4096)]
+        bytes: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let (human, json) = match cli.command {
+        Command::Ingest {
+            url,
+            batch,
+            clients,
+            duration,
+            series,
+            warmup_rounds,
+            threads,
+        } => runtime(threads)?.block_on(ingest::run(ingest::IngestParams {
+            target: http::Target::parse(&url)?,
+            batch,
+            clients,
+            duration,
+            series,
+            warmup_rounds,
+        }))?,
+        Command::Latency {
+            url,
+            rate,
+            batch,
+            duration,
+            series,
+            sample_every,
+            connections,
+            threads,
+        } => runtime(threads)?.block_on(latency::run(latency::LatencyParams {
+            target: http::Target::parse(&url)?,
+            rate,
+            batch,
+            duration,
+            series,
+            sample_every,
+            connections,
+        }))?,
+        Command::Proof {
+            leaves,
+            inclusion_samples,
+            consistency_samples,
+        } => proof::run(&proof::ProofParams {
+            leaves,
+            inclusion_samples,
+            consistency_samples,
+        })?,
+        Command::Disk {
+            data_dir,
+            samples,
+            url,
+        } => {
+            let target = url.as_deref().map(http::Target::parse).transpose()?;
+            runtime(1)?.block_on(disk::run(&data_dir, samples, target))?
+        }
+        Command::FsyncProbe { dir, count, bytes } => disk::fsync_probe(&dir, count, bytes)?,
+    };
+    println!("{human}");
+    if cli.json {
+        println!("{json}");
+    }
+    Ok(())
+}
+
+/// A current-thread runtime for 1 thread (the generator then uses at most one core),
+/// else a multi-thread one.
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    Ok(rt)
+}
