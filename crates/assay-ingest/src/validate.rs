@@ -3,8 +3,6 @@
 //! The checks return plain reasons; each parser adds its own location (field path, line and
 //! column, element) when it turns a reason into an [`IngestError`].
 
-use std::collections::HashMap;
-
 use assay_ledger::{Labels, SampleBatch, METRIC_NAME_LABEL};
 
 use crate::{IngestErrorKind, Limits};
@@ -85,28 +83,39 @@ impl<'l> SeriesLabels<'l> {
 
     /// Adds one label: checks the count limit, the name, the value length and duplicates.
     pub(crate) fn add(&mut self, name: String, value: String) -> Result<(), String> {
+        self.check(&name, &value)?;
+        self.pairs.push((name, value));
+        Ok(())
+    }
+
+    /// What [`SeriesLabels::add`] checks, without taking the strings.
+    pub(crate) fn check(&self, name: &str, value: &str) -> Result<(), String> {
         if self.pairs.len() >= self.limits.labels_per_series_max {
             return Err(format!(
                 "series has more than labels_per_series_max = {} labels; drop some",
                 self.limits.labels_per_series_max
             ));
         }
-        validate_label_name(&name)?;
+        validate_label_name(name)?;
         if name.len() > self.limits.label_name_bytes_max {
             return Err(format!(
                 "label name `{}…` is {} bytes, over label_name_bytes_max = {}",
-                truncate(&name, 32),
+                truncate(name, 32),
                 name.len(),
                 self.limits.label_name_bytes_max
             ));
         }
-        check_label_value(&name, &value, self.limits)?;
+        check_label_value(name, value, self.limits)?;
         // Linear: the count limit above keeps this small.
-        if self.pairs.iter().any(|(n, _)| *n == name) {
+        if self.pairs.iter().any(|(n, _)| n == name) {
             return Err(format!("label `{name}` is given twice in one series"));
         }
-        self.pairs.push((name, value));
         Ok(())
+    }
+
+    /// Adds a label that passed [`SeriesLabels::check`].
+    pub(crate) fn push_checked(&mut self, name: String, value: String) {
+        self.pairs.push((name, value));
     }
 
     /// The series' identity; `metric` must have passed [`check_metric_name`].
@@ -172,7 +181,7 @@ pub(crate) struct BatchBuilder<'l> {
     now_ms: i64,
     batch: SampleBatch,
     /// (series index, timestamp) → first sample, to reject a repeated sample.
-    seen: HashMap<(u32, i64), usize>,
+    seen: rustc_hash::FxHashMap<(u32, i64), usize>,
 }
 
 impl<'l> BatchBuilder<'l> {
@@ -181,7 +190,7 @@ impl<'l> BatchBuilder<'l> {
             limits,
             now_ms,
             batch: SampleBatch::new(),
-            seen: HashMap::new(),
+            seen: Default::default(),
         }
     }
 

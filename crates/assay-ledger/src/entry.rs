@@ -25,7 +25,7 @@
 //! sample's minus 0); varints are minimal; no bytes trail the entry. Values keep their
 //! exact IEEE-754 bits (NaN payloads included).
 
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 /// Version byte of the current entry encoding.
 pub const ENTRY_VERSION: u8 = 1;
@@ -95,7 +95,9 @@ pub struct Sample {
 pub struct SampleBatch {
     series: Vec<Labels>,
     samples: Vec<Sample>,
-    index: HashMap<Labels, u32>,
+    index: SeriesIndex,
+    /// `SeriesIndex::hash` of each series, so views need not hash the labels again.
+    hashes: Vec<u64>,
 }
 
 impl PartialEq for SampleBatch {
@@ -118,12 +120,15 @@ impl SampleBatch {
 
     /// Appends one sample, registering its series on first use.
     pub fn push(&mut self, labels: Labels, timestamp_ms: i64, value: f64) {
-        let next = self.series.len() as u32;
-        let series = match self.index.get(&labels) {
-            Some(&i) => i,
+        let hash = SeriesIndex::hash(&labels);
+        let known = &self.series;
+        let series = match self.index.get(hash, |id| known[id as usize] == labels) {
+            Some(i) => i,
             None => {
-                self.index.insert(labels.clone(), next);
+                let next = self.series.len() as u32;
+                self.index.insert(hash, next);
                 self.series.push(labels);
+                self.hashes.push(hash);
                 next
             }
         };
@@ -137,6 +142,11 @@ impl SampleBatch {
     /// Distinct series, in first-reference order.
     pub fn series(&self) -> &[Labels] {
         &self.series
+    }
+
+    /// [`SeriesIndex::hash`] of each series, parallel to [`SampleBatch::series`].
+    pub fn series_hashes(&self) -> &[u64] {
+        &self.hashes
     }
 
     /// Samples in the order they were pushed.
@@ -159,6 +169,62 @@ impl SampleBatch {
         self.samples
             .iter()
             .map(|s| (&self.series[s.series as usize], s.timestamp_ms, s.value))
+    }
+}
+
+/// Maps label sets to dense ids `0..n` without keeping a second copy of the labels:
+/// a hash of the labels points at the newest id with that hash, and each id at the
+/// previous id with the same hash; the caller compares candidates with its own store.
+/// Lookups only, never iterated, so its hash function cannot leak into any result.
+#[derive(Clone, Debug, Default)]
+pub struct SeriesIndex {
+    heads: rustc_hash::FxHashMap<u64, u32>,
+    next: Vec<u32>,
+}
+
+const SERIES_INDEX_END: u32 = u32::MAX;
+
+impl SeriesIndex {
+    /// The hash this index files `labels` under.
+    pub fn hash(labels: &Labels) -> u64 {
+        let mut h = rustc_hash::FxHasher::default();
+        labels.hash(&mut h);
+        h.finish()
+    }
+
+    /// The id with this hash for which `is(id)` holds.
+    pub fn get(&self, hash: u64, is: impl Fn(u32) -> bool) -> Option<u32> {
+        let mut id = *self.heads.get(&hash)?;
+        loop {
+            if is(id) {
+                return Some(id);
+            }
+            id = self.next[id as usize];
+            if id == SERIES_INDEX_END {
+                return None;
+            }
+        }
+    }
+
+    /// Files the next id (ids are dense: `id` must equal the number of ids so far).
+    pub fn insert(&mut self, hash: u64, id: u32) {
+        assert_eq!(
+            id as usize,
+            self.next.len(),
+            "series ids are dense and increasing"
+        );
+        let prev = self.heads.insert(hash, id).unwrap_or(SERIES_INDEX_END);
+        self.next.push(prev);
+    }
+
+    /// Ids filed so far.
+    pub fn len(&self) -> usize {
+        self.next.len()
+    }
+
+    /// True before the first id.
+    pub fn is_empty(&self) -> bool {
+        self.next.is_empty()
     }
 }
 
@@ -314,9 +380,17 @@ fn decode_batch(r: &mut Reader<'_>) -> Result<SampleBatch, EntryError> {
         if labels.metric_name().is_none_or(str::is_empty) {
             return Err(EntryError::SeriesName(i));
         }
-        if batch.index.insert(labels.clone(), i as u32).is_some() {
+        let hash = SeriesIndex::hash(&labels);
+        let known = &batch.series;
+        if batch
+            .index
+            .get(hash, |id| known[id as usize] == labels)
+            .is_some()
+        {
             return Err(EntryError::SeriesRepeated(i));
         }
+        batch.index.insert(hash, i as u32);
+        batch.hashes.push(hash);
         batch.series.push(labels);
     }
     let sample_count = r.count("sample count")?;
@@ -543,6 +617,22 @@ mod tests {
         assert_eq!(dup.unwrap_err(), EntryError::DuplicateLabel("a".into()));
         let none = Labels::new(vec![("a".into(), "1".into())]);
         assert_eq!(none.unwrap_err(), EntryError::MissingMetricName);
+    }
+
+    #[test]
+    fn series_index_follows_hash_collisions() {
+        let mut idx = SeriesIndex::default();
+        let names = ["a", "b", "c"];
+        // All three share hash 7: lookups must walk the chain and compare.
+        for i in 0..3 {
+            idx.insert(7, i);
+        }
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(idx.get(7, |id| names[id as usize] == *n), Some(i as u32));
+        }
+        assert_eq!(idx.get(7, |_| false), None);
+        assert_eq!(idx.get(8, |_| true), None);
+        assert_eq!(idx.len(), 3);
     }
 
     #[test]

@@ -48,7 +48,17 @@ pub enum CommitError {
 struct Proposal {
     bytes: Vec<u8>,
     entry: Entry,
-    reply: oneshot::Sender<Result<Receipt, CommitError>>,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The outcome, and the entry handed back so the requester frees it: freeing a large
+/// batch's strings on the sequencer thread would delay every later block.
+type Reply = (Result<Receipt, CommitError>, Option<Entry>);
+
+impl Proposal {
+    fn answer(self, result: Result<Receipt, CommitError>) {
+        let _ = self.reply.send((result, Some(self.entry)));
+    }
 }
 
 /// The handle request handlers use.
@@ -97,7 +107,9 @@ impl Sequencer {
             Err(TrySendError::Full(_)) => return Err(CommitError::Busy(self.queue_max)),
             Err(TrySendError::Disconnected(_)) => return Err(CommitError::ShuttingDown),
         }
-        rx.await.unwrap_or(Err(CommitError::ShuttingDown))
+        let (result, entry) = rx.await.unwrap_or((Err(CommitError::ShuttingDown), None));
+        drop(entry);
+        result
     }
 }
 
@@ -136,7 +148,7 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
         }
         if let Some(why) = &failed {
             for p in batch {
-                let _ = p.reply.send(Err(CommitError::Ledger(why.clone())));
+                p.answer(Err(CommitError::Ledger(why.clone())));
             }
             continue;
         }
@@ -144,13 +156,13 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
             Ok(receipts) => {
                 dirty = true;
                 for (p, r) in batch.into_iter().zip(receipts) {
-                    let _ = p.reply.send(Ok(r));
+                    p.answer(Ok(r));
                 }
             }
             Err(why) => {
                 tracing::error!(error = %why, "ledger append failed; the node accepts no more writes until restarted");
                 for p in batch {
-                    let _ = p.reply.send(Err(CommitError::Ledger(why.clone())));
+                    p.answer(Err(CommitError::Ledger(why.clone())));
                 }
                 failed = Some(why);
             }

@@ -59,7 +59,7 @@ struct SeriesEntry {
 pub struct Tsdb {
     /// Indexed by `SeriesId`.
     series: Vec<SeriesEntry>,
-    by_labels: BTreeMap<Labels, SeriesId>,
+    by_labels: assay_ledger::SeriesIndex,
     /// label name -> label value -> series ids (ascending).
     postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
     sample_count: u64,
@@ -74,7 +74,12 @@ impl Tsdb {
     /// Applies one committed batch; see the crate docs for ordering rules.
     pub fn apply_batch(&mut self, batch: &SampleBatch) {
         // Resolve each batch series once, then samples are a vector index away.
-        let ids: Vec<SeriesId> = batch.series().iter().map(|l| self.series_id(l)).collect();
+        let ids: Vec<SeriesId> = batch
+            .series()
+            .iter()
+            .zip(batch.series_hashes())
+            .map(|(l, &h)| self.series_id_hashed(l, h))
+            .collect();
         for s in batch.samples() {
             let Some(&id) = ids.get(s.series as usize) else {
                 debug_assert!(false, "batch sample references a missing series");
@@ -87,12 +92,20 @@ impl Tsdb {
                 self.sample_count += 1;
             }
         }
-        // A series registered by a batch always received its samples.
-        debug_assert!(self.series.iter().all(|e| e.samples.len() > 0));
     }
 
     fn series_id(&mut self, labels: &Labels) -> SeriesId {
-        if let Some(&id) = self.by_labels.get(labels) {
+        self.series_id_hashed(labels, assay_ledger::SeriesIndex::hash(labels))
+    }
+
+    /// `hash` must be `SeriesIndex::hash(labels)` (a batch carries it).
+    fn series_id_hashed(&mut self, labels: &Labels, hash: u64) -> SeriesId {
+        debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
+        let series = &self.series;
+        if let Some(id) = self
+            .by_labels
+            .get(hash, |id| series[id as usize].labels == *labels)
+        {
             return id;
         }
         let id = SeriesId::try_from(self.series.len()).expect("fewer than 2^32 series");
@@ -100,7 +113,7 @@ impl Tsdb {
             let values = self.postings.entry(name.clone()).or_default();
             values.entry(value.clone()).or_default().push(id);
         }
-        self.by_labels.insert(labels.clone(), id);
+        self.by_labels.insert(hash, id);
         self.series.push(SeriesEntry {
             labels: labels.clone(),
             samples: SampleStore::default(),
@@ -245,7 +258,9 @@ impl Tsdb {
 
     /// Series in label order, for canonical traversals.
     fn sorted_series(&self) -> impl Iterator<Item = &SeriesEntry> + '_ {
-        self.by_labels.values().map(|&id| &self.series[id as usize])
+        let mut order: Vec<&SeriesEntry> = self.series.iter().collect();
+        order.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        order.into_iter()
     }
 
     /// Rebuilds the index from series given in label order (snapshot decode).
