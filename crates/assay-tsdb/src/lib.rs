@@ -54,12 +54,52 @@ struct SeriesEntry {
     samples: SampleStore,
 }
 
+/// Separates names and values in a flat key; 0xFF never occurs in UTF-8.
+const FLAT_KEY_SEPARATOR: u8 = 0xFF;
+
+/// `name 0xFF value 0xFF` for every label, in order: equal keys ⇔ equal label sets.
+fn flat_key(labels: &Labels) -> Box<[u8]> {
+    let len: usize = labels
+        .pairs()
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 2)
+        .sum();
+    let mut key = Vec::with_capacity(len);
+    for (n, v) in labels.pairs() {
+        key.extend_from_slice(n.as_bytes());
+        key.push(FLAT_KEY_SEPARATOR);
+        key.extend_from_slice(v.as_bytes());
+        key.push(FLAT_KEY_SEPARATOR);
+    }
+    key.into_boxed_slice()
+}
+
+/// Whether `key` is [`flat_key`] of `labels`, without building it.
+fn key_matches(key: &[u8], labels: &Labels) -> bool {
+    let mut rest = key;
+    for (n, v) in labels.pairs() {
+        for part in [n.as_bytes(), v.as_bytes()] {
+            match rest.get(part.len()) {
+                Some(&FLAT_KEY_SEPARATOR) if &rest[..part.len()] == part => {
+                    rest = &rest[part.len() + 1..]
+                }
+                _ => return false,
+            }
+        }
+    }
+    rest.is_empty()
+}
+
 /// The time-series view: series index, postings and per-series samples.
 #[derive(Clone, Debug, Default)]
 pub struct Tsdb {
     /// Indexed by `SeriesId`.
     series: Vec<SeriesEntry>,
     by_labels: assay_ledger::SeriesIndex,
+    /// Each series' labels flattened into one buffer (see [`flat_key`]): comparing a
+    /// candidate touches one allocation instead of one per label string, which is most of
+    /// the cost of a lookup once the series outgrow the CPU caches.
+    keys: Vec<Box<[u8]>>,
     /// label name -> label value -> series ids (ascending).
     postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
     sample_count: u64,
@@ -114,6 +154,7 @@ impl Tsdb {
             values.entry(value.clone()).or_default().push(id);
         }
         self.by_labels.insert(hash, id);
+        self.keys.push(flat_key(labels));
         self.series.push(SeriesEntry {
             labels: labels.clone(),
             samples: SampleStore::default(),

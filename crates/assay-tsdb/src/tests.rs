@@ -238,3 +238,29 @@ fn snapshot_error_is_comparable() {
         SnapshotError::Truncated(4)
     );
 }
+
+#[test]
+fn flat_keys_match_only_their_own_labels() {
+    let l = |pairs: &[(&str, &str)]| {
+        assay_ledger::Labels::new(
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
+        .unwrap()
+    };
+    let a = l(&[("__name__", "m"), ("host", "ab")]);
+    let key = crate::flat_key(&a);
+    assert!(crate::key_matches(&key, &a));
+    // Same bytes split differently, a prefix, an extension: all different series.
+    for other in [
+        l(&[("__name__", "m"), ("host", "a"), ("hostb", "")]),
+        l(&[("__name__", "m"), ("hos", "tab")]),
+        l(&[("__name__", "m")]),
+        l(&[("__name__", "m"), ("host", "ab"), ("z", "1")]),
+        l(&[("__name__", "m"), ("host", "ac")]),
+    ] {
+        assert!(!crate::key_matches(&key, &other), "{other:?}");
+    }
+}
