@@ -141,11 +141,12 @@ impl Tsdb {
     /// `hash` must be `SeriesIndex::hash(labels)` (a batch carries it).
     fn series_id_hashed(&mut self, labels: &Labels, hash: u64) -> SeriesId {
         debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
-        let series = &self.series;
+        let keys = &self.keys;
         if let Some(id) = self
             .by_labels
-            .get(hash, |id| series[id as usize].labels == *labels)
+            .get(hash, |id| key_matches(&keys[id as usize], labels))
         {
+            debug_assert!(self.series[id as usize].labels == *labels);
             return id;
         }
         let id = SeriesId::try_from(self.series.len()).expect("fewer than 2^32 series");
