@@ -93,8 +93,12 @@ pub use prometheus::parse_prometheus_text;
 pub use validate::{validate_label_name, validate_metric_name};
 
 /// Bounds every parser enforces; exceeding one is an error, never a truncation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// It is also the `[limits]` table of the node's TOML config (every key optional).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
+    /// Largest request body in bytes; the HTTP layer answers 413 above it.
+    pub body_bytes_max: usize,
     /// Most samples one request may carry (JSON, text) or derive (JUnit); over it is 413.
     pub samples_per_batch_max: usize,
     /// Most labels one series may carry, not counting the metric name.
@@ -114,6 +118,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            body_bytes_max: 32 << 20,
             samples_per_batch_max: 100_000,
             labels_per_series_max: 40,
             label_name_bytes_max: 256,

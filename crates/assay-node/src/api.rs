@@ -29,7 +29,7 @@ pub struct AppState {
     /// Where writes go.
     pub sequencer: Sequencer,
     /// Input limits.
-    pub limits: crate::config::Limits,
+    pub limits: assay_ingest::Limits,
 }
 
 /// The whole API.
@@ -224,9 +224,9 @@ async fn push(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let limits = s.limits.ingest();
+    let limits = &s.limits;
     ingest(&s, "push", &headers, body, &["application/json"], |b| {
-        assay_ingest::parse_json_push(b, now_ms(), &limits).map(Entry::Samples)
+        assay_ingest::parse_json_push(b, now_ms(), limits).map(Entry::Samples)
     })
     .await
 }
@@ -236,14 +236,14 @@ async fn import_prometheus(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let limits = s.limits.ingest();
+    let limits = &s.limits;
     ingest(
         &s,
         "import_prometheus",
         &headers,
         body,
         &["text/plain"],
-        |b| assay_ingest::parse_prometheus_text(b, now_ms(), &limits).map(Entry::Samples),
+        |b| assay_ingest::parse_prometheus_text(b, now_ms(), limits).map(Entry::Samples),
     )
     .await
 }
@@ -263,12 +263,12 @@ async fn ci_junit(
         })
     })()
     .map_err(ApiError::bad);
-    let limits = s.limits.ingest();
+    let limits = &s.limits;
     let media = ["application/xml", "text/xml"];
     match run {
         Ok(run) => {
             ingest(&s, "ci_junit", &headers, body, &media, |b| {
-                assay_ingest::parse_junit(b, &run, now_ms(), &limits)
+                assay_ingest::parse_junit(b, &run, now_ms(), limits)
             })
             .await
         }
@@ -366,10 +366,7 @@ async fn inclusion_proof(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q.as_deref(), None);
-    let index = p
-        .u64("index")
-        .map_err(ApiError::bad)?
-        .ok_or_else(|| ApiError::bad("parameter `index` is required"))?;
+    let index = p.u64_required("index").map_err(ApiError::bad)?;
     let ledger = s.shared.ledger.read().expect("ledger lock");
     let size = p
         .u64("tree_size")
@@ -387,10 +384,7 @@ async fn consistency_proof(
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q.as_deref(), None);
-    let from = p
-        .u64("from")
-        .map_err(ApiError::bad)?
-        .ok_or_else(|| ApiError::bad("parameter `from` is required"))?;
+    let from = p.u64_required("from").map_err(ApiError::bad)?;
     let ledger = s.shared.ledger.read().expect("ledger lock");
     let to = p.u64("to").map_err(ApiError::bad)?.unwrap_or(ledger.size());
     let hashes = ledger.consistency_proof(from, to)?;

@@ -38,7 +38,7 @@ pub struct NodeConfig {
     /// Checkpoint origin and key name; empty means `assay.local/<key id>` chosen at first start.
     pub origin: String,
     /// Input limits.
-    pub limits: Limits,
+    pub limits: assay_ingest::Limits,
     /// Ledger and sequencer limits.
     pub ledger: LedgerSettings,
 }
@@ -49,61 +49,8 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./assay-data"),
             listen: "127.0.0.1:9470".parse().expect("valid default address"),
             origin: String::new(),
-            limits: Limits::default(),
+            limits: assay_ingest::Limits::default(),
             ledger: LedgerSettings::default(),
-        }
-    }
-}
-
-/// Input limits (see `assay_ingest::Limits` for the per-sample ones).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Largest request body, bytes.
-    pub body_bytes_max: usize,
-    /// Samples in one request.
-    pub samples_per_batch_max: usize,
-    /// Labels per series, `__name__` excluded.
-    pub labels_per_series_max: usize,
-    /// Bytes in a label name.
-    pub label_name_bytes_max: usize,
-    /// Bytes in a label value.
-    pub label_value_bytes_max: usize,
-    /// How far past the server's clock a timestamp may be, ms.
-    pub timestamp_future_ms_max: i64,
-    /// How far before the server's clock a timestamp may be, ms.
-    pub timestamp_past_ms_max: i64,
-    /// Test cases in one JUnit report.
-    pub junit_testcases_max: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        let d = assay_ingest::Limits::default();
-        Limits {
-            body_bytes_max: 32 << 20,
-            samples_per_batch_max: d.samples_per_batch_max,
-            labels_per_series_max: d.labels_per_series_max,
-            label_name_bytes_max: d.label_name_bytes_max,
-            label_value_bytes_max: d.label_value_bytes_max,
-            timestamp_future_ms_max: d.timestamp_future_ms_max,
-            timestamp_past_ms_max: d.timestamp_past_ms_max,
-            junit_testcases_max: d.junit_testcases_max,
-        }
-    }
-}
-
-impl Limits {
-    /// The parsers' view of these limits.
-    pub fn ingest(&self) -> assay_ingest::Limits {
-        assay_ingest::Limits {
-            samples_per_batch_max: self.samples_per_batch_max,
-            labels_per_series_max: self.labels_per_series_max,
-            label_name_bytes_max: self.label_name_bytes_max,
-            label_value_bytes_max: self.label_value_bytes_max,
-            timestamp_future_ms_max: self.timestamp_future_ms_max,
-            timestamp_past_ms_max: self.timestamp_past_ms_max,
-            junit_testcases_max: self.junit_testcases_max,
         }
     }
 }

@@ -51,6 +51,12 @@ impl Params {
         }
     }
 
+    /// A required unsigned integer parameter.
+    pub fn u64_required(&self, name: &str) -> Result<u64, String> {
+        self.u64(name)?
+            .ok_or_else(|| format!("parameter `{name}` is required"))
+    }
+
     /// An unsigned integer parameter.
     pub fn u64(&self, name: &str) -> Result<Option<u64>, String> {
         self.get(name)
