@@ -20,6 +20,10 @@
 //! block_entries_max = 4096
 //! block_bytes_max = 67108864
 //! queue_batches_max = 8192          # batches waiting for a block (503 when full)
+//!                                   # Commit delay: there is no linger; the next block is cut as
+//!                                   # soon as the previous one is durable, so a request waits at
+//!                                   # most one full block's write+fsync (bounded by the two limits
+//!                                   # above) plus its own block's.
 //! checkpoint_persist_ms = 1000      # how often the checkpoint file is rewritten
 //! ```
 
