@@ -201,6 +201,27 @@ fn push_query_prove_and_reject() {
     let by = node.query("cpu_load > 1");
     assert_eq!(by.as_array().unwrap().len(), 1);
     assert_eq!(by[0]["metric"]["host"], "b");
+    // Grafana posts forms: the same API over POST application/x-www-form-urlencoded.
+    let form = format!(
+        "query={}&start={}&end={}&step=1",
+        enc("sum(cpu_load)"),
+        (t - 3000) as f64 / 1000.0,
+        t as f64 / 1000.0
+    );
+    let (code, r) = node.post(
+        "/api/v1/query_range",
+        "application/x-www-form-urlencoded",
+        form.as_bytes(),
+    );
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["data"]["resultType"], "matrix");
+    let points = r["data"]["result"][0]["values"].as_array().unwrap();
+    assert_eq!(
+        points.len(),
+        3,
+        "samples at t-1s are visible from t-1s on: {r}"
+    );
+    assert!(points.iter().all(|p| p[1] == "2"), "{r}");
     let labels = node.get_json("/api/v1/labels");
     assert_eq!(labels["data"], json!(["__name__", "host"]));
     let values = node.get_json("/api/v1/label/host/values");
