@@ -3,12 +3,17 @@
 //! Each subcommand prints a human summary and, with `--json`, one JSON line on stdout
 //! (last), which `bench/run.sh` collects into the table of BENCHMARKS.md.
 
+// The node runs on mimalloc; `pipeline` measures its code paths, so it uses the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod body;
 mod disk;
 mod http;
 mod ingest;
 mod latency;
 mod node;
+mod pipeline;
 mod proof;
 mod stats;
 
@@ -107,6 +112,18 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Per-sample CPU of parse, encode, leaf hash and apply, in process (no network, no disk).
+    Pipeline {
+        /// Samples per body.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Bodies pushed through.
+        #[arg(long, default_value_t = 100)]
+        rounds: u64,
+        /// Distinct series (batches cycle through them; default: one new series per sample).
+        #[arg(long, default_value_t = 1_000_000)]
+        series: u64,
+    },
     /// Time N appends+fdatasync in DIR: the floor under durable ingest.
     FsyncProbe {
         /// Directory on the disk to probe (a scratch file is created and removed).
@@ -176,6 +193,15 @@ fn main() -> Result<()> {
             runtime(1)?.block_on(disk::run(&data_dir, samples, target))?
         }
         Command::FsyncProbe { dir, count, bytes } => disk::fsync_probe(&dir, count, bytes)?,
+        Command::Pipeline {
+            batch,
+            rounds,
+            series,
+        } => pipeline::run(&pipeline::PipelineParams {
+            batch,
+            rounds,
+            series,
+        })?,
     };
     println!("{human}");
     if cli.json {

@@ -25,7 +25,7 @@ pub fn parse_json_push(
             "the list is empty; send at least one sample",
         ));
     }
-    let mut builder = BatchBuilder::new(limits, now_ms);
+    let mut builder = BatchBuilder::with_capacity(limits, now_ms, samples.len());
     for (i, sample) in samples.into_iter().enumerate() {
         // Field paths are built only for an error: this loop runs once per sample.
         let path = || format!("samples[{i}]");
@@ -63,6 +63,15 @@ fn field_error(kind: IngestErrorKind, field: &str, why: &str) -> IngestError {
     )
 }
 
+/// Bytes of JSON per sample assumed when reserving room for a body's samples: typical
+/// samples take 60–150 bytes, so growing past the estimate is rare and cheap.
+const JSON_BYTES_PER_SAMPLE_ESTIMATE: usize = 64;
+
+/// Room to reserve for a body's samples: bounded by the batch limit and by the body.
+fn capacity_for(body_bytes: usize, limits: &Limits) -> usize {
+    (body_bytes / JSON_BYTES_PER_SAMPLE_ESTIMATE).min(limits.samples_per_batch_max)
+}
+
 /// Deserializes the body, bounding the sample count while reading (not after).
 ///
 /// The first pass runs without path tracking, which costs a tenth of ingest time; only a
@@ -71,6 +80,7 @@ fn read_samples(body: &[u8], limits: &Limits) -> Result<Vec<RawSample>, IngestEr
     let overflow = Cell::new(false);
     let seed = BodySeed {
         samples_max: limits.samples_per_batch_max,
+        capacity: capacity_for(body.len(), limits),
         overflow: &overflow,
     };
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -83,6 +93,7 @@ fn read_samples(body: &[u8], limits: &Limits) -> Result<Vec<RawSample>, IngestEr
     overflow.set(false);
     let seed = BodySeed {
         samples_max: limits.samples_per_batch_max,
+        capacity: capacity_for(body.len(), limits),
         overflow: &overflow,
     };
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -202,6 +213,8 @@ impl<'de> Deserialize<'de> for JsonValue {
 /// The top-level object; only `samples` is allowed.
 struct BodySeed<'a> {
     samples_max: usize,
+    /// Samples to make room for up front, estimated from the body's size.
+    capacity: usize,
     overflow: &'a Cell<bool>,
 }
 
@@ -228,6 +241,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
             }
             let seed = SamplesSeed {
                 samples_max: self.samples_max,
+                capacity: self.capacity,
                 overflow: self.overflow,
             };
             samples = Some(map.next_value_seed(seed)?);
@@ -239,6 +253,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
 /// The `samples` list, read up to `samples_max` elements.
 struct SamplesSeed<'a> {
     samples_max: usize,
+    capacity: usize,
     overflow: &'a Cell<bool>,
 }
 
@@ -255,7 +270,7 @@ impl<'de> Visitor<'de> for SamplesSeed<'_> {
         f.write_str("a list of samples")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(self.capacity));
         while let Some(sample) = seq.next_element::<RawSample>()? {
             if out.len() == self.samples_max {
                 self.overflow.set(true);

@@ -186,11 +186,17 @@ pub(crate) struct BatchBuilder<'l> {
 
 impl<'l> BatchBuilder<'l> {
     pub(crate) fn new(limits: &'l Limits, now_ms: i64) -> Self {
+        BatchBuilder::with_capacity(limits, now_ms, 0)
+    }
+
+    /// A builder with room for `samples` samples (capped by the batch limit).
+    pub(crate) fn with_capacity(limits: &'l Limits, now_ms: i64, samples: usize) -> Self {
+        let n = samples.min(limits.samples_per_batch_max);
         BatchBuilder {
             limits,
             now_ms,
-            batch: SampleBatch::new(),
-            seen: Default::default(),
+            batch: SampleBatch::with_capacity(n),
+            seen: rustc_hash::FxHashMap::with_capacity_and_hasher(n, Default::default()),
         }
     }
 

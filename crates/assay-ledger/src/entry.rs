@@ -118,6 +118,17 @@ impl SampleBatch {
         SampleBatch::default()
     }
 
+    /// An empty batch with room for `samples` samples (and as many series), so building
+    /// a large batch does not regrow its vectors and tables.
+    pub fn with_capacity(samples: usize) -> SampleBatch {
+        SampleBatch {
+            series: Vec::with_capacity(samples),
+            samples: Vec::with_capacity(samples),
+            index: SeriesIndex::with_capacity(samples),
+            hashes: Vec::with_capacity(samples),
+        }
+    }
+
     /// Appends one sample, registering its series on first use.
     pub fn push(&mut self, labels: Labels, timestamp_ms: i64, value: f64) {
         let hash = SeriesIndex::hash(&labels);
@@ -185,6 +196,14 @@ pub struct SeriesIndex {
 const SERIES_INDEX_END: u32 = u32::MAX;
 
 impl SeriesIndex {
+    /// An empty index with room for `ids` ids.
+    pub fn with_capacity(ids: usize) -> SeriesIndex {
+        SeriesIndex {
+            heads: rustc_hash::FxHashMap::with_capacity_and_hasher(ids, Default::default()),
+            next: Vec::with_capacity(ids),
+        }
+    }
+
     /// The hash this index files `labels` under.
     pub fn hash(labels: &Labels) -> u64 {
         let mut h = rustc_hash::FxHasher::default();
@@ -293,7 +312,16 @@ impl Entry {
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         let batch = self.batch();
-        let mut out = Vec::with_capacity(16 + batch.samples.len() * 11 + batch.series.len() * 48);
+        // Sized up front (varints counted at their largest) so a large batch is written
+        // into one allocation rather than a regrown one.
+        let label_bytes: usize = batch
+            .series
+            .iter()
+            .flat_map(|l| l.0.iter())
+            .map(|(n, v)| n.len() + v.len() + 20)
+            .sum();
+        let capacity = 64 + label_bytes + batch.series.len() * 10 + batch.samples.len() * 28;
+        let mut out = Vec::with_capacity(capacity);
         out.push(ENTRY_VERSION);
         match self {
             Entry::Samples(_) => out.push(KIND_SAMPLES),

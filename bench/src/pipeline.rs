@@ -1,0 +1,91 @@
+//! `assay-bench pipeline`: the node's per-sample CPU cost with no network and no disk.
+//!
+//! Runs the same steps a push takes — parse and validate the JSON body
+//! (`assay_ingest::parse_json_push`), encode the entry, hash it as a leaf, apply it to a
+//! `Tsdb` — on one thread over pre-built bodies, and reports ns per sample for each step.
+//! Being free of I/O and of the load generator, it is the steadiest figure on a shared
+//! machine: use it to compare code changes to the ingest path.
+
+use crate::body::{BatchBody, BodySpec};
+use anyhow::{anyhow, Result};
+use assay_ledger::{merkle::leaf_hash, Entry};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// What to run.
+pub struct PipelineParams {
+    /// Samples per body.
+    pub batch: usize,
+    /// Bodies pushed through (each a new batch of series × time).
+    pub rounds: u64,
+    /// Distinct series; when larger than `batch`, batches cycle through them.
+    pub series: u64,
+}
+
+/// Runs the steps and returns the human summary and the JSON line.
+pub fn run(p: &PipelineParams) -> Result<(String, serde_json::Value)> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let spec = BodySpec {
+        run: "pipeline".into(),
+        metric: "bench_pipeline".into(),
+        client: 0,
+        samples: p.batch,
+        series: p.series,
+        ts_start_ms: now_ms - 60_000,
+        marker: false,
+    };
+    let mut body = BatchBody::new(&spec)?;
+    let limits = assay_ingest::Limits::default();
+    let mut db = assay_tsdb::Tsdb::new();
+    let (mut parse, mut encode, mut hash, mut apply) = (
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let mut samples = 0u64;
+    for round in 0..p.rounds {
+        body.fill(round);
+        let t0 = Instant::now();
+        let batch = assay_ingest::parse_json_push(body.bytes(), now_ms, &limits)
+            .map_err(|e| anyhow!("{e}"))?;
+        let t1 = Instant::now();
+        let entry = Entry::Samples(batch);
+        let bytes = entry.encode();
+        let t2 = Instant::now();
+        std::hint::black_box(leaf_hash(&bytes));
+        let t3 = Instant::now();
+        db.apply_batch(entry.batch());
+        let t4 = Instant::now();
+        samples += entry.batch().len() as u64;
+        drop(entry);
+        parse += t1 - t0;
+        encode += t2 - t1;
+        hash += t3 - t2;
+        apply += t4 - t3;
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / samples as f64;
+    let total = per(parse + encode + hash + apply);
+    let human = format!(
+        "pipeline batch={} rounds={} series={}: {samples} samples, per sample: parse+validate {:.0} ns, encode {:.0} ns, leaf hash {:.0} ns, apply {:.0} ns; total {:.0} ns ({:.0} samples/s on one core); tsdb {} series",
+        p.batch,
+        p.rounds,
+        p.series,
+        per(parse),
+        per(encode),
+        per(hash),
+        per(apply),
+        total,
+        1e9 / total,
+        db.series_count()
+    );
+    let json = json!({
+        "bench": "pipeline", "batch": p.batch, "rounds": p.rounds, "series": p.series, "samples": samples,
+        "parse_ns_per_sample": per(parse), "encode_ns_per_sample": per(encode),
+        "leaf_hash_ns_per_sample": per(hash), "apply_ns_per_sample": per(apply),
+        "total_ns_per_sample": total,
+    });
+    Ok((human, json))
+}
