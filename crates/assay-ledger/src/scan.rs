@@ -165,6 +165,14 @@ pub fn scan<S: Storage>(
         }
         let bytes = storage.read(&name).map_err(ScanError::Io)?;
         st.segment(i as u32, name, &bytes, i + 1 == count)?;
+        // One line per segment (≤ 256 MiB each): progress for a long recovery or audit.
+        tracing::info!(
+            segment = i + 1,
+            segments = count,
+            entries = st.out.tree.size(),
+            blocks = st.out.blocks.len(),
+            "ledger segment checked"
+        );
     }
     st.persisted_checkpoint(storage)?;
     Ok(st.out)

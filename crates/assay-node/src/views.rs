@@ -94,7 +94,19 @@ impl Views {
     /// Replays every block the views have not applied yet.
     pub fn catch_up<S: Storage>(&mut self, ledger: &Ledger<S>) -> Result<u64, ViewError> {
         let start = self.height;
+        let total = ledger.height();
+        let mut last_report = std::time::Instant::now();
         for block in &ledger.blocks()[start as usize..] {
+            // Progress for long replays; the clock only paces log lines, never the apply.
+            if last_report.elapsed() >= std::time::Duration::from_secs(5) {
+                tracing::info!(
+                    height = self.height,
+                    of = total,
+                    entries = self.size,
+                    "replaying the ledger into the views"
+                );
+                last_report = std::time::Instant::now();
+            }
             let mut entries = Vec::with_capacity(block.header.entry_count as usize);
             for (i, bytes) in ledger
                 .block_entries(block.header.height)?
