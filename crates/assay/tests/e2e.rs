@@ -133,6 +133,17 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+/// Runs the CLI with `--json`: the exit code and standard output as JSON (logs go to
+/// standard error, which scripts do not parse).
+fn cli_json(args: &[&str]) -> (i32, Value) {
+    let out = Command::new(BIN).arg("--json").args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("`assay --json {args:?}` printed no single JSON value on stdout ({e}): {stdout}")
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
 fn cli(args: &[&str]) -> (i32, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
     let text = format!(
@@ -346,12 +357,9 @@ fn push_query_prove_and_reject() {
     ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("is included in checkpoint"), "{out}");
-    let (code, out) = cli(&["--json", "query", "sum(cpu_load)", "--server", &node.url]);
+    let (code, out) = cli_json(&["query", "sum(cpu_load)", "--server", &node.url]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&out).unwrap()["data"]["result"][0]["value"][1],
-        "2"
-    );
+    assert_eq!(out["data"]["result"][0]["value"][1], "2");
     let (code, out) = cli(&[
         "proof",
         "--index",
@@ -523,12 +531,9 @@ fn kill9_loses_nothing_acknowledged_and_verify_catches_a_flipped_byte() {
         out.contains(&format!("entry {target}")),
         "verify must name entry {target}: {out}"
     );
-    let (code, out) = cli(&["--json", "verify", "--data-dir", data.to_str().unwrap()]);
+    let (code, out) = cli_json(&["verify", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert_eq!(
-        serde_json::from_str::<Value>(&out).unwrap()["entry"],
-        json!(target)
-    );
+    assert_eq!(out["entry"], json!(target), "{out}");
     // The node refuses to start on a damaged ledger.
     let status = Command::new(BIN)
         .args([
@@ -569,14 +574,10 @@ fn restart_and_rebuild_give_the_same_state() {
     let node = NodeProc::start(dir.path(), &[]);
     assert_eq!(node.query_at("sum(reqs)", Some(t)), before);
     node.stop();
-    let (code, a) = cli(&["--json", "rebuild", "--data-dir", data.to_str().unwrap()]);
+    let (code, a) = cli_json(&["rebuild", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{a}");
-    let (code, b) = cli(&["--json", "rebuild", "--data-dir", data.to_str().unwrap()]);
+    let (code, b) = cli_json(&["rebuild", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "{b}");
-    let (a, b): (Value, Value) = (
-        serde_json::from_str(&a).unwrap(),
-        serde_json::from_str(&b).unwrap(),
-    );
     assert_eq!(a["digest"], b["digest"]);
     assert_eq!(a["entries"], json!(20));
     let node = NodeProc::start(dir.path(), &[]);
