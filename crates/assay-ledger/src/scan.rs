@@ -404,36 +404,36 @@ impl ScanState<'_> {
         for (_, leaf) in &self.pending {
             block_tree.push(*leaf);
         }
-        let checks: [(bool, String); 6] = [
-            (
-                h.height == height,
-                format!("block height {} where {height} was expected", h.height),
-            ),
-            (
-                h.prev_hash == prev_hash,
-                "previous-block hash does not match the block before".into(),
-            ),
-            (
-                h.time_ms >= prev_time,
-                format!("block time {} goes back before {prev_time}", h.time_ms),
-            ),
-            (
-                n > 0 && h.first_index == first && u64::from(h.entry_count) == n,
-                format!(
-                    "block claims entries {}..+{} but {n} entries from {first} precede its seal",
-                    h.first_index, h.entry_count
-                ),
-            ),
-            (
-                h.entries_root == block_tree.root(),
-                "entries root does not match the block's entries".into(),
-            ),
-            (
-                h.tree_size == first + n,
-                format!("tree size {} where {} was expected", h.tree_size, first + n),
-            ),
-        ];
-        if let Some((_, what)) = checks.into_iter().find(|(ok, _)| !ok) {
+        // Messages are built only for a failing check: this runs once per block at start-up.
+        let failed = if h.height != height {
+            Some(format!(
+                "block height {} where {height} was expected",
+                h.height
+            ))
+        } else if h.prev_hash != prev_hash {
+            Some("previous-block hash does not match the block before".into())
+        } else if h.time_ms < prev_time {
+            Some(format!(
+                "block time {} goes back before {prev_time}",
+                h.time_ms
+            ))
+        } else if n == 0 || h.first_index != first || u64::from(h.entry_count) != n {
+            Some(format!(
+                "block claims entries {}..+{} but {n} entries from {first} precede its seal",
+                h.first_index, h.entry_count
+            ))
+        } else if h.entries_root != block_tree.root() {
+            Some("entries root does not match the block's entries".into())
+        } else if h.tree_size != first + n {
+            Some(format!(
+                "tree size {} where {} was expected",
+                h.tree_size,
+                first + n
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = failed {
             return Err(bad(what));
         }
         for (loc, leaf) in self.pending.drain(..) {
@@ -539,4 +539,77 @@ fn count_seals_after(bytes: &[u8], from: usize) -> usize {
         pos += 1;
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Ledger, LedgerConfig};
+    use crate::note::Signer;
+    use crate::segment::{put_record, read_record, segment_name};
+    use crate::storage::{SimStorage, Storage};
+    use expect_test::expect;
+
+    /// A three-block ledger on a simulated disk, and its single segment's bytes.
+    fn ledger() -> (SimStorage, Signer, Vec<u8>) {
+        let signer = Signer::from_seed("scan.assay/test", [4; 32]).unwrap();
+        let (mut l, _) =
+            Ledger::open(SimStorage::new(), signer.clone(), LedgerConfig::default()).unwrap();
+        for b in 0..3u8 {
+            l.append_block(1_000 + b as i64, &[&[b, 1][..], &[b, 2][..]])
+                .unwrap();
+        }
+        let disk = l.into_storage();
+        let bytes = disk.read(&segment_name(0)).unwrap();
+        (disk, signer, bytes)
+    }
+
+    /// Rewrites block 1's seal with `edit` applied (and a valid checksum), then audits.
+    fn check(edit: impl Fn(&mut Seal), expect: expect_test::Expect) {
+        let (_, signer, bytes) = ledger();
+        let mut out = Vec::new();
+        let mut offset = 0;
+        let mut seals = 0;
+        while offset < bytes.len() {
+            let r = read_record(&bytes, offset).unwrap();
+            if r.ty == RecordType::Seal {
+                let mut seal = Seal::decode(r.payload).unwrap();
+                if seals == 1 {
+                    edit(&mut seal);
+                }
+                seals += 1;
+                put_record(&mut out, RecordType::Seal, &seal.encode());
+            } else {
+                out.extend_from_slice(&bytes[r.offset..r.end]);
+            }
+            offset = r.end;
+        }
+        let mut disk = SimStorage::new();
+        disk.create(&segment_name(0)).unwrap();
+        disk.append(&segment_name(0), &out).unwrap();
+        let v = signer.verifier();
+        let checks = ScanChecks {
+            decode_entries: false,
+            signatures: Some(&v),
+        };
+        let err = match scan(&disk, signer.name(), checks) {
+            Ok(_) => "intact".to_string(),
+            Err(e) => e.to_string(),
+        };
+        expect.assert_eq(&err);
+    }
+
+    #[test]
+    fn every_seal_check_names_the_block() {
+        check(|_| {}, expect!["intact"]);
+        check(|s| s.header.height += 1, expect!["ledger corrupt: 00000000000000000000.seg offset 388 (block 1): block height 2 where 1 was expected"]);
+        check(|s| s.header.prev_hash[0] ^= 1, expect!["ledger corrupt: 00000000000000000000.seg offset 388 (block 1): previous-block hash does not match the block before"]);
+        check(|s| s.header.time_ms = 0, expect!["ledger corrupt: 00000000000000000000.seg offset 388 (block 1): block time 0 goes back before 1000"]);
+        check(|s| s.header.entry_count = 3, expect!["ledger corrupt: 00000000000000000000.seg offset 388 (block 1): block claims entries 2..+3 but 2 entries from 2 precede its seal"]);
+        check(|s| s.header.entries_root[5] ^= 1, expect!["ledger corrupt: 00000000000000000000.seg offset 388 (block 1): entries root does not match the block's entries"]);
+        check(|s| s.header.tree_size = 5, expect!["ledger corrupt: 00000000000000000000.seg offset 388 (block 1): tree size 5 where 4 was expected"]);
+        check(|s| s.header.tree_root[0] ^= 1, expect!["ledger corrupt: 00000000000000000000.seg offset 388 (block 1): tree root does not match the entries (an entry was altered)"]);
+        check(|s| s.block_sig[0] ^= 1, expect!["ledger corrupt: 00000000000000000000.seg offset 388 (block 1): block signature does not verify with the node key"]);
+        check(|s| s.checkpoint_sig[9] ^= 1, expect!["ledger corrupt: 00000000000000000000.seg offset 388 (block 1): checkpoint signature does not verify with the node key"]);
+    }
 }
