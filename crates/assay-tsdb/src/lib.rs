@@ -151,8 +151,18 @@ impl Tsdb {
         }
         let id = SeriesId::try_from(self.series.len()).expect("fewer than 2^32 series");
         for (name, value) in labels.pairs() {
-            let values = self.postings.entry(name.clone()).or_default();
-            values.entry(value.clone()).or_default().push(id);
+            // Look up before inserting: `entry` would copy the strings for every label of
+            // every new series, although most names and many values exist already.
+            let values = match self.postings.get_mut(name.as_str()) {
+                Some(values) => values,
+                None => self.postings.entry(name.clone()).or_default(),
+            };
+            match values.get_mut(value.as_str()) {
+                Some(ids) => ids.push(id),
+                None => {
+                    values.insert(value.clone(), vec![id]);
+                }
+            }
         }
         self.by_labels.insert(hash, id);
         self.keys.push(flat_key(labels));
