@@ -424,7 +424,7 @@ fn push_loop(
     url: String,
     worker: usize,
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(u64, String, usize)>>>,
+    acked: Arc<Mutex<Vec<(u64, String)>>>,
 ) {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
@@ -445,7 +445,6 @@ fn push_loop(
                 acked.lock().unwrap().push((
                     r["index"].as_u64().unwrap(),
                     r["leaf_hash"].as_str().unwrap().to_string(),
-                    200,
                 ));
             }
             Err(_) => return, // the node died under us: this batch was never acknowledged
@@ -454,10 +453,13 @@ fn push_loop(
     }
 }
 
-#[test]
-fn kill9_loses_nothing_acknowledged_and_verify_catches_a_flipped_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(dir.path(), &[]);
+/// Four clients push 200-sample batches until `end` has been done to the node, `after`
+/// the load started; returns the batches acknowledged with a 2xx, as (index, leaf hash).
+fn acked_under_load(
+    node: NodeProc,
+    after: Duration,
+    end: impl FnOnce(NodeProc),
+) -> Vec<(u64, String)> {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..4)
@@ -466,8 +468,8 @@ fn kill9_loses_nothing_acknowledged_and_verify_catches_a_flipped_byte() {
             std::thread::spawn(move || push_loop(url, w, stop, acked))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    node.kill9();
+    std::thread::sleep(after);
+    end(node);
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
@@ -475,23 +477,33 @@ fn kill9_loses_nothing_acknowledged_and_verify_catches_a_flipped_byte() {
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.len() > 10,
-        "only {} batches were acknowledged before the kill",
+        "only {} batches were acknowledged under load",
         acked.len()
     );
+    acked
+}
 
-    let node = NodeProc::start(dir.path(), &[]);
-    for (index, leaf, _) in &acked {
+/// Every acknowledged entry is in the node's ledger, byte for byte (same leaf hash).
+fn assert_all_present(node: &NodeProc, acked: &[(u64, String)]) {
+    for (index, leaf) in acked {
         let (code, entry) = node.get(&format!("/v1/ledger/entries/{index}"));
-        assert_eq!(
-            code, 200,
-            "acknowledged entry {index} is missing after kill -9"
-        );
+        assert_eq!(code, 200, "acknowledged entry {index} is missing");
         assert_eq!(
             &hex::encode(leaf_hash(&entry)),
             leaf,
             "acknowledged entry {index} changed"
         );
     }
+}
+
+#[test]
+fn kill9_loses_nothing_acknowledged_and_verify_catches_a_flipped_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(dir.path(), &[]);
+    let acked = acked_under_load(node, Duration::from_millis(1500), NodeProc::kill9);
+
+    let node = NodeProc::start(dir.path(), &[]);
+    assert_all_present(&node, &acked);
     let total = node.query("count(load_test)");
     assert!(
         total[0]["value"][1]
@@ -589,27 +601,8 @@ fn restart_and_rebuild_give_the_same_state() {
 fn sigterm_under_load_finishes_in_flight_batches_and_loses_none() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(dir.path(), &[]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let workers: Vec<_> = (0..4)
-        .map(|w| {
-            let (url, stop, acked) = (node.url.clone(), stop.clone(), acked.clone());
-            std::thread::spawn(move || push_loop(url, w, stop, acked))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(1000));
     // SIGTERM while the clients keep pushing: the node must exit 0 (stop() asserts it).
-    node.stop();
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 10,
-        "only {} batches acknowledged",
-        acked.len()
-    );
+    let acked = acked_under_load(node, Duration::from_millis(1000), NodeProc::stop);
 
     // A clean stop leaves no torn tail: verify passes before any restart.
     let data = dir.path().join("data");
@@ -617,18 +610,6 @@ fn sigterm_under_load_finishes_in_flight_batches_and_loses_none() {
     assert_eq!(code, 0, "{out}");
 
     let node = NodeProc::start(dir.path(), &[]);
-    let size = node.get_json("/healthz")["entries"].as_u64().unwrap();
-    for (index, leaf, _) in &acked {
-        assert!(
-            *index < size,
-            "acknowledged entry {index} is beyond the ledger's {size} entries"
-        );
-        let entry = node.get(&format!("/v1/ledger/entries/{index}")).1;
-        assert_eq!(
-            &hex::encode(leaf_hash(&entry)),
-            leaf,
-            "acknowledged entry {index} changed"
-        );
-    }
+    assert_all_present(&node, &acked);
     node.stop();
 }
