@@ -119,18 +119,17 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
         (l.config().block_entries_max, l.config().block_bytes_max)
     };
     let mut failed: Option<String> = None;
-    let mut last_persist = Instant::now();
-    let mut dirty = false;
+    let mut checkpoint = CheckpointSchedule {
+        every: persist_every,
+        last: Instant::now(),
+        dirty: false,
+    };
     loop {
         // Waking up when idle lets the checkpoint file catch up with the last blocks.
         let first = match rx.recv_timeout(persist_every) {
             Ok(p) => p,
             Err(RecvTimeoutError::Timeout) => {
-                if dirty && failed.is_none() {
-                    persist(shared);
-                    last_persist = Instant::now();
-                    dirty = false;
-                }
+                checkpoint.persist_if_due(shared, failed.is_some());
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -154,7 +153,7 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
         }
         match commit_block(shared, &batch) {
             Ok(receipts) => {
-                dirty = true;
+                checkpoint.dirty = true;
                 for (p, r) in batch.into_iter().zip(receipts) {
                     p.answer(Ok(r));
                 }
@@ -167,25 +166,37 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
                 failed = Some(why);
             }
         }
-        if dirty && last_persist.elapsed() >= persist_every {
-            persist(shared);
-            last_persist = Instant::now();
-            dirty = false;
-        }
+        checkpoint.persist_if_due(shared, failed.is_some());
     }
-    if dirty && failed.is_none() {
-        persist(shared);
-    }
+    // Shutting down: whatever was committed is vouched for by the checkpoint file.
+    checkpoint.every = Duration::ZERO;
+    checkpoint.persist_if_due(shared, failed.is_some());
 }
 
-fn persist(shared: &Shared) {
-    if let Err(e) = shared
-        .ledger
-        .write()
-        .expect("ledger lock")
-        .persist_checkpoint()
-    {
-        tracing::error!(error = %e, "persisting the checkpoint failed");
+/// When the checkpoint file is rewritten: at most every `every`, and only after new blocks.
+struct CheckpointSchedule {
+    every: Duration,
+    last: Instant,
+    dirty: bool,
+}
+
+impl CheckpointSchedule {
+    /// Persists the latest checkpoint if blocks were committed since the last write and
+    /// `every` has passed; never after the ledger failed (it refuses writes then).
+    fn persist_if_due(&mut self, shared: &Shared, ledger_failed: bool) {
+        if !self.dirty || ledger_failed || self.last.elapsed() < self.every {
+            return;
+        }
+        if let Err(e) = shared
+            .ledger
+            .write()
+            .expect("ledger lock")
+            .persist_checkpoint()
+        {
+            tracing::error!(error = %e, "persisting the checkpoint failed");
+        }
+        self.last = Instant::now();
+        self.dirty = false;
     }
 }
 
