@@ -10,8 +10,7 @@ use crate::sequencer::{CommitError, Receipt, Sequencer, Shared};
 use assay_ingest::{IngestError, IngestErrorKind};
 use assay_ledger::{Entry, LedgerError};
 use assay_tsdb::promql::{self, QueryError, QueryErrorKind};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -147,11 +146,34 @@ impl From<CommitError> for ApiError {
     }
 }
 
-fn body_error(e: BytesRejection) -> ApiError {
-    ApiError::new(
-        e.status(),
-        format!("reading the request body: {}", e.body_text()),
-    )
+/// Reads a write's body after its head passed: a declared length over the limit is
+/// answered 413 before a byte of the body is read (as a proxy would), so the client sees
+/// the answer instead of a connection closed mid-upload.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = |what: String| {
+        let mut e = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{what} body_bytes_max = {limit} bytes; split the upload"),
+        );
+        e.detail = json!({"body_bytes_max": limit});
+        e
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > limit as u64) {
+        return Err(too_large(format!("the body is {len} bytes, over")));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            too_large("the body exceeds".into())
+        } else {
+            ApiError::bad(format!("reading the request body: {e}"))
+        }
+    })
 }
 
 fn now_ms() -> i64 {
@@ -194,13 +216,13 @@ async fn ingest(
     state: &AppState,
     endpoint: &str,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
     media: &[&str],
     parse: impl FnOnce(&[u8]) -> Result<Entry, IngestError>,
 ) -> Result<Json<Value>, ApiError> {
     let result: Result<Json<Value>, ApiError> = async {
         check_content_type(headers, media)?;
-        let body = body.map_err(body_error)?;
+        let body = read_body(headers, body, state.limits.body_bytes_max).await?;
         let entry = parse(&body)?;
         let samples = entry.batch().len();
         let r: Receipt = state.sequencer.commit(entry).await?;
@@ -222,7 +244,7 @@ async fn ingest(
 async fn push(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let limits = &s.limits;
     ingest(&s, "push", &headers, body, &["application/json"], |b| {
@@ -234,7 +256,7 @@ async fn push(
 async fn import_prometheus(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let limits = &s.limits;
     ingest(
@@ -252,7 +274,7 @@ async fn ci_junit(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let p = Params::parse(q.as_deref(), None);
     let run = (|| {

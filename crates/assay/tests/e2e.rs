@@ -91,6 +91,28 @@ impl NodeProc {
         (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
+    /// Sends a request head announcing `len` body bytes, then reads the answer.
+    fn post_head_only(&self, path: &str, content_type: &str, len: u64) -> (u16, String) {
+        use std::io::Write;
+        let addr = self.url.trim_start_matches("http://");
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = conn.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer).to_string();
+        let code = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, text)
+    }
+
     fn query(&self, q: &str) -> Value {
         self.query_at(q, None)
     }
@@ -304,9 +326,14 @@ fn push_query_prove_and_reject() {
     assert!(r["error"].as_str().unwrap().contains("line"), "{r}");
     let (code, _) = node.post("/v1/ci/junit?pipeline=p", "application/xml", &report);
     assert_eq!(code, 400);
-    let big = vec![b' '; 33 << 20];
-    let (code, _) = node.post("/v1/push", "application/json", &big);
-    assert_eq!(code, 413);
+    // Over body_bytes_max (32 MiB): the node answers 413 from the declared length and
+    // closes, so send only the head (a client streaming 33 MiB would hit a closed socket).
+    let (code, body) = node.post_head_only("/v1/push", "application/json", (33 << 20) as u64);
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body.contains("over body_bytes_max = 33554432 bytes"),
+        "{body}"
+    );
     let (code, body) = node.get(&format!("/api/v1/query?query={}", enc("sum(")));
     assert_eq!(code, 400);
     assert_eq!(
