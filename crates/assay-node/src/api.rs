@@ -141,6 +141,7 @@ impl From<CommitError> for ApiError {
         let status = match e {
             CommitError::Busy(_) | CommitError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             CommitError::Ledger(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CommitError::Conflict(_) => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.to_string())
     }

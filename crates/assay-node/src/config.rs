@@ -15,6 +15,11 @@
 //! timestamp_past_ms_max = 2678400000 # 31 days
 //! junit_testcases_max = 200000
 //!
+//! [tsdb]
+//! out_of_order_window_ms = 3600000  # a sample up to 1 h older than its series' newest is
+//!                                   # accepted; older ones are refused (400), as Prometheus
+//!                                   # refuses out-of-order samples
+//!
 //! [ledger]
 //! segment_bytes_max = 268435456
 //! block_entries_max = 4096
@@ -43,8 +48,27 @@ pub struct NodeConfig {
     pub origin: String,
     /// Input limits.
     pub limits: assay_ingest::Limits,
+    /// Time-series view settings.
+    pub tsdb: TsdbSettings,
     /// Ledger and sequencer limits.
     pub ledger: LedgerSettings,
+}
+
+/// How the time-series view admits samples.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TsdbSettings {
+    /// How much older than its series' newest sample a sample may be, ms (0: strictly in
+    /// order). Edge agents replaying a spool need a window; exact duplicates always pass.
+    pub out_of_order_window_ms: i64,
+}
+
+impl Default for TsdbSettings {
+    fn default() -> Self {
+        TsdbSettings {
+            out_of_order_window_ms: 60 * 60 * 1000,
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -54,6 +78,7 @@ impl Default for NodeConfig {
             listen: "127.0.0.1:9470".parse().expect("valid default address"),
             origin: String::new(),
             limits: assay_ingest::Limits::default(),
+            tsdb: TsdbSettings::default(),
             ledger: LedgerSettings::default(),
         }
     }

@@ -25,7 +25,7 @@ use assay_ledger::scan::{scan, ScanChecks, ScanError, TornTail};
 use assay_ledger::storage::FsStorage;
 use assay_ledger::{Ledger, LedgerError};
 use config::NodeConfig;
-use sequencer::{Sequencer, Shared};
+use sequencer::{Sequencer, SequencerSettings, Shared};
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -135,8 +135,11 @@ impl Node {
         let persist = Duration::from_millis(self.config.ledger.checkpoint_persist_ms);
         let (sequencer, thread) = Sequencer::start(
             self.shared.clone(),
-            self.config.ledger.queue_batches_max,
-            persist,
+            SequencerSettings {
+                queue_max: self.config.ledger.queue_batches_max,
+                persist_every: persist,
+                out_of_order_window_ms: self.config.tsdb.out_of_order_window_ms,
+            },
         );
         let state = api::AppState {
             shared: self.shared.clone(),

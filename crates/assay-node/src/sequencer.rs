@@ -43,6 +43,10 @@ pub enum CommitError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The batch conflicts with samples already held (out of order, or a different value
+    /// at a held timestamp); the client must not retry it unchanged.
+    #[error("{0}")]
+    Conflict(#[from] assay_tsdb::Conflict),
 }
 
 struct Proposal {
@@ -68,6 +72,17 @@ pub struct Sequencer {
     queue_max: usize,
 }
 
+/// How the sequencer queues, admits and persists.
+#[derive(Clone, Copy, Debug)]
+pub struct SequencerSettings {
+    /// Requests waiting for a block; beyond it requests get [`CommitError::Busy`].
+    pub queue_max: usize,
+    /// Interval between rewrites of the checkpoint file (at least 10 ms).
+    pub persist_every: Duration,
+    /// Admission's out-of-order window, ms (see [`assay_tsdb::Admission`]).
+    pub out_of_order_window_ms: i64,
+}
+
 /// Shared state the sequencer writes and handlers read.
 pub struct Shared {
     /// The ledger.
@@ -83,13 +98,13 @@ impl Sequencer {
     /// queue is drained.
     pub fn start(
         shared: Arc<Shared>,
-        queue_max: usize,
-        persist_every: Duration,
+        settings: SequencerSettings,
     ) -> (Sequencer, std::thread::JoinHandle<()>) {
+        let queue_max = settings.queue_max;
         let (tx, rx) = std::sync::mpsc::sync_channel(queue_max);
         let thread = std::thread::Builder::new()
             .name("assay-sequencer".into())
-            .spawn(move || run(&shared, rx, persist_every.max(Duration::from_millis(10))))
+            .spawn(move || run(&shared, rx, settings))
             .expect("spawning the sequencer thread");
         (Sequencer { tx, queue_max }, thread)
     }
@@ -113,7 +128,8 @@ impl Sequencer {
     }
 }
 
-fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
+fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
+    let persist_every = settings.persist_every.max(Duration::from_millis(10));
     let (entries_max, bytes_max) = {
         let l = shared.ledger.read().expect("ledger lock");
         (l.config().block_entries_max, l.config().block_bytes_max)
@@ -149,6 +165,10 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, persist_every: Duration) {
             for p in batch {
                 p.answer(Err(CommitError::Ledger(why.clone())));
             }
+            continue;
+        }
+        let batch = admit(shared, batch, settings.out_of_order_window_ms);
+        if batch.is_empty() {
             continue;
         }
         match commit_block(shared, &batch) {
@@ -198,6 +218,21 @@ impl CheckpointSchedule {
         self.last = Instant::now();
         self.dirty = false;
     }
+}
+
+/// Answers the proposals that conflict with the view (or with one admitted before them in
+/// this block) and returns the rest, in order.
+fn admit(shared: &Shared, batch: Vec<Proposal>, window_ms: i64) -> Vec<Proposal> {
+    let views = shared.views.read().expect("views lock");
+    let mut admission = assay_tsdb::Admission::new(&views.tsdb, window_ms);
+    let mut admitted = Vec::with_capacity(batch.len());
+    for p in batch {
+        match admission.admit(p.entry.batch()) {
+            Ok(()) => admitted.push(p),
+            Err(conflict) => p.answer(Err(CommitError::Conflict(conflict))),
+        }
+    }
+    admitted
 }
 
 fn commit_block(shared: &Shared, batch: &[Proposal]) -> Result<Vec<Receipt>, String> {

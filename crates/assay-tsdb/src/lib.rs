@@ -31,6 +31,7 @@
 //! Compressed chunks (the sample store is one small internal type so they can replace the
 //! per-series vector), retention, histograms, subqueries and most PromQL functions.
 
+mod admit;
 mod matcher;
 pub mod promql;
 mod snapshot;
@@ -40,6 +41,7 @@ use std::collections::BTreeMap;
 
 use assay_ledger::{Labels, SampleBatch};
 
+pub use admit::{Admission, Conflict};
 pub use matcher::{MatchOp, Matcher, MATCHER_REGEX_BYTES_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
 use store::SampleStore;
@@ -132,6 +134,14 @@ impl Tsdb {
                 self.sample_count += 1;
             }
         }
+    }
+
+    /// The id of an indexed series; `hash` must be `SeriesIndex::hash(labels)`.
+    fn lookup(&self, labels: &Labels, hash: u64) -> Option<SeriesId> {
+        debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
+        let keys = &self.keys;
+        self.by_labels
+            .get(hash, |id| key_matches(&keys[id as usize], labels))
     }
 
     fn series_id(&mut self, labels: &Labels) -> SeriesId {

@@ -38,6 +38,17 @@ impl SampleStore {
         }
     }
 
+    /// The newest sample's timestamp.
+    pub(crate) fn newest_ms(&self) -> Option<i64> {
+        self.samples.last().map(|&(t, _)| t)
+    }
+
+    /// The value at exactly `ts_ms`, if the series has one.
+    pub(crate) fn value_at(&self, ts_ms: i64) -> Option<f64> {
+        let i = self.samples.binary_search_by(|(t, _)| t.cmp(&ts_ms)).ok()?;
+        Some(self.samples[i].1)
+    }
+
     /// Number of samples.
     pub(crate) fn len(&self) -> usize {
         self.samples.len()

@@ -334,6 +334,29 @@ fn push_query_prove_and_reject() {
         body.contains("over body_bytes_max = 33554432 bytes"),
         "{body}"
     );
+    // Conflicts with held samples, as Prometheus refuses them: a different value at a held
+    // timestamp, and a sample older than the out-of-order window (1 h by default).
+    for (ts, value, why) in [
+        (t - 1000, 0.75, "duplicate sample for timestamp"),
+        (t - 2 * 3_600_000, 0.5, "out of order sample"),
+    ] {
+        let late = json!({"samples": [
+            {"name": "fresh", "value": 1, "timestamp_ms": t},
+            {"name": "cpu_load", "labels": {"host": "a"}, "value": value, "timestamp_ms": ts},
+        ]});
+        let (code, r) = node.post("/v1/push", "application/json", late.to_string().as_bytes());
+        assert_eq!(code, 400, "{r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            error.contains(why) && error.contains("cpu_load{host=\"a\"}"),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        node.query("fresh"),
+        json!([]),
+        "half of a refused batch was applied"
+    );
     let (code, body) = node.get(&format!("/api/v1/query?query={}", enc("sum(")));
     assert_eq!(code, 400);
     assert_eq!(
