@@ -325,11 +325,18 @@ async fn metrics(State(s): State<AppState>) -> Response {
         let l = s.shared.ledger.read().expect("ledger lock");
         (l.size(), l.height())
     };
-    let (series, samples) = {
+    let (series, samples, sample_bytes) = {
         let v = s.shared.views.read().expect("views lock");
-        (v.tsdb.series_count(), v.tsdb.sample_count())
+        (
+            v.tsdb.series_count(),
+            v.tsdb.sample_count(),
+            v.tsdb.sample_bytes(),
+        )
     };
-    let text = s.shared.metrics.render(size, height, series, samples);
+    let text = s
+        .shared
+        .metrics
+        .render(size, height, series, samples, sample_bytes);
     (
         [(
             header::CONTENT_TYPE,

@@ -93,6 +93,7 @@ impl Metrics {
         ledger_height: u64,
         series: usize,
         tsdb_samples: u64,
+        tsdb_sample_bytes: usize,
     ) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
@@ -151,6 +152,12 @@ impl Metrics {
             "assay_tsdb_samples",
             "Samples in the time-series view.",
             tsdb_samples,
+        );
+        gauge(
+            &mut out,
+            "assay_tsdb_sample_bytes",
+            "Bytes the time-series view's samples take in memory (compressed chunks and heads).",
+            tsdb_sample_bytes as u64,
         );
         self.commit_durable.render(
             &mut out,

@@ -32,6 +32,7 @@
 //! per-series vector), retention, histograms, subqueries and most PromQL functions.
 
 mod admit;
+mod chunk;
 mod matcher;
 pub mod promql;
 mod snapshot;
@@ -191,6 +192,11 @@ impl Tsdb {
     /// Number of series.
     pub fn series_count(&self) -> usize {
         self.series.len()
+    }
+
+    /// Bytes the samples take in memory (compressed chunks and heads; approximate).
+    pub fn sample_bytes(&self) -> usize {
+        self.series.iter().map(|e| e.samples.memory_bytes()).sum()
     }
 
     /// Number of samples (distinct series and timestamp pairs).

@@ -1,100 +1,203 @@
-//! The per-series sample store.
+//! The per-series sample store: compressed chunks and an uncompressed head.
 //!
-//! Kept behind this small type so Gorilla-style compressed chunks can replace the plain
-//! vector without touching the index, the digest or the evaluator: they only use
-//! `insert`, `len`, `range` and `iter`.
+//! The index, the digest and the evaluator see only `insert`, `len`, `range`, `last_in`,
+//! `count_in` and `iter`, so the layout can change without touching them.
+
+use crate::chunk::Chunk;
+
+/// Samples a series collects uncompressed before they are sealed into a [`Chunk`]
+/// (Prometheus' 120: two hours of 1-minute scrapes, 30 minutes of 15-second ones).
+pub(crate) const HEAD_SAMPLES_MAX: usize = 120;
+
+/// A sealed chunk that out-of-order writes grew past this is split in two.
+const CHUNK_SAMPLES_MAX: usize = 2 * HEAD_SAMPLES_MAX;
 
 /// Samples of one series: timestamps strictly increasing, one value per timestamp.
+///
+/// Old samples live in sealed, compressed chunks; the newest up to [`HEAD_SAMPLES_MAX`] in
+/// an uncompressed head, where in-order appends (the common case) cost a push. A write
+/// older than the head (an out-of-order sample admitted by the window) recompresses the one
+/// chunk it falls in.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SampleStore {
-    samples: Vec<(i64, f64)>,
+    /// Time-ordered, non-overlapping; every timestamp below the head's first.
+    sealed: Vec<Chunk>,
+    head: Vec<(i64, f64)>,
 }
 
 impl SampleStore {
     /// Inserts a sample in timestamp order; a sample at an existing timestamp replaces it
     /// (the later write in ledger order wins). Returns true when the sample was new.
     pub(crate) fn insert(&mut self, ts_ms: i64, value: f64) -> bool {
-        // Appending in order is the common case: scrapes arrive with increasing time.
-        match self.samples.last() {
-            None => {
-                self.samples.push((ts_ms, value));
-                return true;
+        let sealed_max = self.sealed.last().map(Chunk::max_t);
+        if sealed_max.is_none_or(|m| ts_ms > m) {
+            // Appending in order is the common case: scrapes arrive with increasing time.
+            let new = match self.head.last() {
+                Some(&(last, _)) if last >= ts_ms => {
+                    match self.head.binary_search_by(|(t, _)| t.cmp(&ts_ms)) {
+                        Ok(i) => {
+                            self.head[i].1 = value;
+                            false
+                        }
+                        Err(i) => {
+                            self.head.insert(i, (ts_ms, value));
+                            true
+                        }
+                    }
+                }
+                _ => {
+                    self.head.push((ts_ms, value));
+                    true
+                }
+            };
+            if self.head.len() >= HEAD_SAMPLES_MAX {
+                self.sealed.push(Chunk::encode(&self.head));
+                self.head.clear();
             }
-            Some(&(last, _)) if last < ts_ms => {
-                self.samples.push((ts_ms, value));
-                return true;
-            }
-            _ => {}
+            return new;
         }
-        match self.samples.binary_search_by(|(t, _)| t.cmp(&ts_ms)) {
-            Ok(i) => {
-                self.samples[i].1 = value;
+        // Older than the head: into the chunk covering it, or the one before the gap it
+        // falls in (the first chunk for a sample older than all).
+        let i = self
+            .sealed
+            .partition_point(|c| c.min_t() <= ts_ms)
+            .saturating_sub(1);
+        let mut samples: Vec<(i64, f64)> = self.sealed[i].iter().collect();
+        let new = match samples.binary_search_by(|(t, _)| t.cmp(&ts_ms)) {
+            Ok(at) => {
+                samples[at].1 = value;
                 false
             }
-            Err(i) => {
-                self.samples.insert(i, (ts_ms, value));
+            Err(at) => {
+                samples.insert(at, (ts_ms, value));
                 true
             }
+        };
+        if samples.len() > CHUNK_SAMPLES_MAX {
+            let (a, b) = samples.split_at(samples.len() / 2);
+            self.sealed
+                .splice(i..=i, [Chunk::encode(a), Chunk::encode(b)]);
+        } else {
+            self.sealed[i] = Chunk::encode(&samples);
         }
+        new
     }
 
     /// The newest sample's timestamp.
     pub(crate) fn newest_ms(&self) -> Option<i64> {
-        self.samples.last().map(|&(t, _)| t)
+        match self.head.last() {
+            Some(&(t, _)) => Some(t),
+            None => self.sealed.last().map(Chunk::max_t),
+        }
     }
 
     /// The value at exactly `ts_ms`, if the series has one.
     pub(crate) fn value_at(&self, ts_ms: i64) -> Option<f64> {
-        let i = self.samples.binary_search_by(|(t, _)| t.cmp(&ts_ms)).ok()?;
-        Some(self.samples[i].1)
+        self.last_in(ts_ms, ts_ms).map(|(_, v)| v)
     }
 
     /// Number of samples.
     pub(crate) fn len(&self) -> usize {
-        self.samples.len()
+        self.sealed.iter().map(Chunk::len).sum::<usize>() + self.head.len()
+    }
+
+    /// Bytes held for samples: compressed chunks plus the head (approximate; no allocator
+    /// overhead).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.sealed
+            .iter()
+            .map(|c| c.byte_len() + std::mem::size_of::<Chunk>())
+            .sum::<usize>()
+            + self.head.capacity() * std::mem::size_of::<(i64, f64)>()
+    }
+
+    /// Chunks that may hold samples in `min_ms..=max_ms`.
+    fn chunks_in(&self, min_ms: i64, max_ms: i64) -> &[Chunk] {
+        let lo = self.sealed.partition_point(|c| c.max_t() < min_ms);
+        let hi = self.sealed.partition_point(|c| c.min_t() <= max_ms).max(lo);
+        &self.sealed[lo..hi]
+    }
+
+    fn head_in(&self, min_ms: i64, max_ms: i64) -> &[(i64, f64)] {
+        let lo = self.head.partition_point(|&(t, _)| t < min_ms);
+        let hi = self.head.partition_point(|&(t, _)| t <= max_ms).max(lo);
+        &self.head[lo..hi]
     }
 
     /// Samples with `min_ms <= ts <= max_ms`, in timestamp order.
     pub(crate) fn range(&self, min_ms: i64, max_ms: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
-        let lo = self.samples.partition_point(|&(t, _)| t < min_ms);
-        let hi = self.samples.partition_point(|&(t, _)| t <= max_ms).max(lo);
-        self.samples[lo..hi].iter().copied()
+        self.chunks_in(min_ms, max_ms)
+            .iter()
+            .flat_map(move |c| {
+                c.iter()
+                    .skip_while(move |&(t, _)| t < min_ms)
+                    .take_while(move |&(t, _)| t <= max_ms)
+            })
+            .chain(self.head_in(min_ms, max_ms).iter().copied())
     }
 
-    /// Number of samples with `min_ms <= ts <= max_ms`, without reading them.
+    /// Number of samples with `min_ms <= ts <= max_ms`, decoding only the chunks the range
+    /// cuts through.
     pub(crate) fn count_in(&self, min_ms: i64, max_ms: i64) -> usize {
-        let lo = self.samples.partition_point(|&(t, _)| t < min_ms);
-        self.samples
-            .partition_point(|&(t, _)| t <= max_ms)
-            .saturating_sub(lo)
+        let chunks: usize = self
+            .chunks_in(min_ms, max_ms)
+            .iter()
+            .map(|c| {
+                if min_ms <= c.min_t() && c.max_t() <= max_ms {
+                    c.len()
+                } else {
+                    c.iter()
+                        .filter(|&(t, _)| min_ms <= t && t <= max_ms)
+                        .count()
+                }
+            })
+            .sum();
+        chunks + self.head_in(min_ms, max_ms).len()
     }
 
     /// The latest sample with `min_ms <= ts <= max_ms`, if any.
     pub(crate) fn last_in(&self, min_ms: i64, max_ms: i64) -> Option<(i64, f64)> {
-        let hi = self.samples.partition_point(|&(t, _)| t <= max_ms);
-        let s = *self.samples.get(hi.checked_sub(1)?)?;
-        (s.0 >= min_ms).then_some(s)
+        if let Some(&s) = self.head_in(min_ms, max_ms).last() {
+            return Some(s);
+        }
+        let chunk = self.chunks_in(min_ms, max_ms).last()?;
+        chunk
+            .iter()
+            .take_while(|&(t, _)| t <= max_ms)
+            .filter(|&(t, _)| t >= min_ms)
+            .last()
     }
 
     /// True when some sample lies in `min_ms..=max_ms`.
     pub(crate) fn overlaps(&self, min_ms: i64, max_ms: i64) -> bool {
-        self.last_in(min_ms, max_ms).is_some()
+        !self.head_in(min_ms, max_ms).is_empty()
+            || self.chunks_in(min_ms, max_ms).iter().any(|c| {
+                (min_ms <= c.min_t() && c.max_t() <= max_ms)
+                    || c.iter().any(|(t, _)| min_ms <= t && t <= max_ms)
+            })
     }
 
     /// All samples in timestamp order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
-        self.samples.iter().copied()
+        self.sealed
+            .iter()
+            .flat_map(Chunk::iter)
+            .chain(self.head.iter().copied())
     }
 
-    /// Checks the invariant: timestamps strictly increasing.
+    /// Checks the invariants: timestamps strictly increasing across chunks and head, the
+    /// head shorter than [`HEAD_SAMPLES_MAX`].
     pub(crate) fn is_sorted_unique(&self) -> bool {
-        self.samples.windows(2).all(|w| w[0].0 < w[1].0)
+        let all: Vec<i64> = self.iter().map(|(t, _)| t).collect();
+        all.windows(2).all(|w| w[0] < w[1]) && self.head.len() < HEAD_SAMPLES_MAX
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn insert_orders_and_later_write_wins() {
@@ -125,5 +228,50 @@ mod tests {
         assert_eq!(s.last_in(21, 29), None);
         assert!(!s.overlaps(i64::MIN, 9));
         assert!(s.overlaps(30, i64::MAX));
+    }
+
+    #[test]
+    fn in_order_samples_are_sealed_into_compressed_chunks() {
+        let mut s = SampleStore::default();
+        for i in 0..1000i64 {
+            assert!(s.insert(1_700_000_000_000 + i * 15_000, (i % 7) as f64));
+        }
+        assert_eq!((s.len(), s.sealed.len(), s.head.len()), (1000, 8, 40));
+        // 16 bytes per sample uncompressed; sealed chunks take a fraction of that.
+        let sealed: usize = s.sealed.iter().map(Chunk::byte_len).sum();
+        assert!(sealed < 960 * 3, "{sealed} bytes for 960 samples");
+        assert!(s.is_sorted_unique());
+    }
+
+    proptest! {
+        /// The store answers every read like a sorted map of the same writes, whatever
+        /// their order (out-of-order writes land in sealed chunks, which split when full).
+        #[test]
+        fn behaves_like_a_sorted_map(
+            writes in proptest::collection::vec((0i64..2_000, -3i32..3), 1..600),
+            reads in proptest::collection::vec((-10i64..2_010, 0i64..600), 1..40),
+        ) {
+            let mut s = SampleStore::default();
+            let mut model = BTreeMap::new();
+            for (i, &(t, v)) in writes.iter().enumerate() {
+                // Mostly increasing, some late: time = i + t/4 spreads writes forward.
+                let ts = i as i64 + t / 4;
+                let new = s.insert(ts, v as f64);
+                prop_assert_eq!(new, model.insert(ts, v as f64).is_none());
+            }
+            prop_assert!(s.is_sorted_unique());
+            prop_assert_eq!(s.len(), model.len());
+            prop_assert_eq!(s.iter().collect::<Vec<_>>(), model.iter().map(|(&t, &v)| (t, v)).collect::<Vec<_>>());
+            prop_assert_eq!(s.newest_ms(), model.keys().next_back().copied());
+            for (min, width) in reads {
+                let max = min + width;
+                let want: Vec<(i64, f64)> = model.range(min..=max).map(|(&t, &v)| (t, v)).collect();
+                prop_assert_eq!(s.range(min, max).collect::<Vec<_>>(), want.clone());
+                prop_assert_eq!(s.count_in(min, max), want.len());
+                prop_assert_eq!(s.last_in(min, max), want.last().copied());
+                prop_assert_eq!(s.overlaps(min, max), !want.is_empty());
+                prop_assert_eq!(s.value_at(min), model.get(&min).copied());
+            }
+        }
     }
 }
