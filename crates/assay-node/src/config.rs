@@ -19,6 +19,8 @@
 //! out_of_order_window_ms = 3600000  # a sample up to 1 h older than its series' newest is
 //!                                   # accepted; older ones are refused (400), as Prometheus
 //!                                   # refuses out-of-order samples
+//! snapshot_every_ms = 300000        # views snapshot while running (restart replays only
+//!                                   # the ledger after it); 0 = only at a clean stop
 //!
 //! [ledger]
 //! segment_bytes_max = 268435456
@@ -61,12 +63,17 @@ pub struct TsdbSettings {
     /// How much older than its series' newest sample a sample may be, ms (0: strictly in
     /// order). Edge agents replaying a spool need a window; exact duplicates always pass.
     pub out_of_order_window_ms: i64,
+    /// How often a live node snapshots the views (when blocks were committed since), ms;
+    /// a restart loads the snapshot and replays only the ledger after it. 0 = only at a
+    /// clean stop. Encoding holds the views lock, so commits wait for it.
+    pub snapshot_every_ms: u64,
 }
 
 impl Default for TsdbSettings {
     fn default() -> Self {
         TsdbSettings {
             out_of_order_window_ms: 60 * 60 * 1000,
+            snapshot_every_ms: 5 * 60 * 1000,
         }
     }
 }

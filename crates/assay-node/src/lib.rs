@@ -147,9 +147,14 @@ impl Node {
             limits: self.config.limits.clone(),
         };
         let app = api::router(state);
+        let (stop_snapshots, snapshots) = self.start_snapshots();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        drop(stop_snapshots);
+        if let Some(t) = snapshots {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         // The router (and with it every sequencer handle) is gone: the thread drains and exits.
         let joined = tokio::task::spawn_blocking(move || thread.join()).await;
         if !matches!(joined, Ok(Ok(()))) {
@@ -159,6 +164,56 @@ impl Node {
         self.save_snapshot();
         tracing::info!("stopped cleanly");
         Ok(())
+    }
+
+    /// Snapshots the views every `tsdb.snapshot_every_ms` while blocks are committed,
+    /// until the returned sender is dropped.
+    fn start_snapshots(
+        &self,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        Option<std::thread::JoinHandle<()>>,
+    ) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let every = self.config.tsdb.snapshot_every_ms;
+        if every == 0 {
+            return (stop, None);
+        }
+        let shared = self.shared.clone();
+        let dir = self.config.views_dir();
+        let mut last_height = shared.views.read().expect("views lock").height;
+        let thread = std::thread::Builder::new()
+            .name("assay-snapshot".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Duration::from_millis(every))
+                {
+                    let started = std::time::Instant::now();
+                    let (height, bytes) = {
+                        let views = shared.views.read().expect("views lock");
+                        if views.height == last_height {
+                            continue;
+                        }
+                        (views.height, views.snapshot_bytes())
+                    };
+                    let encoded = started.elapsed();
+                    match Views::write_snapshot(&dir, &bytes) {
+                        Ok(()) => {
+                            last_height = height;
+                            tracing::info!(
+                                height,
+                                bytes = bytes.len(),
+                                encode_ms = encoded.as_millis() as u64,
+                                total_ms = started.elapsed().as_millis() as u64,
+                                "views snapshot saved"
+                            );
+                        }
+                        Err(e) => tracing::warn!(error = %e, "periodic views snapshot failed"),
+                    }
+                }
+            })
+            .expect("spawning the snapshot thread");
+        (stop, Some(thread))
     }
 
     fn save_snapshot(&self) {

@@ -137,7 +137,12 @@ impl Views {
 
     /// Writes a snapshot atomically.
     pub fn save_snapshot(&self, dir: &Path) -> Result<(), ViewError> {
-        std::fs::create_dir_all(dir)?;
+        Views::write_snapshot(dir, &self.snapshot_bytes())
+    }
+
+    /// The snapshot file's bytes: encoding needs the views, writing them does not, so a
+    /// live node holds the views lock only for this part.
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
         let tsdb = self.tsdb.encode_snapshot();
         let mut out = Vec::with_capacity(tsdb.len() + 96);
         out.extend_from_slice(SNAPSHOT_MAGIC);
@@ -147,8 +152,14 @@ impl Views {
         out.extend_from_slice(&tsdb);
         let sum: [u8; 32] = Sha256::digest(&out).into();
         out.extend_from_slice(&sum);
+        out
+    }
+
+    /// Replaces the snapshot file with `bytes` (from [`Views::snapshot_bytes`]) atomically.
+    pub fn write_snapshot(dir: &Path, out: &[u8]) -> Result<(), ViewError> {
+        std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        std::fs::write(&tmp, &out)?;
+        std::fs::write(&tmp, out)?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
         std::fs::File::open(dir)?.sync_all()?;
