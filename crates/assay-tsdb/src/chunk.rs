@@ -160,24 +160,72 @@ impl Chunk {
 
     /// The samples, oldest first.
     pub(crate) fn iter(&self) -> ChunkIter<'_> {
-        ChunkIter {
-            r: BitReader {
-                bytes: &self.bytes,
-                pos: 0,
-            },
-            left: self.count,
-            n: 0,
-            t: 0,
-            delta: 0,
-            v: 0,
-            leading: 0,
-            trailing: 0,
-        }
+        ChunkIter::new(&self.bytes, self.count)
     }
 }
 
-/// Streaming compressor behind [`Chunk::encode`].
-#[derive(Default)]
+/// The chunk a series is appending to: compressed as it grows, so a million series with
+/// open chunks cost a few hundred bytes each rather than 16 bytes per sample.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OpenChunk {
+    enc: Encoder,
+    min_t: i64,
+}
+
+impl OpenChunk {
+    /// Appends a sample newer than every sample held.
+    pub(crate) fn append(&mut self, t: i64, v: f64) {
+        debug_assert!(self.enc.n == 0 || t > self.enc.t);
+        if self.enc.n == 0 {
+            self.min_t = t;
+        }
+        self.enc.append(t, v);
+    }
+
+    /// Number of samples.
+    pub(crate) fn len(&self) -> usize {
+        self.enc.n as usize
+    }
+
+    /// Oldest timestamp, if any sample is held.
+    pub(crate) fn min_t(&self) -> Option<i64> {
+        (self.enc.n > 0).then_some(self.min_t)
+    }
+
+    /// The newest sample, without decoding.
+    pub(crate) fn last(&self) -> Option<(i64, f64)> {
+        (self.enc.n > 0).then(|| (self.enc.t, f64::from_bits(self.enc.v)))
+    }
+
+    /// Bytes held (allocated capacity of the bit stream plus the encoder's state).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.enc.w.bytes.capacity() + std::mem::size_of::<OpenChunk>()
+    }
+
+    /// The samples, oldest first.
+    pub(crate) fn iter(&self) -> ChunkIter<'_> {
+        ChunkIter::new(&self.enc.w.bytes, self.enc.n)
+    }
+
+    /// Closes the chunk; `None` when it is empty. Leaves an empty open chunk behind.
+    pub(crate) fn seal(&mut self) -> Option<Chunk> {
+        let enc = std::mem::take(&mut self.enc);
+        let last = self.last_of(&enc)?;
+        Some(Chunk {
+            min_t: self.min_t,
+            max_t: last,
+            count: enc.n,
+            bytes: enc.w.bytes.into_boxed_slice(),
+        })
+    }
+
+    fn last_of(&self, enc: &Encoder) -> Option<i64> {
+        (enc.n > 0).then_some(enc.t)
+    }
+}
+
+/// Streaming compressor behind [`Chunk::encode`] and [`OpenChunk`].
+#[derive(Clone, Debug, Default)]
 struct Encoder {
     w: BitWriter,
     n: u32,
@@ -268,7 +316,20 @@ pub(crate) struct ChunkIter<'a> {
     trailing: u8,
 }
 
-impl ChunkIter<'_> {
+impl<'a> ChunkIter<'a> {
+    fn new(bytes: &'a [u8], count: u32) -> ChunkIter<'a> {
+        ChunkIter {
+            r: BitReader { bytes, pos: 0 },
+            left: count,
+            n: 0,
+            t: 0,
+            delta: 0,
+            v: 0,
+            leading: 0,
+            trailing: 0,
+        }
+    }
+
     fn step(&mut self) -> Option<(i64, f64)> {
         match self.n {
             0 => {

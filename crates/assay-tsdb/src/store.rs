@@ -3,7 +3,7 @@
 //! The index, the digest and the evaluator see only `insert`, `len`, `range`, `last_in`,
 //! `count_in` and `iter`, so the layout can change without touching them.
 
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, OpenChunk};
 
 /// Samples a series collects uncompressed before they are sealed into a [`Chunk`]
 /// (Prometheus' 120: two hours of 1-minute scrapes, 30 minutes of 15-second ones).
@@ -14,15 +14,29 @@ const CHUNK_SAMPLES_MAX: usize = 2 * HEAD_SAMPLES_MAX;
 
 /// Samples of one series: timestamps strictly increasing, one value per timestamp.
 ///
-/// Old samples live in sealed, compressed chunks; the newest up to [`HEAD_SAMPLES_MAX`] in
-/// an uncompressed head, where in-order appends (the common case) cost a push. A write
-/// older than the head (an out-of-order sample admitted by the window) recompresses the one
-/// chunk it falls in.
+/// Old samples live in sealed chunks; the newest up to [`HEAD_SAMPLES_MAX`] in an open
+/// chunk that in-order appends (the common case) extend in place. A write older than the
+/// newest sample (an out-of-order sample the window admitted) recompresses the one chunk it
+/// falls in.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SampleStore {
     /// Time-ordered, non-overlapping; every timestamp below the head's first.
     sealed: Vec<Chunk>,
-    head: Vec<(i64, f64)>,
+    head: OpenChunk,
+}
+
+/// Inserts into sorted samples; true when the timestamp was new (else the value replaced).
+fn insert_sorted(samples: &mut Vec<(i64, f64)>, ts_ms: i64, value: f64) -> bool {
+    match samples.binary_search_by(|(t, _)| t.cmp(&ts_ms)) {
+        Ok(at) => {
+            samples[at].1 = value;
+            false
+        }
+        Err(at) => {
+            samples.insert(at, (ts_ms, value));
+            true
+        }
+    }
 }
 
 impl SampleStore {
@@ -31,28 +45,23 @@ impl SampleStore {
     pub(crate) fn insert(&mut self, ts_ms: i64, value: f64) -> bool {
         let sealed_max = self.sealed.last().map(Chunk::max_t);
         if sealed_max.is_none_or(|m| ts_ms > m) {
-            // Appending in order is the common case: scrapes arrive with increasing time.
             let new = match self.head.last() {
-                Some(&(last, _)) if last >= ts_ms => {
-                    match self.head.binary_search_by(|(t, _)| t.cmp(&ts_ms)) {
-                        Ok(i) => {
-                            self.head[i].1 = value;
-                            false
-                        }
-                        Err(i) => {
-                            self.head.insert(i, (ts_ms, value));
-                            true
-                        }
+                Some((last, _)) if last >= ts_ms => {
+                    let mut samples: Vec<(i64, f64)> = self.head.iter().collect();
+                    let new = insert_sorted(&mut samples, ts_ms, value);
+                    self.head = OpenChunk::default();
+                    for (t, v) in samples {
+                        self.head.append(t, v);
                     }
+                    new
                 }
                 _ => {
-                    self.head.push((ts_ms, value));
+                    self.head.append(ts_ms, value);
                     true
                 }
             };
             if self.head.len() >= HEAD_SAMPLES_MAX {
-                self.sealed.push(Chunk::encode(&self.head));
-                self.head.clear();
+                self.sealed.extend(self.head.seal());
             }
             return new;
         }
@@ -63,16 +72,7 @@ impl SampleStore {
             .partition_point(|c| c.min_t() <= ts_ms)
             .saturating_sub(1);
         let mut samples: Vec<(i64, f64)> = self.sealed[i].iter().collect();
-        let new = match samples.binary_search_by(|(t, _)| t.cmp(&ts_ms)) {
-            Ok(at) => {
-                samples[at].1 = value;
-                false
-            }
-            Err(at) => {
-                samples.insert(at, (ts_ms, value));
-                true
-            }
-        };
+        let new = insert_sorted(&mut samples, ts_ms, value);
         if samples.len() > CHUNK_SAMPLES_MAX {
             let (a, b) = samples.split_at(samples.len() / 2);
             self.sealed
@@ -86,7 +86,7 @@ impl SampleStore {
     /// The newest sample's timestamp.
     pub(crate) fn newest_ms(&self) -> Option<i64> {
         match self.head.last() {
-            Some(&(t, _)) => Some(t),
+            Some((t, _)) => Some(t),
             None => self.sealed.last().map(Chunk::max_t),
         }
     }
@@ -101,14 +101,14 @@ impl SampleStore {
         self.sealed.iter().map(Chunk::len).sum::<usize>() + self.head.len()
     }
 
-    /// Bytes held for samples: compressed chunks plus the head (approximate; no allocator
-    /// overhead).
+    /// Bytes held for samples: compressed chunks plus the open one (approximate; no
+    /// allocator overhead).
     pub(crate) fn memory_bytes(&self) -> usize {
         self.sealed
             .iter()
             .map(|c| c.byte_len() + std::mem::size_of::<Chunk>())
             .sum::<usize>()
-            + self.head.capacity() * std::mem::size_of::<(i64, f64)>()
+            + self.head.memory_bytes()
     }
 
     /// Chunks that may hold samples in `min_ms..=max_ms`.
@@ -118,10 +118,17 @@ impl SampleStore {
         &self.sealed[lo..hi]
     }
 
-    fn head_in(&self, min_ms: i64, max_ms: i64) -> &[(i64, f64)] {
-        let lo = self.head.partition_point(|&(t, _)| t < min_ms);
-        let hi = self.head.partition_point(|&(t, _)| t <= max_ms).max(lo);
-        &self.head[lo..hi]
+    /// The open chunk's samples in `min_ms..=max_ms` (decoding only when they may exist).
+    fn head_in(&self, min_ms: i64, max_ms: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
+        let overlaps = match (self.head.min_t(), self.head.last()) {
+            (Some(lo), Some((hi, _))) => lo <= max_ms && min_ms <= hi,
+            _ => false,
+        };
+        self.head
+            .iter()
+            .take(if overlaps { usize::MAX } else { 0 })
+            .skip_while(move |&(t, _)| t < min_ms)
+            .take_while(move |&(t, _)| t <= max_ms)
     }
 
     /// Samples with `min_ms <= ts <= max_ms`, in timestamp order.
@@ -133,7 +140,7 @@ impl SampleStore {
                     .skip_while(move |&(t, _)| t < min_ms)
                     .take_while(move |&(t, _)| t <= max_ms)
             })
-            .chain(self.head_in(min_ms, max_ms).iter().copied())
+            .chain(self.head_in(min_ms, max_ms))
     }
 
     /// Number of samples with `min_ms <= ts <= max_ms`, decoding only the chunks the range
@@ -152,12 +159,22 @@ impl SampleStore {
                 }
             })
             .sum();
-        chunks + self.head_in(min_ms, max_ms).len()
+        let head = match (self.head.min_t(), self.head.last()) {
+            (Some(lo), Some((hi, _))) if min_ms <= lo && hi <= max_ms => self.head.len(),
+            _ => self.head_in(min_ms, max_ms).count(),
+        };
+        chunks + head
     }
 
     /// The latest sample with `min_ms <= ts <= max_ms`, if any.
     pub(crate) fn last_in(&self, min_ms: i64, max_ms: i64) -> Option<(i64, f64)> {
-        if let Some(&s) = self.head_in(min_ms, max_ms).last() {
+        // The newest sample is kept decoded: an instant query at "now" reads no chunk.
+        if let Some((t, v)) = self.head.last() {
+            if t <= max_ms {
+                return (t >= min_ms).then_some((t, v));
+            }
+        }
+        if let Some(s) = self.head_in(min_ms, max_ms).last() {
             return Some(s);
         }
         let chunk = self.chunks_in(min_ms, max_ms).last()?;
@@ -170,11 +187,7 @@ impl SampleStore {
 
     /// True when some sample lies in `min_ms..=max_ms`.
     pub(crate) fn overlaps(&self, min_ms: i64, max_ms: i64) -> bool {
-        !self.head_in(min_ms, max_ms).is_empty()
-            || self.chunks_in(min_ms, max_ms).iter().any(|c| {
-                (min_ms <= c.min_t() && c.max_t() <= max_ms)
-                    || c.iter().any(|(t, _)| min_ms <= t && t <= max_ms)
-            })
+        self.last_in(min_ms, max_ms).is_some()
     }
 
     /// All samples in timestamp order.
@@ -182,11 +195,11 @@ impl SampleStore {
         self.sealed
             .iter()
             .flat_map(Chunk::iter)
-            .chain(self.head.iter().copied())
+            .chain(self.head.iter())
     }
 
     /// Checks the invariants: timestamps strictly increasing across chunks and head, the
-    /// head shorter than [`HEAD_SAMPLES_MAX`].
+    /// open chunk shorter than [`HEAD_SAMPLES_MAX`].
     pub(crate) fn is_sorted_unique(&self) -> bool {
         let all: Vec<i64> = self.iter().map(|(t, _)| t).collect();
         all.windows(2).all(|w| w[0] < w[1]) && self.head.len() < HEAD_SAMPLES_MAX
@@ -237,6 +250,7 @@ mod tests {
             assert!(s.insert(1_700_000_000_000 + i * 15_000, (i % 7) as f64));
         }
         assert_eq!((s.len(), s.sealed.len(), s.head.len()), (1000, 8, 40));
+        assert!(s.head.memory_bytes() < 40 * 16, "{}", s.head.memory_bytes());
         // 16 bytes per sample uncompressed; sealed chunks take a fraction of that.
         let sealed: usize = s.sealed.iter().map(Chunk::byte_len).sum();
         assert!(sealed < 960 * 3, "{sealed} bytes for 960 samples");
