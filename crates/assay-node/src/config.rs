@@ -21,6 +21,9 @@
 //!                                   # refuses out-of-order samples
 //! snapshot_every_ms = 300000        # views snapshot while running (restart replays only
 //!                                   # the ledger after it); 0 = only at a clean stop
+//! retention_ms = 2678400000         # the view drops samples older than 31 days (checked
+//!                                   # once a minute of block time); the ledger keeps all
+//! retention_bytes = 0               # and the oldest beyond this many bytes (0 = no limit)
 //!
 //! [ledger]
 //! segment_bytes_max = 268435456
@@ -67,6 +70,22 @@ pub struct TsdbSettings {
     /// a restart loads the snapshot and replays only the ledger after it. 0 = only at a
     /// clean stop. Encoding holds the views lock, so commits wait for it.
     pub snapshot_every_ms: u64,
+    /// Samples older than this before the newest block's time leave the view, ms (0: keep
+    /// all). The ledger keeps everything; `assay rebuild` applies the same rule.
+    pub retention_ms: i64,
+    /// The oldest samples leave the view beyond this many bytes of compressed samples
+    /// (0: no limit).
+    pub retention_bytes: usize,
+}
+
+impl TsdbSettings {
+    /// The view's retention.
+    pub fn retention(&self) -> assay_tsdb::Retention {
+        assay_tsdb::Retention {
+            time_ms: self.retention_ms,
+            bytes: self.retention_bytes,
+        }
+    }
 }
 
 impl Default for TsdbSettings {
@@ -74,6 +93,8 @@ impl Default for TsdbSettings {
         TsdbSettings {
             out_of_order_window_ms: 60 * 60 * 1000,
             snapshot_every_ms: 5 * 60 * 1000,
+            retention_ms: 31 * 24 * 60 * 60 * 1000,
+            retention_bytes: 0,
         }
     }
 }

@@ -107,7 +107,7 @@ impl Node {
             truncated = recovery.truncated.is_some(),
             "ledger recovered"
         );
-        let views = Views::open(&config.views_dir(), &ledger)?;
+        let views = Views::open(&config.views_dir(), &ledger, config.tsdb.retention())?;
         let shared = Arc::new(Shared {
             ledger: RwLock::new(ledger),
             views: RwLock::new(views),
@@ -262,7 +262,7 @@ pub fn rebuild(config: &NodeConfig) -> Result<RebuildReport, NodeError> {
             })
         }
     }
-    let mut views = Views::default();
+    let mut views = Views::new(config.tsdb.retention());
     views.catch_up(&ledger)?;
     views.save_snapshot(&config.views_dir())?;
     Ok(RebuildReport {

@@ -16,7 +16,9 @@ use assay_tsdb::Tsdb;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"ASSAYVW1";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ASSAYVW2";
+/// Retention runs when a block's time enters a new period of this length.
+const RETENTION_PERIOD_MS: i64 = 60_000;
 /// File name of the views snapshot inside the views directory.
 pub const SNAPSHOT_FILE: &str = "views.snapshot";
 
@@ -30,6 +32,10 @@ pub struct Views {
     pub size: u64,
     /// Hash of the last block applied (zeros before the first).
     pub last_block_hash: Hash,
+    /// Time of the last block applied (0 before the first): retention's clock.
+    pub last_block_time_ms: i64,
+    /// What the time-series view keeps; part of the view's definition (replicas agree on it).
+    pub retention: assay_tsdb::Retention,
 }
 
 impl Default for Views {
@@ -39,6 +45,8 @@ impl Default for Views {
             height: 0,
             size: 0,
             last_block_hash: [0; 32],
+            last_block_time_ms: 0,
+            retention: assay_tsdb::Retention::default(),
         }
     }
 }
@@ -63,6 +71,14 @@ pub enum ViewError {
 }
 
 impl Views {
+    /// Empty views keeping what `retention` says.
+    pub fn new(retention: assay_tsdb::Retention) -> Views {
+        Views {
+            retention,
+            ..Views::default()
+        }
+    }
+
     /// Applies one block's entries, in order. Must be called for blocks in height order.
     pub fn apply_block<'a>(
         &mut self,
@@ -86,9 +102,16 @@ impl Views {
             n, block.header.entry_count as u64,
             "every entry of the block is applied"
         );
+        // Once per minute of block time, never by the wall clock: replicas drop the same.
+        let t = block.header.time_ms;
+        let period = |ms: i64| ms.div_euclid(RETENTION_PERIOD_MS);
+        if period(t) > period(self.last_block_time_ms) {
+            self.tsdb.enforce_retention(t, &self.retention);
+        }
         self.height += 1;
         self.size += n;
         self.last_block_hash = block.hash;
+        self.last_block_time_ms = self.last_block_time_ms.max(t);
     }
 
     /// Replays every block the views have not applied yet.
@@ -131,6 +154,7 @@ impl Views {
         h.update(self.height.to_le_bytes());
         h.update(self.size.to_le_bytes());
         h.update(self.last_block_hash);
+        h.update(self.last_block_time_ms.to_le_bytes());
         h.update(self.tsdb.digest());
         h.finalize().into()
     }
@@ -149,6 +173,7 @@ impl Views {
         out.extend_from_slice(&self.height.to_le_bytes());
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.last_block_hash);
+        out.extend_from_slice(&self.last_block_time_ms.to_le_bytes());
         out.extend_from_slice(&tsdb);
         let sum: [u8; 32] = Sha256::digest(&out).into();
         out.extend_from_slice(&sum);
@@ -168,10 +193,14 @@ impl Views {
 
     /// Loads the snapshot if it is intact and matches a block the ledger holds;
     /// otherwise says why not (the caller rebuilds).
-    pub fn load_snapshot<S: Storage>(dir: &Path, ledger: &Ledger<S>) -> Result<Views, String> {
+    pub fn load_snapshot<S: Storage>(
+        dir: &Path,
+        ledger: &Ledger<S>,
+        retention: assay_tsdb::Retention,
+    ) -> Result<Views, String> {
         let bytes =
             std::fs::read(dir.join(SNAPSHOT_FILE)).map_err(|e| format!("no snapshot: {e}"))?;
-        if bytes.len() < 8 + 8 + 8 + 32 + 32 || &bytes[..8] != SNAPSHOT_MAGIC {
+        if bytes.len() < 8 + 8 + 8 + 32 + 8 + 32 || &bytes[..8] != SNAPSHOT_MAGIC {
             return Err("snapshot header is malformed".into());
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
@@ -181,6 +210,7 @@ impl Views {
         let height = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
         let size = u64::from_le_bytes(body[16..24].try_into().expect("8 bytes"));
         let hash: Hash = body[24..56].try_into().expect("32 bytes");
+        let time = i64::from_le_bytes(body[56..64].try_into().expect("8 bytes"));
         let matches = match height {
             0 => size == 0,
             h => ledger
@@ -193,24 +223,30 @@ impl Views {
                 "snapshot at height {height} does not match the ledger"
             ));
         }
-        let tsdb = Tsdb::decode_snapshot(&body[56..]).map_err(|e| format!("snapshot: {e}"))?;
+        let tsdb = Tsdb::decode_snapshot(&body[64..]).map_err(|e| format!("snapshot: {e}"))?;
         Ok(Views {
             tsdb,
             height,
             size,
             last_block_hash: hash,
+            last_block_time_ms: time,
+            retention,
         })
     }
 
     /// Views for `ledger`: from the snapshot when it matches, then caught up by replay.
-    pub fn open<S: Storage>(dir: &Path, ledger: &Ledger<S>) -> Result<Views, ViewError> {
-        let mut views = match Views::load_snapshot(dir, ledger) {
+    pub fn open<S: Storage>(
+        dir: &Path,
+        ledger: &Ledger<S>,
+        retention: assay_tsdb::Retention,
+    ) -> Result<Views, ViewError> {
+        let mut views = match Views::load_snapshot(dir, ledger, retention) {
             Ok(v) => v,
             Err(why) => {
                 if ledger.height() > 0 {
                     tracing::info!(reason = %why, "rebuilding views from the ledger");
                 }
-                Views::default()
+                Views::new(retention)
             }
         };
         let from = views.height;
@@ -233,6 +269,11 @@ mod tests {
     use assay_ledger::{Labels, LedgerConfig, SampleBatch};
 
     fn ledger_with_blocks(seed: u64, blocks: usize) -> Ledger<SimStorage> {
+        ledger_with_timed_blocks(seed, blocks, 1)
+    }
+
+    /// Blocks `step_ms` apart; samples up to 50 s before their block's time.
+    fn ledger_with_timed_blocks(seed: u64, blocks: usize, step_ms: i64) -> Ledger<SimStorage> {
         let signer = Signer::from_seed("test.assay/views", [3; 32]).unwrap();
         let (mut ledger, _) =
             Ledger::open(SimStorage::new(), signer, LedgerConfig::default()).unwrap();
@@ -249,13 +290,14 @@ mod tests {
                         ])
                         .unwrap();
                         // Out-of-order and repeated timestamps on purpose: apply must order them the same way.
-                        batch.push(labels, 1_000 * rng.below(50) as i64, rng.below(100) as f64);
+                        let t = b as i64 * step_ms - 1_000 * rng.below(50) as i64;
+                        batch.push(labels, t, rng.below(100) as f64);
                     }
                     Entry::Samples(batch).encode()
                 })
                 .collect();
             let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
-            ledger.append_block(b as i64, &refs).unwrap();
+            ledger.append_block(b as i64 * step_ms, &refs).unwrap();
         }
         ledger
     }
@@ -278,6 +320,47 @@ mod tests {
     }
 
     #[test]
+    fn retention_follows_block_time_and_resumes_from_a_snapshot_identically() {
+        // 200 blocks 30 s apart (100 minutes), each series written ~5 times a minute.
+        let ledger = ledger_with_timed_blocks(5, 200, 30_000);
+        let retention = assay_tsdb::Retention {
+            time_ms: 10 * 60_000,
+            bytes: 0,
+        };
+        let replay = || {
+            let mut v = Views::new(retention);
+            v.catch_up(&ledger).unwrap();
+            v
+        };
+        let (a, b) = (replay(), replay());
+        assert_eq!(a.digest(), b.digest());
+        let mut all = Views::default();
+        all.catch_up(&ledger).unwrap();
+        assert!(
+            a.tsdb.sample_count() < all.tsdb.sample_count() / 2,
+            "{} of {} samples kept",
+            a.tsdb.sample_count(),
+            all.tsdb.sample_count()
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut partial = Views::new(retention);
+        for block in &ledger.blocks()[..117] {
+            let entries: Vec<Entry> = ledger
+                .block_entries(block.header.height)
+                .unwrap()
+                .iter()
+                .map(|b| Entry::decode(b).unwrap())
+                .collect();
+            partial.apply_block(block, &entries);
+        }
+        partial.save_snapshot(dir.path()).unwrap();
+        let resumed = Views::open(dir.path(), &ledger, retention).unwrap();
+        assert_eq!(resumed.height, 200);
+        assert_eq!(resumed.digest(), a.digest());
+    }
+
+    #[test]
     fn snapshot_resumes_to_the_same_state_as_a_full_replay() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger_with_blocks(11, 30);
@@ -292,7 +375,7 @@ mod tests {
             partial.apply_block(block, &entries);
         }
         partial.save_snapshot(dir.path()).unwrap();
-        let resumed = Views::open(dir.path(), &ledger).unwrap();
+        let resumed = Views::open(dir.path(), &ledger, Default::default()).unwrap();
         let mut full = Views::default();
         full.catch_up(&ledger).unwrap();
         assert_eq!(resumed.height, 30);
@@ -300,12 +383,12 @@ mod tests {
 
         // A snapshot that does not match the ledger is ignored, not trusted.
         let other = ledger_with_blocks(12, 30);
-        assert!(Views::load_snapshot(dir.path(), &other).is_err());
+        assert!(Views::load_snapshot(dir.path(), &other, Default::default()).is_err());
         let mut bytes = std::fs::read(dir.path().join(SNAPSHOT_FILE)).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 1;
         std::fs::write(dir.path().join(SNAPSHOT_FILE), bytes).unwrap();
-        let err = Views::load_snapshot(dir.path(), &ledger)
+        let err = Views::load_snapshot(dir.path(), &ledger, Default::default())
             .err()
             .expect("a damaged snapshot is refused");
         assert!(err.contains("checksum"), "{err}");

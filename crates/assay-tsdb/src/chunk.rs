@@ -197,9 +197,9 @@ impl OpenChunk {
         (self.enc.n > 0).then(|| (self.enc.t, f64::from_bits(self.enc.v)))
     }
 
-    /// Bytes held (allocated capacity of the bit stream plus the encoder's state).
+    /// Heap bytes held (the bit stream's capacity; the encoder's state is inline).
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.enc.w.bytes.capacity() + std::mem::size_of::<OpenChunk>()
+        self.enc.w.bytes.capacity()
     }
 
     /// The samples, oldest first.

@@ -14,7 +14,9 @@
 //! - **No map iteration order leaks.** The index uses ordered maps only; series ids are
 //!   assigned in first-write ledger order; the digest and snapshots walk series sorted by
 //!   labels and samples by timestamp.
-//! - **A series exists only with samples.** Every indexed series has at least one sample.
+//! - **A series exists only with samples.** Retention may leave a series it emptied in the
+//!   index until enough are dead to rebuild it ([`Tsdb::enforce_retention`]); such a series
+//!   is invisible to queries, to [`Tsdb::series_count`], the digest and snapshots.
 //! - **Snapshots are never trusted over the ledger.** [`Tsdb::decode_snapshot`] checks
 //!   version, checksum and every canonical rule, and rejects anything else without
 //!   panicking; the snapshot checksum is the state digest.
@@ -106,6 +108,17 @@ pub struct Tsdb {
     /// label name -> label value -> series ids (ascending).
     postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
     sample_count: u64,
+    /// Series retention emptied that are still indexed (see [`Tsdb::enforce_retention`]).
+    empty_series: usize,
+}
+
+/// How long and how much the view keeps; the ledger itself keeps everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Samples older than this before the newest block's time are dropped, ms (0: no limit).
+    pub time_ms: i64,
+    /// The oldest samples are dropped beyond this many bytes of samples (0: no limit).
+    pub bytes: usize,
 }
 
 impl Tsdb {
@@ -158,6 +171,10 @@ impl Tsdb {
             .get(hash, |id| key_matches(&keys[id as usize], labels))
         {
             debug_assert!(self.series[id as usize].labels == *labels);
+            // Only a batch sample resolves a series, so one retention emptied comes back.
+            if self.series[id as usize].samples.is_empty() {
+                self.empty_series -= 1;
+            }
             return id;
         }
         let id = SeriesId::try_from(self.series.len()).expect("fewer than 2^32 series");
@@ -189,9 +206,72 @@ impl Tsdb {
         snapshot::digest(self)
     }
 
-    /// Number of series.
+    /// Number of series (with samples).
     pub fn series_count(&self) -> usize {
-        self.series.len()
+        self.series.len() - self.empty_series
+    }
+
+    /// Applies retention as of `now_ms` (a block's time, never the wall clock, so replicas
+    /// agree): drops chunks entirely older than `now_ms - retention.time_ms`, then the oldest
+    /// chunks until the samples take at most `retention.bytes`, and forgets series left
+    /// without samples. Returns the samples dropped.
+    pub fn enforce_retention(&mut self, now_ms: i64, retention: &Retention) -> u64 {
+        let mut cutoff = match retention.time_ms {
+            0 => i64::MIN,
+            t => now_ms.saturating_sub(t),
+        };
+        if retention.bytes > 0 {
+            cutoff = cutoff.max(self.cutoff_for_bytes(retention.bytes));
+        }
+        if cutoff == i64::MIN {
+            return 0;
+        }
+        let mut dropped = 0u64;
+        let mut empty = 0usize;
+        for e in &mut self.series {
+            dropped += e.samples.drop_before(cutoff) as u64;
+            empty += usize::from(e.samples.is_empty());
+        }
+        self.sample_count -= dropped;
+        self.empty_series = empty;
+        // Rebuilding the index costs a pass over all series: only when a tenth are dead.
+        if self.empty_series * 10 > self.series.len() {
+            self.forget_empty_series();
+        }
+        dropped
+    }
+
+    /// The oldest cutoff that brings the samples within `bytes`: newest chunks are kept
+    /// first, in 1-minute steps of their newest timestamp.
+    fn cutoff_for_bytes(&self, bytes: usize) -> i64 {
+        const STEP_MS: i64 = 60_000;
+        let mut by_minute: BTreeMap<i64, usize> = BTreeMap::new();
+        for e in &self.series {
+            for (t, b) in e.samples.chunk_sizes() {
+                *by_minute.entry(t.div_euclid(STEP_MS)).or_default() += b;
+            }
+        }
+        let mut kept = 0usize;
+        for (&minute, &b) in by_minute.iter().rev() {
+            kept += b;
+            if kept > bytes {
+                return (minute + 1).saturating_mul(STEP_MS);
+            }
+        }
+        i64::MIN
+    }
+
+    /// Rebuilds the index without the series that hold no samples; ids of the rest are
+    /// reassigned in their old order, so the result depends only on the state.
+    fn forget_empty_series(&mut self) {
+        let old = std::mem::take(&mut self.series);
+        let samples = self.sample_count;
+        *self = Tsdb::new();
+        for e in old.into_iter().filter(|e| !e.samples.is_empty()) {
+            let id = self.series_id(&e.labels);
+            self.series[id as usize].samples = e.samples;
+        }
+        self.sample_count = samples;
     }
 
     /// Bytes the samples take in memory (compressed chunks and heads; approximate).
@@ -326,7 +406,11 @@ impl Tsdb {
 
     /// Series in label order, for canonical traversals.
     fn sorted_series(&self) -> impl Iterator<Item = &SeriesEntry> + '_ {
-        let mut order: Vec<&SeriesEntry> = self.series.iter().collect();
+        let mut order: Vec<&SeriesEntry> = self
+            .series
+            .iter()
+            .filter(|e| !e.samples.is_empty())
+            .collect();
         order.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         order.into_iter()
     }

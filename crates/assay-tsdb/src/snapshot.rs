@@ -1,30 +1,34 @@
 //! The canonical traversal of a [`Tsdb`]: its digest and its snapshot bytes.
 //!
-//! # Snapshot, version 1
+//! # Snapshot, version 2
 //!
 //! Integers are unsigned LEB128 varints in their shortest form unless stated.
 //!
 //! ```text
-//! snapshot := magic:"ASTS" version:u8(=1) body checksum:[u8;32]   (SHA-256 of body)
+//! snapshot := magic:"ASTS" version:u8(=2) body checksum:[u8;32]   (SHA-256 of body)
 //! body     := series_count series{series_count}
-//! series   := label_count (name:str value:str){label_count} sample_count sample{sample_count}
+//! series   := label_count (name:str value:str){label_count}
+//!             chunk_count chunk_len{chunk_count} sample_count sample{sample_count}
 //! str      := len bytes(UTF-8)
 //! sample   := ts_delta:zigzag-varint value:f64-le-bits(8 bytes)
 //! ```
 //!
 //! Series are in ascending label order, each with at least one sample; timestamps strictly
-//! increase within a series (`ts_delta` is the difference to the previous sample's, the
+//! increase within a series. `chunk_len`s are the sample counts of the series' sealed
+//! chunks, oldest first (each at least 1); the samples after them are the open chunk's,
+//! fewer than `HEAD_SAMPLES_MAX`. The chunk layout is state: retention drops whole chunks,
+//! so two views with the same samples in different chunks would diverge later (`ts_delta` is the difference to the previous sample's, the
 //! first one's to 0). The digest of a view is the SHA-256 of its body, so it equals the
 //! checksum of its snapshot and depends only on the state, never on series ids.
 
 use sha2::{Digest, Sha256};
 
-use crate::store::SampleStore;
+use crate::store::{SampleStore, CHUNK_LEN_MAX, HEAD_SAMPLES_MAX};
 use crate::{SeriesEntry, Tsdb};
 use assay_ledger::Labels;
 
 /// Version byte of the snapshot encoding this build writes and reads.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
 const MAGIC: &[u8; 4] = b"ASTS";
 /// Hard cap on labels per series the decoder accepts (as the ledger's entry decoder).
 const SNAPSHOT_LABELS_PER_SERIES_MAX: usize = assay_ledger::entry::ENTRY_LABELS_PER_SERIES_MAX;
@@ -52,6 +56,8 @@ pub enum SnapshotError {
     SeriesOrder(usize),
     #[error("series {0} has no sample")]
     SeriesEmpty(usize),
+    #[error("series {0}: its chunk lengths do not fit its sample count")]
+    Layout(usize),
     #[error("series {series}, sample {sample}: timestamp does not increase or overflows")]
     TimestampOrder { series: usize, sample: usize },
     #[error("{0} bytes trail the snapshot body")]
@@ -107,6 +113,11 @@ fn write_body(db: &Tsdb, out: &mut impl Sink) {
         for (n, v) in e.labels.pairs() {
             put_str(out, n);
             put_str(out, v);
+        }
+        let lens = e.samples.sealed_lens();
+        put_varint(out, lens.len() as u64);
+        for n in lens {
+            put_varint(out, n as u64);
         }
         put_varint(out, e.samples.len() as u64);
         let mut prev = 0i64;
@@ -173,11 +184,29 @@ fn read_body(r: &mut Reader<'_>) -> Result<Vec<SeriesEntry>, SnapshotError> {
         if entries.last().is_some_and(|prev| prev.labels >= labels) {
             return Err(SnapshotError::SeriesOrder(i));
         }
+        let chunk_count = r.count("chunk count", 1)?;
+        let mut lens = Vec::with_capacity(chunk_count);
+        for _ in 0..chunk_count {
+            let at = r.at;
+            match r.varint()? {
+                n @ 1..=CHUNK_LEN_MAX => lens.push(n as usize),
+                _ => {
+                    return Err(SnapshotError::Limit {
+                        what: "chunk length",
+                        at,
+                    })
+                }
+            }
+        }
         let sample_count = r.count("sample count", 9)?;
         if sample_count == 0 {
             return Err(SnapshotError::SeriesEmpty(i));
         }
-        let mut samples = SampleStore::default();
+        let sealed: usize = lens.iter().sum();
+        if sealed > sample_count || sample_count - sealed >= HEAD_SAMPLES_MAX {
+            return Err(SnapshotError::Layout(i));
+        }
+        let mut points: Vec<(i64, f64)> = Vec::with_capacity(sample_count);
         let mut prev: Option<i64> = None;
         for j in 0..sample_count {
             let delta = unzigzag(r.varint()?);
@@ -189,8 +218,9 @@ fn read_body(r: &mut Reader<'_>) -> Result<Vec<SeriesEntry>, SnapshotError> {
             })?;
             prev = Some(ts);
             let value = f64::from_bits(u64::from_le_bytes(r.array8()?));
-            samples.insert(ts, value);
+            points.push((ts, value));
         }
+        let samples = SampleStore::from_layout(&points, &lens);
         debug_assert!(samples.is_sorted_unique() && samples.len() == sample_count);
         entries.push(SeriesEntry { labels, samples });
     }

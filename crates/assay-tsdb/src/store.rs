@@ -11,6 +11,8 @@ pub(crate) const HEAD_SAMPLES_MAX: usize = 120;
 
 /// A sealed chunk that out-of-order writes grew past this is split in two.
 const CHUNK_SAMPLES_MAX: usize = 2 * HEAD_SAMPLES_MAX;
+/// Most samples a sealed chunk can hold (a snapshot with more is rejected).
+pub(crate) const CHUNK_LEN_MAX: u64 = CHUNK_SAMPLES_MAX as u64;
 
 /// Samples of one series: timestamps strictly increasing, one value per timestamp.
 ///
@@ -81,6 +83,54 @@ impl SampleStore {
             self.sealed[i] = Chunk::encode(&samples);
         }
         new
+    }
+
+    /// Drops whole chunks whose newest sample is older than `cutoff_ms` (a chunk that
+    /// straddles the cutoff stays, as a Prometheus block does); returns the samples dropped.
+    pub(crate) fn drop_before(&mut self, cutoff_ms: i64) -> usize {
+        let keep_from = self.sealed.partition_point(|c| c.max_t() < cutoff_ms);
+        let mut dropped: usize = self.sealed.drain(..keep_from).map(|c| c.len()).sum();
+        if self.head.last().is_some_and(|(t, _)| t < cutoff_ms) {
+            dropped += self.head.len();
+            self.head = OpenChunk::default();
+        }
+        dropped
+    }
+
+    /// `(newest timestamp, bytes)` of each sealed chunk and of the open one.
+    pub(crate) fn chunk_sizes(&self) -> impl Iterator<Item = (i64, usize)> + '_ {
+        self.sealed
+            .iter()
+            .map(|c| (c.max_t(), c.byte_len() + std::mem::size_of::<Chunk>()))
+            .chain(self.head.last().map(|(t, _)| (t, self.head.memory_bytes())))
+    }
+
+    /// True when no sample is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.head.len() == 0
+    }
+
+    /// Sample counts of the sealed chunks, oldest first: with the samples, the whole state.
+    pub(crate) fn sealed_lens(&self) -> Vec<usize> {
+        self.sealed.iter().map(Chunk::len).collect()
+    }
+
+    /// The store holding `samples` (strictly increasing) in sealed chunks of `lens` samples
+    /// and an open chunk with the rest (fewer than [`HEAD_SAMPLES_MAX`]).
+    pub(crate) fn from_layout(samples: &[(i64, f64)], lens: &[usize]) -> SampleStore {
+        let mut store = SampleStore::default();
+        let mut rest = samples;
+        for &n in lens {
+            let (chunk, after) = rest.split_at(n.min(rest.len()));
+            if !chunk.is_empty() {
+                store.sealed.push(Chunk::encode(chunk));
+            }
+            rest = after;
+        }
+        for &(t, v) in rest {
+            store.head.append(t, v);
+        }
+        store
     }
 
     /// The newest sample's timestamp.
@@ -255,6 +305,24 @@ mod tests {
         let sealed: usize = s.sealed.iter().map(Chunk::byte_len).sum();
         assert!(sealed < 960 * 3, "{sealed} bytes for 960 samples");
         assert!(s.is_sorted_unique());
+    }
+
+    #[test]
+    fn retention_drops_whole_chunks_older_than_the_cutoff() {
+        let mut s = SampleStore::default();
+        for i in 0..300i64 {
+            s.insert(i * 10, i as f64);
+        }
+        // Chunks cover 0..=1190 and 1200..=2390; the head 2400..=2990.
+        assert_eq!(s.drop_before(1_195), 120);
+        assert_eq!((s.len(), s.iter().next()), (180, Some((1_200, 120.0))));
+        assert_eq!(s.drop_before(1_300), 0, "a straddling chunk stays");
+        assert_eq!(
+            s.chunk_sizes().map(|(t, _)| t).collect::<Vec<_>>(),
+            vec![2_390, 2_990]
+        );
+        assert_eq!(s.drop_before(3_000), 180);
+        assert!(s.is_empty() && s.newest_ms().is_none());
     }
 
     proptest! {

@@ -4,7 +4,7 @@ use assay_ledger::{Labels, SampleBatch};
 use expect_test::{expect, Expect};
 
 use crate::promql::parse_selector;
-use crate::{SnapshotError, Tsdb};
+use crate::{Retention, SnapshotError, Tsdb};
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::new(
@@ -74,7 +74,7 @@ fn digest_is_independent_of_batch_split_and_instance() {
     let digests: Vec<[u8; 32]> = (1..=w.len()).map(|n| apply_split(&w, n).digest()).collect();
     assert!(digests.iter().all(|d| *d == one.digest()));
     // Pinned: a change of the canonical traversal changes every replica's digest.
-    expect!["64fd45691b9ab246"].assert_eq(&hex8(&one.digest()));
+    expect!["6f6bf04cea162165"].assert_eq(&hex8(&one.digest()));
 
     // A different state has a different digest: one value bit, one extra sample.
     let mut other = w.clone();
@@ -133,7 +133,7 @@ fn snapshot_rejects_corruption_without_panicking() {
         b"",
         expect![[r#"snapshot does not start with the magic bytes "ASTS": not a tsdb snapshot"#]],
     );
-    check(b"ASTS\x02", expect!["snapshot version 2 is not supported (this build reads version 1); rebuild the view from the ledger"]);
+    check(b"ASTS\x01", expect!["snapshot version 1 is not supported (this build reads version 2); rebuild the view from the ledger"]);
     let mut flipped = bytes.clone();
     flipped[8] ^= 1;
     check(&flipped, expect!["snapshot checksum does not match its contents: the file is corrupt, rebuild the view from the ledger"]);
@@ -151,6 +151,7 @@ fn snapshot_rejects_corruption_without_panicking() {
         b.extend_from_slice(b"__name__");
         b.push(name.len() as u8);
         b.extend_from_slice(name.as_bytes());
+        b.push(0); // no sealed chunk: every sample in the open one
         b.extend_from_slice(samples);
         b
     };
@@ -170,8 +171,26 @@ fn snapshot_rejects_corruption_without_panicking() {
         &with_checksum(&[vec![1u8], series("a", &dup_ts)].concat()),
         expect!["series 0, sample 1: timestamp does not increase or overflows"],
     );
+    // Chunk lengths must add up to at most the samples, leaving fewer than 120 open.
+    let mut sealed_two = series("a", &[vec![2u8], sample(2), sample(2)].concat());
+    sealed_two[12] = 1;
+    sealed_two.insert(13, 3);
     check(
-        &with_checksum(&[vec![1u8, 1, 1], b"a".to_vec(), vec![1], b"x".to_vec(), s1].concat()),
+        &with_checksum(&[vec![1u8], sealed_two].concat()),
+        expect!["series 0: its chunk lengths do not fit its sample count"],
+    );
+    check(
+        &with_checksum(
+            &[
+                vec![1u8, 1, 1],
+                b"a".to_vec(),
+                vec![1],
+                b"x".to_vec(),
+                vec![0],
+                s1,
+            ]
+            .concat(),
+        ),
         expect!["series 0: labels are invalid: the metric name (__name__) is missing or empty"],
     );
 }
@@ -179,7 +198,7 @@ fn snapshot_rejects_corruption_without_panicking() {
 fn with_checksum(body: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     let sum: [u8; 32] = Sha256::digest(body).into();
-    [b"ASTS\x01".as_slice(), body, &sum].concat()
+    [b"ASTS".as_slice(), &[crate::SNAPSHOT_VERSION], body, &sum].concat()
 }
 
 #[test]
@@ -263,4 +282,111 @@ fn flat_keys_match_only_their_own_labels() {
     ] {
         assert!(!crate::key_matches(&key, &other), "{other:?}");
     }
+}
+
+/// `n` series `m{i="k"}` with samples every 10 s over `0..minutes` minutes.
+fn series_over(n: usize, minutes: i64) -> Tsdb {
+    let mut db = Tsdb::new();
+    for t in (0..minutes * 60_000).step_by(10_000) {
+        let mut batch = SampleBatch::new();
+        for k in 0..n {
+            batch.push(
+                labels(&[("__name__", "m"), ("i", &k.to_string())]),
+                t,
+                k as f64,
+            );
+        }
+        db.apply_batch(&batch);
+    }
+    db
+}
+
+#[test]
+fn retention_by_time_drops_old_chunks_and_forgets_dead_series() {
+    // Three series over an hour (chunks end at 19:50, 39:50, 59:50, then one sample at
+    // 60:00 in the open chunk) and one that stopped after 20 minutes (one chunk).
+    let mut db = series_over(3, 60);
+    let mut early = SampleBatch::new();
+    for t in (0..20 * 60_000).step_by(10_000) {
+        early.push(labels(&[("__name__", "m"), ("i", "3")]), t, 3.0);
+    }
+    db.apply_batch(&early);
+    let mut late = SampleBatch::new();
+    for k in 0..3 {
+        late.push(
+            labels(&[("__name__", "m"), ("i", &k.to_string())]),
+            3_600_000,
+            1.0,
+        );
+    }
+    db.apply_batch(&late);
+    assert_eq!((db.series_count(), db.sample_count()), (4, 3 * 361 + 120));
+    let keep_all = Retention {
+        time_ms: 0,
+        bytes: 0,
+    };
+    assert_eq!(db.enforce_retention(3_600_000, &keep_all), 0);
+
+    // Keep 25 minutes: chunks whose newest sample is before minute 35 go.
+    let dropped = db.enforce_retention(
+        3_600_000,
+        &Retention {
+            time_ms: 25 * 60_000,
+            bytes: 0,
+        },
+    );
+    assert_eq!(dropped, 4 * 120, "the first chunk of every series");
+    assert_eq!((db.series_count(), db.sample_count()), (3, 3 * 241));
+    // A quarter of the series died: the index was rebuilt without it.
+    assert_eq!(db.series.len(), 3);
+    let sel = parse_selector("m").unwrap();
+    assert_eq!(db.series(&[sel], i64::MIN, i64::MAX).len(), 3);
+
+    // A snapshot of the pruned view restores the same state.
+    let restored = Tsdb::decode_snapshot(&db.encode_snapshot()).unwrap();
+    assert_eq!(restored.digest(), db.digest());
+}
+
+#[test]
+fn retention_by_bytes_keeps_the_newest_chunks_within_the_budget() {
+    let mut db = series_over(10, 120);
+    let before = db.sample_bytes();
+    let budget = before / 2;
+    let dropped = db.enforce_retention(
+        0,
+        &Retention {
+            time_ms: 0,
+            bytes: budget,
+        },
+    );
+    assert!(
+        dropped > 0 && db.sample_bytes() <= budget,
+        "{} > {budget}",
+        db.sample_bytes()
+    );
+    // Whole minutes of the oldest data went, the newest sample of every series stayed.
+    let sel = parse_selector("m").unwrap();
+    assert_eq!(db.series(&[sel], 7_190_000, 7_190_000).len(), 10);
+    assert_eq!(db.series_count(), 10);
+}
+
+#[test]
+fn a_series_emptied_by_retention_comes_back_with_a_new_sample() {
+    let mut db = series_over(20, 30);
+    let mut one = SampleBatch::new();
+    one.push(labels(&[("__name__", "m"), ("i", "0")]), 40 * 60_000, 5.0);
+    db.apply_batch(&one);
+    db.enforce_retention(
+        40 * 60_000,
+        &Retention {
+            time_ms: 60_000,
+            bytes: 0,
+        },
+    );
+    // 19 of 20 emptied: the index was rebuilt; now revive one more series.
+    assert_eq!(db.series_count(), 1);
+    let mut again = SampleBatch::new();
+    again.push(labels(&[("__name__", "m"), ("i", "7")]), 41 * 60_000, 7.0);
+    db.apply_batch(&again);
+    assert_eq!(db.series_count(), 2);
 }
