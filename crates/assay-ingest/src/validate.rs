@@ -68,6 +68,7 @@ pub(crate) fn check_label_value(name: &str, value: &str, limits: &Limits) -> Res
 }
 
 /// The labels of one series as a client gives them, checked one at a time.
+#[derive(Clone)]
 pub(crate) struct SeriesLabels<'l> {
     limits: &'l Limits,
     pairs: Vec<(String, String)>,
