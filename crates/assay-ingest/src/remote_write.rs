@@ -281,9 +281,10 @@ fn add_series(
     {
         match (tag, value) {
             (1, Value::Bytes(label)) => {
-                let at = Path::Label(s, label_index).to_string();
-                let (n, v) = decode_label(label).map_err(|e| proto_error(&at, e))?;
-                let bad = |e: String| error_at(IngestErrorKind::BadRequest, &at, &e);
+                // Rendered only on error: no allocation per label on the happy path.
+                let at = Path::Label(s, label_index);
+                let (n, v) = decode_label(label).map_err(|e| proto_error(&at.to_string(), e))?;
+                let bad = |e: String| error_at(IngestErrorKind::BadRequest, &at.to_string(), &e);
                 if n == METRIC_NAME_LABEL {
                     if name.is_some() {
                         return Err(bad(format!("label `{n}` is given twice in one series")));
