@@ -84,8 +84,9 @@
 //! Prometheus), so it is dropped. The same series at the same timestamp twice in one batch is
 //! rejected (which of the two values is meant is unknowable). Timestamps must lie in
 //! `[now_ms - timestamp_past_ms_max, now_ms + timestamp_future_ms_max]`. The [`Limits`] bound
-//! everything else; exceeding `samples_per_batch_max` or `junit_testcases_max` is 413, every
-//! other rejection is 400.
+//! everything else; exceeding `samples_per_batch_max`, `junit_testcases_max` or
+//! `remote_write_decoded_bytes_max` is 413, every other rejection is 400. Influx line protocol
+//! differs in one way: it sanitizes metric and tag names instead of rejecting them (see above).
 //!
 //! # JUnit XML → KPIs
 //!
@@ -167,7 +168,9 @@ pub struct Limits {
     /// Most `<testcase>` elements one JUnit report may hold; over it is 413.
     pub junit_testcases_max: usize,
     /// Largest decompressed remote write body in bytes, checked against the snappy header
-    /// before anything is allocated; over it is 413.
+    /// before anything is allocated; over it is 413. The default, 64 MiB, holds a full batch
+    /// of `samples_per_batch_max` samples of series with a few hundred bytes of labels each
+    /// (Prometheus sends at most `max_samples_per_send`, a few thousand by default).
     pub remote_write_decoded_bytes_max: usize,
 }
 
