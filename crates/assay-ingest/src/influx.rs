@@ -35,6 +35,7 @@ pub enum InfluxPrecision {
 
 impl InfluxPrecision {
     /// Reads the `precision` query parameter: `ns`, `us`, `ms` or `s` (also v1's `n` and `u`).
+    /// Without the parameter, use [`InfluxPrecision::default`] (nanoseconds), as InfluxDB does.
     pub fn from_query(value: &str) -> Result<InfluxPrecision, IngestError> {
         match value {
             "ns" | "n" => Ok(InfluxPrecision::Nanoseconds),
