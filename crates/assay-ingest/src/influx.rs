@@ -758,3 +758,125 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// Escapes `specials` with a backslash, as a line protocol writer does.
+    fn escape(s: &str, specials: &str) -> String {
+        s.chars()
+            .flat_map(|c| {
+                let escaped = specials.contains(c);
+                escaped
+                    .then_some('\\')
+                    .into_iter()
+                    .chain(std::iter::once(c))
+            })
+            .collect()
+    }
+
+    #[derive(Clone, Debug)]
+    enum Field {
+        Float(f64),
+        Int(i64),
+        Bool(bool),
+        Text(String),
+    }
+
+    fn field() -> impl Strategy<Value = Field> {
+        prop_oneof![
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Field::Float),
+            any::<i64>().prop_map(Field::Int),
+            any::<bool>().prop_map(Field::Bool),
+            "[a-z \"\\\\,=\n]{0,8}".prop_map(Field::Text),
+        ]
+    }
+
+    /// Measurement, tags and fields of one line, unescaped.
+    type Line = (String, Vec<(String, String)>, Vec<(String, Field)>);
+
+    /// Keys get a unique index so that sanitizing cannot make two of them collide.
+    fn line() -> impl Strategy<Value = Line> {
+        let text = "[a-zA-Z0-9 ,=_.é-]{0,6}";
+        (
+            "[a-z][a-zA-Z0-9 ,=_.é-]{0,6}",
+            prop::collection::vec((text, "[a-zA-Z0-9 ,=_.é-]{1,6}"), 0..4),
+            prop::collection::vec((text, field()), 1..4),
+        )
+            .prop_map(|(m, tags, fields)| {
+                let tags = tags
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (k, v))| (format!("k{i}{k}"), v))
+                    .collect();
+                let fields = fields
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (k, f))| (format!("f{i}{k}"), f))
+                    .collect();
+                (m, tags, fields)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// What a writer escapes, the parser reads back; names come out sanitized.
+        #[test]
+        fn escaped_lines_read_back((measurement, tags, fields) in line(), ts_ms in NOW - 1000..NOW) {
+            let mut body = escape(&measurement, ", ");
+            for (k, v) in &tags {
+                body += &format!(",{}={}", escape(k, ",= "), escape(v, ",= "));
+            }
+            let rendered: Vec<String> = fields
+                .iter()
+                .map(|(k, f)| {
+                    let v = match f {
+                        Field::Float(x) => format!("{x:?}"),
+                        Field::Int(n) => format!("{n}i"),
+                        Field::Bool(b) => b.to_string(),
+                        Field::Text(s) => format!("\"{}\"", escape(s, "\"\\")),
+                    };
+                    format!("{}={v}", escape(k, ",= "))
+                })
+                .collect();
+            body += &format!(" {} {}\n", rendered.join(","), ts_ms * 1_000_000);
+
+            let parsed = parse_influx_line(body.as_bytes(), NOW, InfluxPrecision::Nanoseconds, &Limits::default())
+                .map_err(|e| TestCaseError::fail(format!("{body:?}: {}", e.message)))?;
+            let mut labels: Vec<(String, String)> =
+                tags.iter().map(|(k, v)| (sanitize(k), v.clone())).collect();
+            labels.push(("__name__".into(), String::new()));
+            let mut want = Vec::new();
+            let mut strings = 0;
+            for (k, f) in &fields {
+                let value = match f {
+                    Field::Float(x) => *x,
+                    Field::Int(n) => *n as f64,
+                    Field::Bool(b) => f64::from(u8::from(*b)),
+                    Field::Text(_) => {
+                        strings += 1;
+                        continue;
+                    }
+                };
+                let mut l = labels.clone();
+                l.last_mut().unwrap().1 = metric_name(&measurement, k);
+                l.sort();
+                want.push((l, ts_ms, value.to_bits()));
+            }
+            let got: Vec<_> = parsed
+                .batch
+                .iter()
+                .map(|(l, ts, v)| (l.pairs().to_vec(), ts, v.to_bits()))
+                .collect();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(parsed.string_fields_skipped, strings);
+        }
+    }
+}
