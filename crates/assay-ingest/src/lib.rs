@@ -1,7 +1,8 @@
 //! Assay's ingest parsers: turn what a client uploads into a [`SampleBatch`] (or, for a CI
 //! report, an [`Entry::CiReport`]) or reject it with a precise reason.
 //!
-//! Every parser is a pure function of `(body, now_ms, limits)`: no clock, no I/O. A rejected
+//! Every parser is a pure function of `(body, now_ms, limits)` (and a format's own options):
+//! no clock, no I/O. A rejected
 //! input returns `Err` and nothing else, so a node never writes half a batch. Errors carry an
 //! [`IngestErrorKind`] (HTTP 400 or 413), a message that names the offending field, line and
 //! column, or element, and the same location as structured `detail`.
@@ -24,6 +25,54 @@
 //!   Rust parses plus `NaN`, `+Inf`, `-Inf`; histogram and summary lines are plain samples.
 //!   Lines may end in `\r\n`. A hand-written parser (no regex); errors name line and column
 //!   (1-based, column counted in characters).
+//! * **Prometheus remote write 1.0** ([`parse_remote_write`]): a `prometheus.WriteRequest`
+//!   protobuf compressed with snappy's block format (not the framed one). The snappy header's
+//!   length is checked against `remote_write_decoded_bytes_max` (413) before anything is
+//!   allocated, so a small body cannot claim gigabytes. The protobuf is walked by hand rather
+//!   than decoded into prost structs, because prost would allocate ~50× the wire size for
+//!   empty repeated messages before any limit applies; [`remote_write::proto`] has the
+//!   messages (prost-derived, field numbers as in Prometheus' `prompb`) for senders and tests,
+//!   and [`encode_remote_write`] encodes a request as Prometheus does. Unknown fields are
+//!   skipped, as protobuf readers do. The `__name__` label is the metric name; all other
+//!   labels obey the shared rules below, so relabel away any other `__`-prefixed label before
+//!   sending. Sample values keep their exact bits (Prometheus' stale marker is the NaN
+//!   `0x7ff0000000000002`). Decisions:
+//!   - *Exemplars* are counted ([`RemoteWrite::exemplars_ignored`]) and dropped: Assay
+//!     stores no traces, and Prometheus sends them only with `send_exemplars: true`.
+//!   - *Native histograms* are rejected (400, naming the series): dropping them silently
+//!     would lose data the sender meant to keep; Prometheus sends them only with
+//!     `send_native_histograms: true`.
+//!   - *Metadata* is returned as sent ([`RemoteWrite::metadata`], not validated, at most
+//!     `samples_per_batch_max` entries, else 413). A request with no series (Prometheus sends
+//!     metadata on its own, periodically) or no body at all is accepted with an empty batch,
+//!     unlike the JSON push. A series with no sample (exemplars only) is skipped.
+//!   - Errors name the place as a path in the message and in `detail.field`
+//!     (`timeseries[3].labels[1]: label name ...`); wire-level errors start
+//!     with `snappy:` or `protobuf:`.
+//!   - A series with several samples clones its labels for all but the last sample (the
+//!     batch owns one `Labels` per sample pushed); Prometheus mostly sends one per series.
+//! * **InfluxDB line protocol** ([`parse_influx_line`]), as Telegraf writes it:
+//!   `measurement,tag=v field=1.5,count=3i,up=t,msg="x" 1700000000000000000`. Full syntax:
+//!   escapes (`\,` `\ ` in the measurement, also `\=` in tag keys, tag values and field
+//!   keys, `\"` and `\\` in string values, any other backslash is literal), comments,
+//!   blank lines, `\r\n`, string values spanning lines. Field types: float (no NaN or
+//!   infinity, as in InfluxDB), integer `1i`, unsigned `1u`, boolean
+//!   (`t T true True TRUE f F false False FALSE`), string. Timestamps are in the
+//!   [`InfluxPrecision`] of the `precision` query parameter ([`InfluxPrecision::from_query`]:
+//!   `ns` (default), `us`, `ms`, `s`, and v1's `n`, `u`), converted to ms rounding down; a
+//!   missing one is `now_ms`. Mapping, as Prometheus' influxdb_exporter does:
+//!   - Each numeric field is one sample of the metric `{measurement}_{field}`, or just
+//!     `{measurement}` when the field is named `value`. Booleans are 1 and 0. Integers are
+//!     stored as f64 (exact up to 2^53).
+//!   - String fields have no number to store: they are skipped and counted
+//!     ([`InfluxLines::string_fields_skipped`]); a line of only strings adds nothing.
+//!   - Tags become labels. Metric and tag names are sanitized, not rejected: every character
+//!     outside `[a-zA-Z0-9_]` (including `:`, `.`, `-` and non-ASCII) becomes `_`, and a
+//!     leading digit gets a `_` before it. Tag keys that collide after that (`a-b`, `a_b`),
+//!     or start with `__`, are rejected as in the other formats. A tag with an empty value
+//!     is a syntax error, as in InfluxDB.
+//!   - An empty body is accepted with an empty batch (InfluxDB answers 204 to it).
+//!   - Errors name line and column (1-based, characters) of the offending token.
 //! * **JUnit XML** ([`parse_junit`]), see below.
 //!
 //! # Validation shared by all formats
@@ -35,8 +84,9 @@
 //! Prometheus), so it is dropped. The same series at the same timestamp twice in one batch is
 //! rejected (which of the two values is meant is unknowable). Timestamps must lie in
 //! `[now_ms - timestamp_past_ms_max, now_ms + timestamp_future_ms_max]`. The [`Limits`] bound
-//! everything else; exceeding `samples_per_batch_max` or `junit_testcases_max` is 413, every
-//! other rejection is 400.
+//! everything else; exceeding `samples_per_batch_max`, `junit_testcases_max` or
+//! `remote_write_decoded_bytes_max` is 413, every other rejection is 400. Influx line protocol
+//! differs in one way: it sanitizes metric and tag names instead of rejecting them (see above).
 //!
 //! # JUnit XML → KPIs
 //!
@@ -81,15 +131,19 @@
 //!   and [`JUNIT_DEPTH_MAX`] nested elements (400); the derived batch also obeys
 //!   `samples_per_batch_max`.
 
+mod influx;
 mod json;
 mod junit;
 mod prometheus;
+pub mod remote_write;
 mod validate;
 
 pub use assay_ledger::{Entry, Labels, SampleBatch};
+pub use influx::{parse_influx_line, InfluxLines, InfluxPrecision};
 pub use json::parse_json_push;
 pub use junit::{parse_junit, CiRun, JUNIT_DEPTH_MAX, JUNIT_SUITES_MAX};
 pub use prometheus::parse_prometheus_text;
+pub use remote_write::{encode_remote_write, parse_remote_write, RemoteWrite};
 pub use validate::{validate_label_name, validate_metric_name};
 
 /// Bounds every parser enforces; exceeding one is an error, never a truncation.
@@ -113,6 +167,11 @@ pub struct Limits {
     pub timestamp_past_ms_max: i64,
     /// Most `<testcase>` elements one JUnit report may hold; over it is 413.
     pub junit_testcases_max: usize,
+    /// Largest decompressed remote write body in bytes, checked against the snappy header
+    /// before anything is allocated; over it is 413. The default, 64 MiB, holds a full batch
+    /// of `samples_per_batch_max` samples of series with a few hundred bytes of labels each
+    /// (Prometheus sends at most `max_samples_per_send`, a few thousand by default).
+    pub remote_write_decoded_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -126,6 +185,7 @@ impl Default for Limits {
             timestamp_future_ms_max: 10 * 60 * 1000,
             timestamp_past_ms_max: 31 * 24 * 60 * 60 * 1000,
             junit_testcases_max: 200_000,
+            remote_write_decoded_bytes_max: 64 << 20,
         }
     }
 }
@@ -261,6 +321,7 @@ mod tests {
             (l.label_name_bytes_max, l.label_value_bytes_max),
             (256, 4096)
         );
+        assert_eq!(l.remote_write_decoded_bytes_max, 64 << 20);
     }
 
     #[test]

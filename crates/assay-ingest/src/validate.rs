@@ -68,6 +68,7 @@ pub(crate) fn check_label_value(name: &str, value: &str, limits: &Limits) -> Res
 }
 
 /// The labels of one series as a client gives them, checked one at a time.
+#[derive(Clone)]
 pub(crate) struct SeriesLabels<'l> {
     limits: &'l Limits,
     pairs: Vec<(String, String)>,
@@ -120,11 +121,9 @@ impl<'l> SeriesLabels<'l> {
 
     /// The series' identity; `metric` must have passed [`check_metric_name`].
     pub(crate) fn finish(self, metric: &str) -> Labels {
-        let mut pairs: Vec<(String, String)> = self
-            .pairs
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
+        // Room for `__name__` too, so the push below never regrows the vector.
+        let mut pairs = Vec::with_capacity(self.pairs.len() + 1);
+        pairs.extend(self.pairs.into_iter().filter(|(_, v)| !v.is_empty()));
         pairs.push((METRIC_NAME_LABEL.to_string(), metric.to_string()));
         // Names were checked to be valid, distinct and not `__`-prefixed, and the metric name
         // is non-empty: Labels::new cannot fail.

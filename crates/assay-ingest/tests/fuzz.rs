@@ -1,10 +1,13 @@
 //! Property tests: no input makes a parser panic, and every rejection explains itself.
 //! Inputs are random bytes and mutations (truncation, byte flips) of real, valid inputs.
 
+use assay_ingest::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use assay_ingest::{
-    parse_json_push, parse_junit, parse_prometheus_text, CiRun, IngestError, Limits,
+    parse_influx_line, parse_json_push, parse_junit, parse_prometheus_text, parse_remote_write,
+    CiRun, InfluxPrecision, IngestError, Limits,
 };
 use proptest::prelude::*;
+use prost::Message;
 
 const NOW_MS: i64 = 1_800_000_000_000;
 
@@ -12,6 +15,47 @@ const JSON: &[u8] = br#"{"samples":[{"name":"cpu_load","labels":{"host":"a","dc"
 const TEXT: &[u8] = include_bytes!("fixtures/prometheus/python-client.prom");
 const JEST: &[u8] = include_bytes!("fixtures/junit/jest.xml");
 const SUREFIRE: &[u8] = include_bytes!("fixtures/junit/surefire-CalcTest.xml");
+const TELEGRAF: &[u8] = include_bytes!("fixtures/influx/telegraf.lp");
+
+/// A valid remote write request (before snappy): two series, one with a stale marker.
+fn write_request() -> Vec<u8> {
+    let label = |name: &str, value: &str| Label {
+        name: name.into(),
+        value: value.into(),
+    };
+    WriteRequest {
+        timeseries: vec![
+            TimeSeries {
+                labels: vec![label("__name__", "up"), label("job", "node")],
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp: NOW_MS - 1000,
+                }],
+                ..TimeSeries::default()
+            },
+            TimeSeries {
+                labels: vec![label("__name__", "node_load1"), label("instance", "a:9100")],
+                samples: vec![
+                    Sample {
+                        value: 0.5,
+                        timestamp: NOW_MS - 2000,
+                    },
+                    Sample {
+                        value: f64::from_bits(0x7ff0_0000_0000_0002),
+                        timestamp: NOW_MS,
+                    },
+                ],
+                ..TimeSeries::default()
+            },
+        ],
+        metadata: vec![],
+    }
+    .encode_to_vec()
+}
+
+fn snappy(protobuf: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(protobuf).unwrap()
+}
 
 fn run() -> CiRun {
     CiRun {
@@ -37,6 +81,14 @@ fn all_parsers_hold_up(body: &[u8]) -> Result<(), TestCaseError> {
         Ok(batch) => prop_assert!(!batch.is_empty()),
         Err(e) => check_err(&e)?,
     }
+    match parse_remote_write(body, NOW_MS, &limits) {
+        Ok(rw) => prop_assert!(rw.batch.len() <= limits.samples_per_batch_max),
+        Err(e) => check_err(&e)?,
+    }
+    match parse_influx_line(body, NOW_MS, InfluxPrecision::Nanoseconds, &limits) {
+        Ok(lines) => prop_assert!(lines.batch.len() <= limits.samples_per_batch_max),
+        Err(e) => check_err(&e)?,
+    }
     match parse_junit(body, &run(), NOW_MS, &limits) {
         Ok(entry) => {
             // Totals come first: ci_tests equals the sum of the four outcomes.
@@ -51,6 +103,10 @@ fn all_parsers_hold_up(body: &[u8]) -> Result<(), TestCaseError> {
 
 /// A valid input cut short and with a few bytes changed.
 fn mutated(seed: &'static [u8]) -> impl Strategy<Value = Vec<u8>> {
+    mutated_owned(seed.to_vec())
+}
+
+fn mutated_owned(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     (
         0..=seed.len(),
         prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
@@ -91,6 +147,31 @@ proptest! {
     }
 
     #[test]
+    fn snappy_of_random_bytes(protobuf in prop::collection::vec(any::<u8>(), 0..256)) {
+        all_parsers_hold_up(&snappy(&protobuf))?;
+    }
+
+    #[test]
+    fn snappy_of_mutated_protobuf(protobuf in mutated_owned(write_request())) {
+        all_parsers_hold_up(&snappy(&protobuf))?;
+    }
+
+    #[test]
+    fn mutated_snappy(body in mutated_owned(snappy(&write_request()))) {
+        all_parsers_hold_up(&body)?;
+    }
+
+    #[test]
+    fn mutated_line_protocol(body in mutated(TELEGRAF)) {
+        all_parsers_hold_up(&body)?;
+    }
+
+    #[test]
+    fn random_text_of_line_protocol_characters(body in "[a-z_,= \"\\\\\n\r#0-9.tfiu-]{0,200}") {
+        all_parsers_hold_up(body.as_bytes())?;
+    }
+
+    #[test]
     fn mutated_junit(body in prop_oneof![mutated(JEST), mutated(SUREFIRE)]) {
         all_parsers_hold_up(&body)?;
     }
@@ -106,4 +187,71 @@ fn unmutated_seeds_parse() {
     assert!(parse_prometheus_text(TEXT, NOW_MS, &limits).is_ok());
     assert!(parse_junit(JEST, &run(), NOW_MS, &limits).is_ok());
     assert!(parse_junit(SUREFIRE, &run(), NOW_MS, &limits).is_ok());
+    let rw = parse_remote_write(&snappy(&write_request()), NOW_MS, &limits);
+    assert_eq!(rw.map(|r| r.batch.len()), Ok(3));
+    let lines = parse_influx_line(TELEGRAF, NOW_MS, InfluxPrecision::Nanoseconds, &limits);
+    assert!(lines.is_ok());
+}
+
+/// A sample as labels, timestamp and value bits.
+type Flat = (Vec<(String, String)>, i64, u64);
+
+/// A valid request with distinct timestamps per series, and what it must parse to.
+fn valid_request() -> impl Strategy<Value = WriteRequest> {
+    let label = ("[a-z_][a-z0-9_]{0,6}", "[ -~é]{0,8}");
+    let series = (
+        "[a-zA-Z_:][a-zA-Z0-9_:]{0,10}",
+        prop::collection::btree_map(label.0, label.1, 0..5),
+        prop::collection::btree_map(-100_000i64..=0, any::<u64>(), 0..4),
+    );
+    prop::collection::vec(series, 0..8).prop_map(|all| WriteRequest {
+        timeseries: all
+            .into_iter()
+            .map(|(name, labels, samples)| TimeSeries {
+                labels: std::iter::once(("__name__".to_string(), name))
+                    .chain(labels.into_iter().filter(|(n, _)| !n.starts_with("__")))
+                    .map(|(name, value)| Label { name, value })
+                    .collect(),
+                samples: samples
+                    .into_iter()
+                    .map(|(ago, bits)| Sample {
+                        value: f64::from_bits(bits),
+                        timestamp: NOW_MS + ago,
+                    })
+                    .collect(),
+                ..TimeSeries::default()
+            })
+            .collect(),
+        metadata: vec![],
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The hand-written wire walker reads exactly what prost wrote.
+    #[test]
+    fn remote_write_round_trips(request in valid_request()) {
+        let parsed = parse_remote_write(&assay_ingest::encode_remote_write(&request), NOW_MS, &Limits::default());
+        let parsed = parsed.map_err(|e| TestCaseError::fail(e.message))?;
+        let got: Vec<Flat> = parsed
+            .batch
+            .iter()
+            .map(|(l, ts, v)| (l.pairs().to_vec(), ts, v.to_bits()))
+            .collect();
+        let mut want = Vec::new();
+        for ts in &request.timeseries {
+            let mut pairs: Vec<(String, String)> = ts
+                .labels
+                .iter()
+                .filter(|l| !l.value.is_empty())
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            pairs.sort();
+            for s in &ts.samples {
+                want.push((pairs.clone(), s.timestamp, s.value.to_bits()));
+            }
+        }
+        prop_assert_eq!(got, want);
+    }
 }

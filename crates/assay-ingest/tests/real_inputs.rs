@@ -1,7 +1,9 @@
 //! The parsers on what real tools produced: JUnit reports from five runners (see
-//! `fixtures/junit/README.md`) and exposition text from two exporters.
+//! `fixtures/junit/README.md`), exposition text from two exporters and Telegraf's line protocol.
 
-use assay_ingest::{parse_junit, parse_prometheus_text, CiRun, Entry, Limits};
+use assay_ingest::{
+    parse_influx_line, parse_junit, parse_prometheus_text, CiRun, Entry, InfluxPrecision, Limits,
+};
 use expect_test::{expect, Expect};
 use sha2::{Digest, Sha256};
 
@@ -214,4 +216,42 @@ fn python_client_output() {
         [("__name__", "request_latency_seconds_bucket"), ("le", "+Inf")] 1800000000000 5
     "#]],
     );
+}
+
+#[test]
+fn telegraf_line_protocol() {
+    let body = fixture("influx/telegraf.lp");
+    let parsed = parse_influx_line(
+        &body,
+        NOW_MS,
+        InfluxPrecision::Nanoseconds,
+        &Limits::default(),
+    )
+    .unwrap_or_else(|e| panic!("telegraf.lp: {e}"));
+    let batch = &parsed.batch;
+    let metrics: std::collections::BTreeSet<&str> = batch
+        .series()
+        .iter()
+        .filter_map(|l| l.metric_name())
+        .collect();
+    let backup = batch
+        .iter()
+        .find(|(l, _, _)| l.get("path") == Some("/mnt/backup drive"))
+        .map(|(l, ts, v)| format!("{l:?} {ts} {v}"));
+    let uptime = batch
+        .iter()
+        .find(|(l, _, _)| l.metric_name() == Some("system_uptime"))
+        .map(|(_, ts, v)| format!("{ts} {v}"));
+    expect![[r#"
+        samples=160 series=150 strings_skipped=1
+        cpu_usage_guest cpu_usage_guest_nice cpu_usage_idle cpu_usage_iowait cpu_usage_irq cpu_usage_nice cpu_usage_softirq cpu_usage_steal cpu_usage_system cpu_usage_user disk_free disk_inodes_free disk_inodes_total disk_inodes_used disk_inodes_used_percent disk_total disk_used disk_used_percent diskio_io_time diskio_iops_in_progress diskio_merged_reads diskio_merged_writes diskio_read_bytes diskio_read_time diskio_reads diskio_weighted_io_time diskio_write_bytes diskio_write_time diskio_writes internal_write_buffer_limit internal_write_buffer_size internal_write_errors internal_write_metrics_added internal_write_metrics_dropped internal_write_metrics_filtered internal_write_metrics_written internal_write_startup_errors internal_write_write_time_ns mem_active mem_available mem_available_percent mem_buffered mem_cached mem_commit_limit mem_committed_as mem_dirty mem_free mem_high_free mem_high_total mem_huge_page_size mem_huge_pages_free mem_huge_pages_total mem_inactive mem_low_free mem_low_total mem_mapped mem_page_tables mem_shared mem_slab mem_sreclaimable mem_sunreclaim mem_swap_cached mem_swap_free mem_swap_total mem_total mem_used mem_used_percent mem_vmalloc_chunk mem_vmalloc_total mem_vmalloc_used mem_write_back mem_write_back_tmp net_bytes_recv net_bytes_sent net_drop_in net_drop_out net_err_in net_err_out net_packets_recv net_packets_sent net_speed processes_blocked processes_dead processes_idle processes_paging processes_parked processes_running processes_sleeping processes_stopped processes_total processes_total_threads processes_unknown processes_zombies swap_free swap_in swap_out swap_total swap_used swap_used_percent system_load1 system_load15 system_load5 system_n_cpus system_n_unique_users system_n_users system_uptime
+        Some("Labels([(\"__name__\", \"disk_free\"), (\"device\", \"sdb1\"), (\"fstype\", \"xfs\"), (\"host\", \"web-01\"), (\"mode\", \"rw\"), (\"path\", \"/mnt/backup drive\")]) 1799999990000 912345088000")
+        Some("1799999990000 1234567")
+    "#]].assert_eq(&format!(
+        "samples={} series={} strings_skipped={}\n{}\n{backup:?}\n{uptime:?}\n",
+        batch.len(),
+        batch.series().len(),
+        parsed.string_fields_skipped,
+        metrics.into_iter().collect::<Vec<_>>().join(" "),
+    ));
 }
