@@ -40,6 +40,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/push", post(push))
         .route("/v1/import/prometheus", post(import_prometheus))
+        .route("/api/v1/import/prometheus", post(import_prometheus))
+        .route("/api/v1/write", post(remote_write))
+        .route("/write", post(influx_write))
+        .route("/api/v2/write", post(influx_write))
         .route("/v1/ci/junit", post(ci_junit))
         .route("/v1/ledger/checkpoint", get(checkpoint))
         .route("/v1/ledger/key", get(key))
@@ -212,28 +216,28 @@ fn check_content_type(headers: &HeaderMap, allowed: &[&str]) -> Result<(), ApiEr
 }
 
 /// The one shape of every ingest endpoint: check the media type, parse (pure; a
-/// rejection writes nothing), commit, answer with the receipt once durable.
-async fn ingest(
+/// rejection writes nothing), commit, and hand back the receipt once durable. `parse`
+/// returns `None` for a request with nothing to store (a metadata-only remote write).
+async fn accept(
     state: &AppState,
     endpoint: &str,
     headers: &HeaderMap,
     body: Body,
-    media: &[&str],
-    parse: impl FnOnce(&[u8]) -> Result<Entry, IngestError>,
-) -> Result<Json<Value>, ApiError> {
-    let result: Result<Json<Value>, ApiError> = async {
-        check_content_type(headers, media)?;
+    media: Option<&[&str]>,
+    parse: impl FnOnce(&[u8]) -> Result<Option<Entry>, IngestError>,
+) -> Result<Option<(Receipt, usize)>, ApiError> {
+    let result: Result<Option<(Receipt, usize)>, ApiError> = async {
+        if let Some(media) = media {
+            check_content_type(headers, media)?;
+        }
+        check_identity_encoding(headers, endpoint == "remote_write")?;
         let body = read_body(headers, body, state.limits.body_bytes_max).await?;
-        let entry = parse(&body)?;
+        let Some(entry) = parse(&body)? else {
+            return Ok(None);
+        };
         let samples = entry.batch().len();
         let r: Receipt = state.sequencer.commit(entry).await?;
-        Ok(Json(json!({
-            "index": r.index,
-            "leaf_hash": hex::encode(r.leaf_hash),
-            "height": r.height,
-            "tree_size": r.tree_size,
-            "samples": samples,
-        })))
+        Ok(Some((r, samples)))
     }
     .await;
     if let Err(e) = &result {
@@ -242,16 +246,51 @@ async fn ingest(
     result
 }
 
+/// The receipt Assay's own write endpoints answer with.
+fn receipt_json(accepted: Option<(Receipt, usize)>) -> Json<Value> {
+    let Some((r, samples)) = accepted else {
+        return Json(json!({"samples": 0}));
+    };
+    Json(json!({
+        "index": r.index,
+        "leaf_hash": hex::encode(r.leaf_hash),
+        "height": r.height,
+        "tree_size": r.tree_size,
+        "samples": samples,
+    }))
+}
+
+/// Bodies come uncompressed, except remote write's snappy; anything else is 415 rather
+/// than a confusing parse error.
+fn check_identity_encoding(headers: &HeaderMap, snappy: bool) -> Result<(), ApiError> {
+    let Some(enc) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    let enc = enc.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    if enc == "identity" || (snappy && enc == "snappy") {
+        return Ok(());
+    }
+    let accepted = if snappy { "snappy" } else { "identity (none)" };
+    let mut e = ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("Content-Encoding `{enc}` is not accepted here; send {accepted}"),
+    );
+    e.detail = json!({"content_encoding": enc});
+    Err(e)
+}
+
 async fn push(
     State(s): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let limits = &s.limits;
-    ingest(&s, "push", &headers, body, &["application/json"], |b| {
-        assay_ingest::parse_json_push(b, now_ms(), limits).map(Entry::Samples)
+    let media: &[&str] = &["application/json"];
+    accept(&s, "push", &headers, body, Some(media), |b| {
+        assay_ingest::parse_json_push(b, now_ms(), limits).map(|b| Some(Entry::Samples(b)))
     })
     .await
+    .map(receipt_json)
 }
 
 async fn import_prometheus(
@@ -260,15 +299,73 @@ async fn import_prometheus(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let limits = &s.limits;
-    ingest(
-        &s,
-        "import_prometheus",
-        &headers,
-        body,
-        &["text/plain"],
-        |b| assay_ingest::parse_prometheus_text(b, now_ms(), limits).map(Entry::Samples),
-    )
+    let media: &[&str] = &["text/plain"];
+    accept(&s, "import_prometheus", &headers, body, Some(media), |b| {
+        assay_ingest::parse_prometheus_text(b, now_ms(), limits).map(|b| Some(Entry::Samples(b)))
+    })
     .await
+    .map(receipt_json)
+}
+
+/// Prometheus remote write 1.0: 204 once durable; 400 (the sender drops the request) for
+/// malformed input and for samples Prometheus would refuse; 503 (it retries) when busy.
+async fn remote_write(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    // Remote write 2.0 names its message in the content type; answering 415 makes a
+    // 2.0 sender fall back to 1.0, as the specification asks.
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.contains("io.prometheus.write.v2.Request") {
+        s.shared.metrics.rejected("remote_write", 415);
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "remote write 2.0 (io.prometheus.write.v2.Request) is not supported; send 1.0 \
+             (prometheus.WriteRequest)",
+        ));
+    }
+    let limits = &s.limits;
+    let media: &[&str] = &["application/x-protobuf"];
+    accept(&s, "remote_write", &headers, body, Some(media), |b| {
+        let w = assay_ingest::parse_remote_write(b, now_ms(), limits)?;
+        Ok((!w.batch.is_empty()).then_some(Entry::Samples(w.batch)))
+    })
+    .await
+    .map(|_| StatusCode::NO_CONTENT)
+}
+
+/// InfluxDB line protocol (`/write` of 1.x, `/api/v2/write` of 2.x): 204 once durable.
+/// The database, org and bucket parameters are accepted and ignored (one namespace).
+async fn influx_write(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let p = Params::parse(q.as_deref(), None);
+    let precision = match p.get("precision") {
+        None => Ok(assay_ingest::InfluxPrecision::Nanoseconds),
+        Some(v) => assay_ingest::InfluxPrecision::from_query(v).map_err(ApiError::from),
+    };
+    let precision = match precision {
+        Ok(p) => p,
+        Err(e) => {
+            s.shared.metrics.rejected("influx_write", e.status.as_u16());
+            return Err(e);
+        }
+    };
+    let limits = &s.limits;
+    // Telegraf and curl send assorted content types; line protocol has no registered one.
+    accept(&s, "influx_write", &headers, body, None, |b| {
+        let lines = assay_ingest::parse_influx_line(b, now_ms(), precision, limits)?;
+        Ok((!lines.batch.is_empty()).then_some(Entry::Samples(lines.batch)))
+    })
+    .await
+    .map(|_| StatusCode::NO_CONTENT)
 }
 
 async fn ci_junit(
@@ -289,12 +386,11 @@ async fn ci_junit(
     let limits = &s.limits;
     let media = ["application/xml", "text/xml"];
     match run {
-        Ok(run) => {
-            ingest(&s, "ci_junit", &headers, body, &media, |b| {
-                assay_ingest::parse_junit(b, &run, now_ms(), limits)
-            })
-            .await
-        }
+        Ok(run) => accept(&s, "ci_junit", &headers, body, Some(&media), |b| {
+            assay_ingest::parse_junit(b, &run, now_ms(), limits).map(Some)
+        })
+        .await
+        .map(receipt_json),
         Err(e) => {
             s.shared.metrics.rejected("ci_junit", 400);
             Err(e)
