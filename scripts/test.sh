@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Assay test on a fresh machine: formatting, lints, unit and property tests,
-# the ledger's crash simulation, end-to-end tests against the real binary, and the
-# interoperability check with Go's sumdb/note + sumdb/tlog (installed from Debian).
+# the ledger's crash simulation, end-to-end tests against the real binary, the
+# interoperability check with Go's sumdb/note + sumdb/tlog, and Prometheus remote-writing to
+# Assay with promtool comparing answers (Go tools and Prometheus installed from Debian).
 #
 #   scripts/test.sh            everything (what CI runs)
 #   ASSAY_SIM_SEEDS=100000 scripts/test.sh   a longer crash simulation
@@ -14,6 +15,10 @@ step "independent verifier (Go sumdb/note + sumdb/tlog)"
 tools="$CARGO_TARGET_DIR/interop"
 tests/interop/build.sh "$tools" >/dev/null
 export TLOGCHECK="$tools/tlogcheck" ASSAY_REQUIRE_INTEROP=1
+
+step "Prometheus 2.42 from Debian (a peer in the end-to-end tests)"
+scripts/apt-install.sh prometheus
+export ASSAY_REQUIRE_PROMETHEUS=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
