@@ -12,6 +12,8 @@
 //! entry      := version:u8(=1) kind:u8 body
 //! kind 0x01  := samples                          (a push: JSON, Prometheus text)
 //! kind 0x02  := report_sha256:[u8;32] samples    (a CI report; the raw report's SHA-256)
+//! kind 0x03  := meta_count metadata{meta_count}  (metric metadata, e.g. from remote write)
+//! metadata   := metric:str type:u8 help:str unit:str
 //! samples    := series_count series{series_count} sample_count sample{sample_count}
 //! series     := label_count (name:str value:str){label_count}
 //! str        := len bytes(UTF-8)
@@ -22,7 +24,9 @@
 //! duplicates and include a non-empty `__name__`; series are distinct and listed in the
 //! order samples first reference them, and every series is referenced; `ts_delta` is the
 //! sample's timestamp (ms since the Unix epoch) minus the previous sample's (the first
-//! sample's minus 0); varints are minimal; no bytes trail the entry. Values keep their
+//! sample's minus 0); metadata records are sorted by all four fields with no duplicates,
+//! metric names are non-empty and `type` is a [`MetricType`]; varints are minimal; no bytes
+//! trail the entry. Values keep their
 //! exact IEEE-754 bits (NaN payloads included).
 
 use std::hash::{Hash, Hasher};
@@ -247,6 +251,77 @@ impl SeriesIndex {
     }
 }
 
+/// A metric family's type, as Prometheus' remote-write protocol numbers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum MetricType {
+    /// Not known.
+    Unknown = 0,
+    /// Counter.
+    Counter = 1,
+    /// Gauge.
+    Gauge = 2,
+    /// Classic histogram.
+    Histogram = 3,
+    /// Gauge histogram.
+    GaugeHistogram = 4,
+    /// Summary.
+    Summary = 5,
+    /// Info.
+    Info = 6,
+    /// State set.
+    StateSet = 7,
+}
+
+impl MetricType {
+    /// The type for its protocol number.
+    pub fn from_u8(v: u8) -> Option<MetricType> {
+        use MetricType::*;
+        [
+            Unknown,
+            Counter,
+            Gauge,
+            Histogram,
+            GaugeHistogram,
+            Summary,
+            Info,
+            StateSet,
+        ]
+        .get(v as usize)
+        .copied()
+    }
+
+    /// The name Prometheus' metadata API uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Unknown => "unknown",
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::Summary => "summary",
+            MetricType::Info => "info",
+            MetricType::StateSet => "stateset",
+        }
+    }
+}
+
+/// What a sender says about a metric family: type, help text and unit.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MetricMetadata {
+    /// The metric family's name (non-empty).
+    pub metric: String,
+    /// Its type.
+    pub kind: MetricType,
+    /// Help text (may be empty).
+    pub help: String,
+    /// Unit (may be empty).
+    pub unit: String,
+}
+
+/// Most metadata records one entry may hold (the decoder's safety bound).
+pub const ENTRY_METADATA_MAX: usize = 100_000;
+
 /// One ledger entry: what a client wrote, as the ledger stores and hashes it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Entry {
@@ -259,10 +334,16 @@ pub enum Entry {
         /// The derived KPIs.
         batch: SampleBatch,
     },
+    /// Metric metadata, sorted and distinct (see [`Entry::metadata`]).
+    Metadata(Vec<MetricMetadata>),
 }
 
 const KIND_SAMPLES: u8 = 0x01;
 const KIND_CI_REPORT: u8 = 0x02;
+const KIND_METADATA: u8 = 0x03;
+
+/// The batch of entries that carry no samples.
+static EMPTY_BATCH: std::sync::LazyLock<SampleBatch> = std::sync::LazyLock::new(SampleBatch::new);
 
 /// Why bytes are not a canonical entry, or why labels are not a valid set.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -299,14 +380,28 @@ pub enum EntryError {
     MissingMetricName,
     #[error("timestamp overflow at sample {0}")]
     Timestamp(usize),
+    #[error("metadata record {0} is not after the previous one, or its metric name is empty")]
+    MetadataOrder(usize),
+    #[error("metadata record {0} has an unknown metric type")]
+    MetadataType(usize),
 }
 
 impl Entry {
-    /// The entry's samples, whatever its kind.
+    /// The entry's samples, whatever its kind (none for metadata).
     pub fn batch(&self) -> &SampleBatch {
         match self {
             Entry::Samples(b) | Entry::CiReport { batch: b, .. } => b,
+            Entry::Metadata(_) => &EMPTY_BATCH,
         }
+    }
+
+    /// A metadata entry: records sorted and deduplicated (the canonical form); records with
+    /// an empty metric name are dropped.
+    pub fn metadata(mut records: Vec<MetricMetadata>) -> Entry {
+        records.retain(|m| !m.metric.is_empty());
+        records.sort();
+        records.dedup();
+        Entry::Metadata(records)
     }
 
     /// The canonical encoding.
@@ -328,6 +423,18 @@ impl Entry {
             Entry::CiReport { report_sha256, .. } => {
                 out.push(KIND_CI_REPORT);
                 out.extend_from_slice(report_sha256);
+            }
+            Entry::Metadata(records) => {
+                debug_assert!(records.windows(2).all(|w| w[0] < w[1]));
+                out.push(KIND_METADATA);
+                put_varint(&mut out, records.len() as u64);
+                for m in records {
+                    put_str(&mut out, &m.metric);
+                    out.push(m.kind as u8);
+                    put_str(&mut out, &m.help);
+                    put_str(&mut out, &m.unit);
+                }
+                return out;
             }
         }
         put_varint(&mut out, batch.series.len() as u64);
@@ -366,6 +473,13 @@ impl Entry {
         let report_sha256 = match kind {
             KIND_SAMPLES => None,
             KIND_CI_REPORT => Some(r.array32()?),
+            KIND_METADATA => {
+                let records = decode_metadata(&mut r)?;
+                if r.at != bytes.len() {
+                    return Err(EntryError::Trailing(bytes.len() - r.at));
+                }
+                return Ok(Entry::Metadata(records));
+            }
             k => return Err(EntryError::Kind(k)),
         };
         let batch = decode_batch(&mut r)?;
@@ -380,6 +494,34 @@ impl Entry {
             },
         })
     }
+}
+
+fn decode_metadata(r: &mut Reader<'_>) -> Result<Vec<MetricMetadata>, EntryError> {
+    let count = r.count("metadata count")?;
+    if count > ENTRY_METADATA_MAX {
+        return Err(EntryError::Limit {
+            what: "metadata count",
+            at: r.at,
+        });
+    }
+    let mut records: Vec<MetricMetadata> = Vec::with_capacity(count);
+    for i in 0..count {
+        let metric = r.str()?;
+        let kind = MetricType::from_u8(r.u8()?).ok_or(EntryError::MetadataType(i))?;
+        let help = r.str()?;
+        let unit = r.str()?;
+        let m = MetricMetadata {
+            metric,
+            kind,
+            help,
+            unit,
+        };
+        if m.metric.is_empty() || records.last().is_some_and(|prev| *prev >= m) {
+            return Err(EntryError::MetadataOrder(i));
+        }
+        records.push(m);
+    }
+    Ok(records)
 }
 
 fn decode_batch(r: &mut Reader<'_>) -> Result<SampleBatch, EntryError> {
@@ -596,6 +738,45 @@ mod tests {
             batch: b,
         };
         assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
+    }
+
+    #[test]
+    fn metadata_entries_are_canonical() {
+        let m = |metric: &str, kind, help: &str| MetricMetadata {
+            metric: metric.into(),
+            kind,
+            help: help.into(),
+            unit: String::new(),
+        };
+        let e = Entry::metadata(vec![
+            m("up", MetricType::Gauge, "1 if the target is up"),
+            m("", MetricType::Gauge, "dropped: no name"),
+            m("http_requests_total", MetricType::Counter, "Requests."),
+            m("up", MetricType::Gauge, "1 if the target is up"),
+        ]);
+        let bytes = e.encode();
+        expect![[r#"
+            01030213687474705f72657175657374735f746f74616c010952657175657374732e000275700215312069662074686520746172
+            67657420697320757000"#]]
+        .assert_eq(&hex_lines(&bytes));
+        assert_eq!(Entry::decode(&bytes).unwrap(), e);
+        assert!(e.batch().is_empty());
+        check_err(
+            "01 03 01 00 02 00 00",
+            expect!["metadata record 0 is not after the previous one, or its metric name is empty"],
+        );
+        check_err(
+            "01 03 01 01 61 09 00 00",
+            expect!["metadata record 0 has an unknown metric type"],
+        );
+        check_err(
+            "01 03 02 01 62 00 00 00 01 61 00 00 00",
+            expect!["metadata record 1 is not after the previous one, or its metric name is empty"],
+        );
+        check_err(
+            "01 03 01 01 61 00 00 00 ff",
+            expect!["1 bytes trail the entry"],
+        );
     }
 
     fn check_err(hex_bytes: &str, expect: expect_test::Expect) {

@@ -11,7 +11,10 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 
-pub use entry::{Entry, EntryError, Labels, Sample, SampleBatch, SeriesIndex, METRIC_NAME_LABEL};
+pub use entry::{
+    Entry, EntryError, Labels, MetricMetadata, MetricType, Sample, SampleBatch, SeriesIndex,
+    METRIC_NAME_LABEL,
+};
 pub mod ledger;
 pub mod scan;
 pub mod segment;

@@ -55,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
         .layer(DefaultBodyLimit::max(body_max))
         .with_state(state)
 }
@@ -330,12 +332,91 @@ async fn remote_write(
     }
     let limits = &s.limits;
     let media: &[&str] = &["application/x-protobuf"];
+    let mut metadata = Vec::new();
     accept(&s, "remote_write", &headers, body, Some(media), |b| {
         let w = assay_ingest::parse_remote_write(b, now_ms(), limits)?;
+        metadata = w.metadata;
         Ok((!w.batch.is_empty()).then_some(Entry::Samples(w.batch)))
     })
-    .await
-    .map(|_| StatusCode::NO_CONTENT)
+    .await?;
+    // Metadata is its own entry, committed after the samples (Prometheus sends it in
+    // requests of its own): if it fails, the sender retries the whole request, and the
+    // samples, already held, pass again as exact duplicates.
+    let records = metadata_records(metadata);
+    if !records.is_empty() {
+        if let Err(e) = s.sequencer.commit(Entry::metadata(records)).await {
+            let e = ApiError::from(e);
+            s.shared.metrics.rejected("remote_write", e.status.as_u16());
+            return Err(e);
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remote-write metadata as ledger records; types Assay does not know become `unknown`.
+fn metadata_records(
+    from: Vec<assay_ingest::remote_write::proto::MetricMetadata>,
+) -> Vec<assay_ledger::MetricMetadata> {
+    from.into_iter()
+        .map(|m| assay_ledger::MetricMetadata {
+            kind: u8::try_from(m.r#type)
+                .ok()
+                .and_then(assay_ledger::MetricType::from_u8)
+                .unwrap_or(assay_ledger::MetricType::Unknown),
+            metric: m.metric_family_name,
+            help: m.help,
+            unit: m.unit,
+        })
+        .collect()
+}
+
+/// Prometheus' `/api/v1/metadata` (`metric`, `limit`, `limit_per_metric`).
+async fn metadata(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q.as_deref(), None);
+    let limit = |name: &str| -> Result<usize, ApiError> {
+        match p.get(name) {
+            None | Some("") => Ok(usize::MAX),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if n <= 0 => Ok(usize::MAX),
+                Ok(n) => Ok(n as usize),
+                Err(_) => {
+                    Err(ApiError::bad(format!("invalid {name} `{v}`: give an integer")).prom())
+                }
+            },
+        }
+    };
+    let (metric_limit, per_metric) = (limit("limit")?, limit("limit_per_metric")?);
+    let views = s.shared.views.read().expect("views lock");
+    let mut data = serde_json::Map::new();
+    for (metric, records) in views
+        .tsdb
+        .metadata(p.get("metric"), metric_limit, per_metric)
+    {
+        let list: Vec<Value> = records
+            .iter()
+            .map(|r| json!({"type": r.kind.as_str(), "help": r.help, "unit": r.unit}))
+            .collect();
+        data.insert(metric.to_string(), Value::Array(list));
+    }
+    Ok(Json(json!({"status": "success", "data": data})))
+}
+
+/// Prometheus' `/api/v1/status/buildinfo`: Grafana reads `version` to pick features, so
+/// it names the Prometheus API level Assay follows (3.0); Assay's own version is beside it.
+async fn buildinfo() -> Json<Value> {
+    Json(json!({"status": "success", "data": {
+        "version": "3.0.0",
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+        "application": "assay",
+        "assayVersion": env!("CARGO_PKG_VERSION"),
+    }}))
 }
 
 /// InfluxDB line protocol (`/write` of 1.x, `/api/v2/write` of 2.x): 204 once durable.

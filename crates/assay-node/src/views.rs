@@ -95,7 +95,10 @@ impl Views {
         );
         let mut n = 0u64;
         for entry in entries {
-            self.tsdb.apply_batch(entry.batch());
+            match entry {
+                Entry::Metadata(records) => self.tsdb.apply_metadata(records),
+                _ => self.tsdb.apply_batch(entry.batch()),
+            }
             n += 1;
         }
         assert_eq!(

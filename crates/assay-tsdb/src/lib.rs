@@ -36,6 +36,7 @@
 mod admit;
 mod chunk;
 mod matcher;
+mod metadata;
 pub mod promql;
 mod snapshot;
 mod store;
@@ -46,6 +47,7 @@ use assay_ledger::{Labels, SampleBatch};
 
 pub use admit::{Admission, Conflict};
 pub use matcher::{MatchOp, Matcher, MATCHER_REGEX_BYTES_MAX};
+pub use metadata::{MetadataRecord, METRICS_MAX, RECORDS_PER_METRIC_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
 use store::SampleStore;
 
@@ -110,6 +112,8 @@ pub struct Tsdb {
     sample_count: u64,
     /// Series retention emptied that are still indexed (see [`Tsdb::enforce_retention`]).
     empty_series: usize,
+    /// Metric metadata from metadata entries.
+    metadata: metadata::MetadataStore,
 }
 
 /// How long and how much the view keeps; the ledger itself keeps everything.
@@ -211,6 +215,47 @@ impl Tsdb {
         self.series.len() - self.empty_series
     }
 
+    /// Applies one metadata entry's records (see the `metadata` module for what is kept).
+    pub fn apply_metadata(&mut self, records: &[assay_ledger::MetricMetadata]) {
+        self.metadata.apply(records);
+    }
+
+    /// Metadata by metric, as Prometheus' `/api/v1/metadata`: `metric` selects one,
+    /// `limit` bounds the metrics and `limit_per_metric` the records of each (newest first).
+    pub fn metadata(
+        &self,
+        metric: Option<&str>,
+        limit: usize,
+        limit_per_metric: usize,
+    ) -> Vec<(&str, Vec<&MetadataRecord>)> {
+        fn pick<'a>(
+            (name, records): (&'a String, &'a Vec<MetadataRecord>),
+            per_metric: usize,
+        ) -> (&'a str, Vec<&'a MetadataRecord>) {
+            (
+                name.as_str(),
+                records.iter().rev().take(per_metric).collect(),
+            )
+        }
+        let pick = |kv| pick(kv, limit_per_metric);
+        match metric {
+            Some(m) => self
+                .metadata
+                .by_metric
+                .get_key_value(m)
+                .map(pick)
+                .into_iter()
+                .collect(),
+            None => self
+                .metadata
+                .by_metric
+                .iter()
+                .take(limit)
+                .map(pick)
+                .collect(),
+        }
+    }
+
     /// Applies retention as of `now_ms` (a block's time, never the wall clock, so replicas
     /// agree): drops chunks entirely older than `now_ms - retention.time_ms`, then the oldest
     /// chunks until the samples take at most `retention.bytes`, and forgets series left
@@ -266,7 +311,9 @@ impl Tsdb {
     fn forget_empty_series(&mut self) {
         let old = std::mem::take(&mut self.series);
         let samples = self.sample_count;
+        let metadata = std::mem::take(&mut self.metadata);
         *self = Tsdb::new();
+        self.metadata = metadata;
         for e in old.into_iter().filter(|e| !e.samples.is_empty()) {
             let id = self.series_id(&e.labels);
             self.series[id as usize].samples = e.samples;

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! snapshot := magic:"ASTS" version:u8(=2) body checksum:[u8;32]   (SHA-256 of body)
-//! body     := series_count series{series_count}
+//! body     := series_count series{series_count} metric_count metric{metric_count}
+//! metric   := name:str record_count (type:u8 help:str unit:str){record_count}
 //! series   := label_count (name:str value:str){label_count}
 //!             chunk_count chunk_len{chunk_count} sample_count sample{sample_count}
 //! str      := len bytes(UTF-8)
@@ -17,18 +18,21 @@
 //! increase within a series. `chunk_len`s are the sample counts of the series' sealed
 //! chunks, oldest first (each at least 1); the samples after them are the open chunk's,
 //! fewer than `HEAD_SAMPLES_MAX`. The chunk layout is state: retention drops whole chunks,
-//! so two views with the same samples in different chunks would diverge later (`ts_delta` is the difference to the previous sample's, the
+//! so two views with the same samples in different chunks would diverge later. Metrics
+//! (metadata) are in ascending name order, each with 1..=`RECORDS_PER_METRIC_MAX` distinct
+//! records, oldest first (`ts_delta` is the difference to the previous sample's, the
 //! first one's to 0). The digest of a view is the SHA-256 of its body, so it equals the
 //! checksum of its snapshot and depends only on the state, never on series ids.
 
 use sha2::{Digest, Sha256};
 
+use crate::metadata::{MetadataRecord, MetadataStore, RECORDS_PER_METRIC_MAX};
 use crate::store::{SampleStore, CHUNK_LEN_MAX, HEAD_SAMPLES_MAX};
 use crate::{SeriesEntry, Tsdb};
 use assay_ledger::Labels;
 
 /// Version byte of the snapshot encoding this build writes and reads.
-pub const SNAPSHOT_VERSION: u8 = 2;
+pub const SNAPSHOT_VERSION: u8 = 3;
 const MAGIC: &[u8; 4] = b"ASTS";
 /// Hard cap on labels per series the decoder accepts (as the ledger's entry decoder).
 const SNAPSHOT_LABELS_PER_SERIES_MAX: usize = assay_ledger::entry::ENTRY_LABELS_PER_SERIES_MAX;
@@ -58,6 +62,8 @@ pub enum SnapshotError {
     SeriesEmpty(usize),
     #[error("series {0}: its chunk lengths do not fit its sample count")]
     Layout(usize),
+    #[error("metadata of metric {0}: out of name order, empty, or records missing, repeated or too many")]
+    Metadata(usize),
     #[error("series {series}, sample {sample}: timestamp does not increase or overflows")]
     TimestampOrder { series: usize, sample: usize },
     #[error("{0} bytes trail the snapshot body")]
@@ -127,6 +133,16 @@ fn write_body(db: &Tsdb, out: &mut impl Sink) {
             out.put(&v.to_bits().to_le_bytes());
         }
     }
+    put_varint(out, db.metadata.by_metric.len() as u64);
+    for (name, records) in &db.metadata.by_metric {
+        put_str(out, name);
+        put_varint(out, records.len() as u64);
+        for r in records {
+            out.put(&[r.kind as u8]);
+            put_str(out, &r.help);
+            put_str(out, &r.unit);
+        }
+    }
 }
 
 pub(crate) fn digest(db: &Tsdb) -> [u8; 32] {
@@ -170,10 +186,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Tsdb, SnapshotError> {
         at: body_start,
     };
     let entries = read_body(&mut r)?;
+    let metadata = read_metadata(&mut r)?;
     if r.at != body_end {
         return Err(SnapshotError::Trailing(body_end - r.at));
     }
-    Ok(Tsdb::from_sorted_series(entries))
+    let mut db = Tsdb::from_sorted_series(entries);
+    db.metadata = metadata;
+    Ok(db)
 }
 
 fn read_body(r: &mut Reader<'_>) -> Result<Vec<SeriesEntry>, SnapshotError> {
@@ -227,6 +246,44 @@ fn read_body(r: &mut Reader<'_>) -> Result<Vec<SeriesEntry>, SnapshotError> {
     Ok(entries)
 }
 
+fn read_metadata(r: &mut Reader<'_>) -> Result<MetadataStore, SnapshotError> {
+    let count = r.count("metric count", 3)?;
+    let mut store = MetadataStore::default();
+    for i in 0..count {
+        let name = r.str()?;
+        let records = r.count("metadata record count", 3)?;
+        if name.is_empty()
+            || !(1..=RECORDS_PER_METRIC_MAX).contains(&records)
+            || store
+                .by_metric
+                .last_key_value()
+                .is_some_and(|(prev, _)| *prev >= name)
+        {
+            return Err(SnapshotError::Metadata(i));
+        }
+        let mut list: Vec<MetadataRecord> = Vec::with_capacity(records);
+        for _ in 0..records {
+            let at = r.at;
+            let kind =
+                assay_ledger::MetricType::from_u8(r.array1()?).ok_or(SnapshotError::Limit {
+                    what: "metric type",
+                    at,
+                })?;
+            let record = MetadataRecord {
+                kind,
+                help: r.str()?,
+                unit: r.str()?,
+            };
+            if list.contains(&record) {
+                return Err(SnapshotError::Metadata(i));
+            }
+            list.push(record);
+        }
+        store.by_metric.insert(name, list);
+    }
+    Ok(store)
+}
+
 fn read_labels(r: &mut Reader<'_>, series: usize) -> Result<Labels, SnapshotError> {
     let label_count = r.count("label count", 2)?;
     if label_count > SNAPSHOT_LABELS_PER_SERIES_MAX {
@@ -273,6 +330,15 @@ impl Reader<'_> {
         let s = &self.bytes[self.at..end];
         self.at = end;
         Ok(s)
+    }
+
+    fn array1(&mut self) -> Result<u8, SnapshotError> {
+        let b = *self
+            .bytes
+            .get(self.at)
+            .ok_or(SnapshotError::Truncated(self.at))?;
+        self.at += 1;
+        Ok(b)
     }
 
     fn array8(&mut self) -> Result<[u8; 8], SnapshotError> {

@@ -74,7 +74,7 @@ fn digest_is_independent_of_batch_split_and_instance() {
     let digests: Vec<[u8; 32]> = (1..=w.len()).map(|n| apply_split(&w, n).digest()).collect();
     assert!(digests.iter().all(|d| *d == one.digest()));
     // Pinned: a change of the canonical traversal changes every replica's digest.
-    expect!["6f6bf04cea162165"].assert_eq(&hex8(&one.digest()));
+    expect!["bdb22c8726f61d53"].assert_eq(&hex8(&one.digest()));
 
     // A different state has a different digest: one value bit, one extra sample.
     let mut other = w.clone();
@@ -94,13 +94,38 @@ fn hex8(d: &[u8; 32]) -> String {
 
 #[test]
 fn snapshot_roundtrip_keeps_the_digest() {
-    let db = apply_split(&writes(), 2);
+    let mut db = apply_split(&writes(), 2);
+    let meta = |metric: &str, help: &str| assay_ledger::MetricMetadata {
+        metric: metric.into(),
+        kind: assay_ledger::MetricType::Gauge,
+        help: help.into(),
+        unit: "seconds".into(),
+    };
+    let before = db.digest();
+    db.apply_metadata(&[
+        meta("cpu", "CPU time"),
+        meta("up", "1 if up"),
+        meta("cpu", "CPU"),
+    ]);
+    assert_ne!(db.digest(), before, "metadata is part of the state");
+    let got: Vec<(&str, Vec<&str>)> = db
+        .metadata(None, usize::MAX, usize::MAX)
+        .into_iter()
+        .map(|(m, rs)| (m, rs.iter().map(|r| r.help.as_str()).collect()))
+        .collect();
+    assert_eq!(
+        got,
+        [("cpu", vec!["CPU", "CPU time"]), ("up", vec!["1 if up"])]
+    );
+    assert_eq!(db.metadata(Some("up"), 0, 1).len(), 1);
+    assert_eq!(db.metadata(None, 1, 1)[0].1.len(), 1);
     let bytes = db.encode_snapshot();
     let back = Tsdb::decode_snapshot(&bytes).unwrap();
     assert_eq!(back.digest(), db.digest());
     assert_eq!(back.series_count(), 3);
     assert_eq!(back.sample_count(), 7);
     assert_eq!(dump(&back), dump(&db));
+    assert_eq!(back.metadata(None, 9, 9), db.metadata(None, 9, 9));
     // The checksum trailer is the digest.
     assert_eq!(&bytes[bytes.len() - 32..], &db.digest()[..]);
     let empty = Tsdb::decode_snapshot(&Tsdb::new().encode_snapshot()).unwrap();
@@ -133,7 +158,7 @@ fn snapshot_rejects_corruption_without_panicking() {
         b"",
         expect![[r#"snapshot does not start with the magic bytes "ASTS": not a tsdb snapshot"#]],
     );
-    check(b"ASTS\x01", expect!["snapshot version 1 is not supported (this build reads version 2); rebuild the view from the ledger"]);
+    check(b"ASTS\x01", expect!["snapshot version 1 is not supported (this build reads version 3); rebuild the view from the ledger"]);
     let mut flipped = bytes.clone();
     flipped[8] ^= 1;
     check(&flipped, expect!["snapshot checksum does not match its contents: the file is corrupt, rebuild the view from the ledger"]);
@@ -143,8 +168,17 @@ fn snapshot_rejects_corruption_without_panicking() {
         expect!["label count at byte 6 exceeds its limit"],
     );
     check(
-        &with_checksum(&[0, 0]),
+        &with_checksum(&[0, 0, 0]),
         expect!["1 bytes trail the snapshot body"],
+    );
+    // Metadata: a metric with no record, and two metrics out of name order.
+    check(
+        &with_checksum(&[0, 1, 1, b'a', 0]),
+        expect!["metadata of metric 0: out of name order, empty, or records missing, repeated or too many"],
+    );
+    check(
+        &with_checksum(&[0, 2, 1, b'b', 1, 1, 0, 0, 1, b'a', 1, 1, 0, 0]),
+        expect!["metadata of metric 1: out of name order, empty, or records missing, repeated or too many"],
     );
     let series = |name: &str, samples: &[u8]| {
         let mut b = vec![1u8, 8];

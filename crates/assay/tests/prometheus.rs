@@ -183,6 +183,27 @@ fn prometheus_remote_writes_to_assay_and_promtool_gets_the_same_answers() {
         compared += 1;
     }
     assert_eq!(compared, queries.len() + 2);
+
+    // Metadata travels too (its own remote-write requests, every second here), and the
+    // metadata API answers as Prometheus' does.
+    let path = "/api/v1/metadata?metric=prometheus_http_requests_total";
+    let (_, want) = response(ureq::get(&format!("{}{path}", prom.url)).call());
+    let want: Value = serde_json::from_slice(&want).unwrap();
+    assert_eq!(
+        want["data"]["prometheus_http_requests_total"][0]["type"],
+        "counter"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = node.get_json(path);
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "metadata: {got} vs {want}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let info = node.get_json("/api/v1/status/buildinfo");
+    assert_eq!(info["data"]["version"], "3.0.0", "{info}");
     // Prometheus' own metrics say nothing failed: every sample it sent was accepted.
     let (_, body) = response(
         ureq::get(&format!(
