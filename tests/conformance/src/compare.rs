@@ -14,7 +14,10 @@ pub enum Answer {
     Vector(Vec<(Labels, i64, f64)>),
     Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
     /// An API error: its `errorType` (or `http <status>` when the body had none).
-    Error { kind: String, message: String },
+    Error {
+        kind: String,
+        message: String,
+    },
 }
 
 impl Answer {
@@ -154,11 +157,24 @@ const DIFFS_SHOWN_MAX: usize = 3;
 /// `Err` carries a concise description of the differences.
 pub fn compare(want: &Answer, got: &Answer, ordered: bool, tol: Tolerance) -> Result<(), String> {
     match (want, got) {
-        (Answer::Error { kind: a, .. }, Answer::Error { kind: b, .. }) => {
+        (
+            Answer::Error {
+                kind: a,
+                message: ma,
+            },
+            Answer::Error {
+                kind: b,
+                message: mb,
+            },
+        ) => {
             if a == b {
                 Ok(())
             } else {
-                Err(format!("error types differ: prometheus {a}, assay {b}"))
+                Err(format!(
+                    "error types differ: prometheus {a} ({}), assay {b} ({})",
+                    clip(ma),
+                    clip(mb)
+                ))
             }
         }
         (Answer::Error { kind, message }, other) => Err(format!(
@@ -171,12 +187,16 @@ pub fn compare(want: &Answer, got: &Answer, ordered: bool, tol: Tolerance) -> Re
             clip(message),
             other.type_name()
         )),
-        (Answer::Scalar(ta, a), Answer::Scalar(tb, b)) => point_diff("scalar", *ta, *a, *tb, *b, tol),
+        (Answer::Scalar(ta, a), Answer::Scalar(tb, b)) => {
+            point_diff("scalar", *ta, *a, *tb, *b, tol)
+        }
         (Answer::String(ta, a), Answer::String(tb, b)) => {
             if ta == tb && a == b {
                 Ok(())
             } else {
-                Err(format!("string differs: prometheus {a:?}@{ta}, assay {b:?}@{tb}"))
+                Err(format!(
+                    "string differs: prometheus {a:?}@{ta}, assay {b:?}@{tb}"
+                ))
             }
         }
         (Answer::Vector(a), Answer::Vector(b)) => compare_vectors(a, b, ordered, tol),
@@ -427,38 +447,32 @@ mod tests {
             parse_answer(&m).unwrap(),
             Answer::Matrix(vec![(
                 l(&[]),
-                vec![(1000, f64::INFINITY), (2000, f64::NEG_INFINITY), (3000, 1.5)]
+                vec![
+                    (1000, f64::INFINITY),
+                    (2000, f64::NEG_INFINITY),
+                    (3000, 1.5)
+                ]
             )])
         );
         let s = json!({"status":"success","data":{"resultType":"scalar","result":[5,"2"]}});
         assert_eq!(parse_answer(&s).unwrap(), Answer::Scalar(5000, 2.0));
         let e = json!({"status":"error","errorType":"bad_data","error":"parse error"});
-        assert!(matches!(parse_answer(&e).unwrap(), Answer::Error { kind, .. } if kind == "bad_data"));
+        assert!(
+            matches!(parse_answer(&e).unwrap(), Answer::Error { kind, .. } if kind == "bad_data")
+        );
         assert!(parse_answer(&json!({"status":"success","data":{"resultType":"x"}})).is_err());
     }
 
     #[test]
     fn vectors_compare_as_sets_unless_ordered() {
-        let a = Answer::Vector(vec![
-            (l(&[("x", "1")]), 0, 1.0),
-            (l(&[("x", "2")]), 0, 2.0),
-        ]);
-        let b = Answer::Vector(vec![
-            (l(&[("x", "2")]), 0, 2.0),
-            (l(&[("x", "1")]), 0, 1.0),
-        ]);
+        let a = Answer::Vector(vec![(l(&[("x", "1")]), 0, 1.0), (l(&[("x", "2")]), 0, 2.0)]);
+        let b = Answer::Vector(vec![(l(&[("x", "2")]), 0, 2.0), (l(&[("x", "1")]), 0, 1.0)]);
         assert!(compare(&a, &b, false, TOL).is_ok());
         let e = compare(&a, &b, true, TOL).unwrap_err();
         assert!(e.contains("order differs at position 0"), "{e}");
         // Ties: labels may swap when the values are equal.
-        let c = Answer::Vector(vec![
-            (l(&[("x", "1")]), 0, 1.0),
-            (l(&[("x", "2")]), 0, 1.0),
-        ]);
-        let d = Answer::Vector(vec![
-            (l(&[("x", "2")]), 0, 1.0),
-            (l(&[("x", "1")]), 0, 1.0),
-        ]);
+        let c = Answer::Vector(vec![(l(&[("x", "1")]), 0, 1.0), (l(&[("x", "2")]), 0, 1.0)]);
+        let d = Answer::Vector(vec![(l(&[("x", "2")]), 0, 1.0), (l(&[("x", "1")]), 0, 1.0)]);
         assert!(compare(&c, &d, true, TOL).is_ok());
     }
 
@@ -497,8 +511,14 @@ mod tests {
         let e = compare(&err("execution", "a"), &err("bad_data", "a"), false, TOL).unwrap_err();
         assert!(e.contains("error types differ"), "{e}");
         let e = compare(&err("bad_data", "x"), &Answer::Scalar(0, 1.0), false, TOL).unwrap_err();
-        assert!(e.contains("prometheus errors (bad_data: x), assay returns a scalar"), "{e}");
+        assert!(
+            e.contains("prometheus errors (bad_data: x), assay returns a scalar"),
+            "{e}"
+        );
         let e = compare(&Answer::Scalar(0, 1.0), &Answer::Vector(vec![]), false, TOL).unwrap_err();
-        assert!(e.contains("result types differ: prometheus scalar, assay vector"), "{e}");
+        assert!(
+            e.contains("result types differ: prometheus scalar, assay vector"),
+            "{e}"
+        );
     }
 }

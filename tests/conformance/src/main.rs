@@ -85,14 +85,21 @@ struct Args {
 /// Where a query is evaluated.
 #[derive(Clone, Debug)]
 enum Eval {
-    Instant { name: &'static str, t_ms: i64 },
-    Range { start_ms: i64, end_ms: i64, step_ms: i64 },
+    Instant {
+        name: &'static str,
+        t_ms: i64,
+    },
+    Range {
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    },
 }
 
 impl Eval {
     fn name(&self) -> &'static str {
         match self {
-            Eval::Instant { name, .. } => *name,
+            Eval::Instant { name, .. } => name,
             Eval::Range { .. } => "range",
         }
     }
@@ -392,7 +399,10 @@ fn real_main() -> Result<bool> {
         }
     };
     let filter = |e: &corpus::Entry| args.filter.as_ref().is_none_or(|f| e.query.contains(f));
-    let entries: Vec<_> = corpus::load(&args.corpus)?.into_iter().filter(filter).collect();
+    let entries: Vec<_> = corpus::load(&args.corpus)?
+        .into_iter()
+        .filter(filter)
+        .collect();
     let known: Vec<_> = corpus::load(&args.known_differences)?
         .into_iter()
         .filter(filter)
@@ -448,7 +458,13 @@ fn real_main() -> Result<bool> {
     drop(assay);
     drop(prom);
 
-    report(&args, &outcomes, &known_outcomes, expected.as_ref(), started)
+    report(
+        &args,
+        &outcomes,
+        &known_outcomes,
+        expected.as_ref(),
+        started,
+    )
 }
 
 fn report(
@@ -508,4 +524,38 @@ fn report(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(v.ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(query: &str, passed: bool) -> Outcome {
+        Outcome {
+            entry: corpus::Entry {
+                query: query.into(),
+                category: "c".into(),
+                line: 1,
+            },
+            failures: if passed {
+                vec![]
+            } else {
+                vec![("range", "differs".into())]
+            },
+        }
+    }
+
+    #[test]
+    fn gate_fails_on_a_regression_or_a_low_pass_rate() {
+        let outcomes = [outcome("a", true), outcome("b", false), outcome("c", true)];
+        let expected: BTreeSet<String> = ["a".to_string(), "c".to_string()].into();
+        let v = verdict(&outcomes, Some(&expected), 0.0);
+        assert!(v.ok && v.regressions.is_empty() && v.passed == 2 && v.total == 3);
+        let expected: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
+        let v = verdict(&outcomes, Some(&expected), 0.0);
+        assert!(!v.ok);
+        assert_eq!(v.regressions, ["b"]);
+        assert!(verdict(&outcomes, None, 66.0).ok);
+        assert!(!verdict(&outcomes, None, 67.0).ok);
+    }
 }
