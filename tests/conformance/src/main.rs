@@ -197,6 +197,21 @@ struct Outcome {
     entry: corpus::Entry,
     /// `(eval name, difference)` for every evaluation that differed.
     failures: Vec<(&'static str, String)>,
+    /// Why the first differing evaluation differed, coarsely (see [`reason`]).
+    reason: Option<String>,
+}
+
+/// A coarse failure class for the summary: Assay's error message when only Assay failed
+/// (it names the unsupported feature), else the kind of difference.
+fn reason(want: &Answer, got: &Answer) -> String {
+    match (want, got) {
+        (Answer::Error { kind, .. }, Answer::Error { message, .. }) => {
+            format!("error type differs from prometheus' {kind}; assay: {message}")
+        }
+        (_, Answer::Error { message, .. }) => format!("assay errors: {message}"),
+        (Answer::Error { .. }, _) => "prometheus errors, assay answers".into(),
+        _ => "answers differ (labels, values or timestamps)".into(),
+    }
 }
 
 impl Outcome {
@@ -216,17 +231,20 @@ struct Run<'a> {
 impl Run<'_> {
     fn query(&self, entry: &corpus::Entry) -> Outcome {
         let mut failures = Vec::new();
+        let mut first_reason = None;
         for eval in self.evals {
             let want = fetch(self.agent, self.prometheus, eval, &entry.query);
             let got = fetch(self.agent, self.assay, eval, &entry.query);
             let ordered = matches!(eval, Eval::Instant { .. }) && corpus::is_ordered(&entry.query);
             if let Err(d) = compare::compare(&want, &got, ordered, self.tol) {
                 failures.push((eval.name(), d));
+                first_reason.get_or_insert_with(|| reason(&want, &got));
             }
         }
         Outcome {
             entry: entry.clone(),
             failures,
+            reason: first_reason,
         }
     }
 
@@ -304,6 +322,22 @@ fn write_query_list(path: &Path, outcomes: &[Outcome]) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Failing queries per [`reason`], most frequent first.
+fn by_reason(outcomes: &[Outcome]) -> Vec<(String, usize)> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for o in outcomes {
+        if let Some(r) = &o.reason {
+            *counts.entry(r).or_default() += 1;
+        }
+    }
+    let mut v: Vec<(String, usize)> = counts
+        .into_iter()
+        .map(|(r, n)| (r.to_string(), n))
+        .collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
 /// Pass counts per category, in corpus order of first appearance.
 fn by_category(outcomes: &[Outcome]) -> Vec<(String, usize, usize)> {
     let mut order: Vec<String> = Vec::new();
@@ -340,6 +374,7 @@ fn outcome_json(o: &Outcome) -> serde_json::Value {
         "category": o.entry.category,
         "line": o.entry.line,
         "passed": o.passed(),
+        "reason": o.reason,
         "failures": o.failures.iter().map(|(e, d)| json!({"eval": e, "diff": d})).collect::<Vec<_>>(),
     })
 }
@@ -480,6 +515,11 @@ fn report(
     for (c, p, t) in &cats {
         println!("{p:>4} / {t:<4} {c}");
     }
+    let reasons = by_reason(outcomes);
+    println!("\n== failure reasons (queries) ==");
+    for (r, n) in &reasons {
+        println!("{n:>4}  {r}");
+    }
     let known_same = known.iter().filter(|o| o.passed()).count();
     println!(
         "known differences: {} of {} still differ",
@@ -516,6 +556,7 @@ fn report(
             "ok": v.ok,
             "regressions": v.regressions,
             "wall_seconds": elapsed.as_secs_f64(),
+            "reasons": reasons.iter().map(|(r, n)| json!({"reason": r, "queries": n})).collect::<Vec<_>>(),
             "categories": cats.iter().map(|(c, p, t)| json!({"category": c, "passed": p, "total": t})).collect::<Vec<_>>(),
             "queries": outcomes.iter().map(outcome_json).collect::<Vec<_>>(),
             "known_differences": known.iter().map(outcome_json).collect::<Vec<_>>(),
@@ -542,6 +583,7 @@ mod tests {
             } else {
                 vec![("range", "differs".into())]
             },
+            reason: None,
         }
     }
 
