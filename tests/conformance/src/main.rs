@@ -71,8 +71,8 @@ struct Args {
     /// Dataset seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Hours of data, ending 10 minutes before now.
-    #[arg(long, default_value_t = 3)]
+    /// Hours of data, ending 10 minutes before now (Assay accepts up to 31 days back).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=720))]
     hours: u32,
     /// Working directory (data, logs, pid files); a temporary one is used and removed otherwise.
     #[arg(long)]
@@ -417,6 +417,29 @@ fn main() {
     }
 }
 
+/// Generates the dataset and starts both servers holding it.
+fn start_and_load(
+    args: &Args,
+    work: &Path,
+    agent: &ureq::Agent,
+) -> Result<(data::Dataset, servers::Server, servers::Server)> {
+    let ds = data::generate(args.seed, now_ms() - 10 * 60_000, args.hours);
+    println!(
+        "dataset: {} series, {} samples, {} .. {} (ms); work dir {}",
+        ds.series.len(),
+        ds.sample_count(),
+        ds.start_ms,
+        ds.end_ms,
+        work.display()
+    );
+    let om = data::openmetrics(&ds);
+    let prom = servers::start_prometheus(&args.prometheus, &args.promtool, work, &om, agent)?;
+    let assay = servers::start_assay(&args.assay, work, agent)?;
+    let chunks = data::prometheus_text_chunks(&ds, IMPORT_CHUNK_SAMPLES_MAX);
+    servers::load_assay(&assay, agent, &chunks)?;
+    Ok((ds, prom, assay))
+}
+
 fn real_main() -> Result<bool> {
     let args = Args::parse();
     let started = Instant::now();
@@ -448,26 +471,7 @@ fn real_main() -> Result<bool> {
         .map(read_query_list)
         .transpose()?;
     let agent = ureq::AgentBuilder::new().timeout(REQUEST_TIMEOUT).build();
-
-    let ds = data::generate(args.seed, now_ms() - 10 * 60_000, args.hours);
-    println!(
-        "dataset: {} series, {} samples, {} .. {} (ms); work dir {}",
-        ds.series.len(),
-        ds.sample_count(),
-        ds.start_ms,
-        ds.end_ms,
-        work.display()
-    );
-    let prom = servers::start_prometheus(
-        &args.prometheus,
-        &args.promtool,
-        &work,
-        &data::openmetrics(&ds),
-        &agent,
-    )?;
-    let assay = servers::start_assay(&args.assay, &work, &agent)?;
-    let chunks = data::prometheus_text_chunks(&ds, IMPORT_CHUNK_SAMPLES_MAX);
-    servers::load_assay(&assay, &agent, &chunks)?;
+    let (ds, prom, assay) = start_and_load(&args, &work, &agent)?;
     println!(
         "loaded: prometheus {} , assay {} ({:.1?})",
         prom.base_url,

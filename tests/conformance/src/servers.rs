@@ -129,6 +129,10 @@ pub fn start_prometheus(
     let om = work.join("data.om");
     std::fs::write(&om, openmetrics)?;
     let tsdb = work.join("prometheus-data");
+    // A reused --work-dir must not add a second copy of the blocks.
+    if tsdb.exists() {
+        std::fs::remove_dir_all(&tsdb)?;
+    }
     std::fs::create_dir_all(&tsdb)?;
     let out = Command::new(promtool)
         .args(["tsdb", "create-blocks-from", "openmetrics"])
