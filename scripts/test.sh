@@ -31,3 +31,6 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 cargo nextest run --workspace --locked --no-fail-fast --failure-output final
+
+step "PromQL conformance against Prometheus 2.42 (tests/conformance)"
+CONFORMANCE_PROFILE=debug tests/conformance/run.sh

@@ -34,8 +34,16 @@ if [[ ! -x /usr/bin/prometheus || ! -x /usr/bin/promtool ]]; then
   fi
 fi
 
-step "building assay and the harness (release)"
-(cd "$root" && timeout 3600 cargo build --release --locked -p assay -p assay-conformance)
+# CONFORMANCE_PROFILE=debug reuses the test build (what scripts/test.sh does: a release
+# build would double CI's compile time); the default is release.
+profile="${CONFORMANCE_PROFILE:-release}"
+case "$profile" in
+  release) build_flags=(--release); bin="$CARGO_TARGET_DIR/release" ;;
+  debug) build_flags=(); bin="$CARGO_TARGET_DIR/debug" ;;
+  *) echo "CONFORMANCE_PROFILE must be release or debug, not $profile" >&2; exit 2 ;;
+esac
+step "building assay and the harness ($profile)"
+(cd "$root" && timeout 3600 cargo build "${build_flags[@]}" --locked -p assay -p assay-conformance)
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/assay-conformance.XXXXXX")"
 cleanup() {
@@ -51,9 +59,9 @@ trap 'exit 130' INT TERM
 
 step "running the corpus (report: $report)"
 mkdir -p "$(dirname "$report")"
-timeout 1800 "$CARGO_TARGET_DIR/release/assay-conformance" \
+timeout 1800 "$bin/assay-conformance" \
   --prometheus /usr/bin/prometheus --promtool /usr/bin/promtool \
-  --assay "$CARGO_TARGET_DIR/release/assay" \
+  --assay "$bin/assay" \
   --corpus "$here/queries.txt" --known-differences "$here/known-differences.txt" \
   --expected-pass "$here/expected-pass.txt" --min-pass-rate 0 \
   --work-dir "$work" --json "$report" "$@"
