@@ -142,7 +142,7 @@ pub use assay_ledger::{Entry, Labels, SampleBatch};
 pub use influx::{parse_influx_line, InfluxLines, InfluxPrecision};
 pub use json::parse_json_push;
 pub use junit::{parse_junit, CiRun, JUNIT_DEPTH_MAX, JUNIT_SUITES_MAX};
-pub use prometheus::parse_prometheus_text;
+pub use prometheus::{parse_prometheus_text, parse_prometheus_text_with_metadata};
 pub use remote_write::{encode_remote_write, parse_remote_write, RemoteWrite};
 pub use validate::{validate_label_name, validate_metric_name};
 

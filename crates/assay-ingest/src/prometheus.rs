@@ -11,7 +11,7 @@
 //! label   := blank* lname blank* '=' blank* '"' escaped* '"' blank*
 //! ```
 
-use assay_ledger::SampleBatch;
+use assay_ledger::{MetricMetadata, MetricType, SampleBatch};
 
 use crate::validate::{check_metric_name, BatchBuilder, SeriesLabels};
 use crate::{utf8_body, IngestError, IngestErrorKind, Limits, LineColumn};
@@ -25,8 +25,20 @@ pub fn parse_prometheus_text(
     now_ms: i64,
     limits: &Limits,
 ) -> Result<SampleBatch, IngestError> {
+    parse_prometheus_text_with_metadata(body, now_ms, limits).map(|(batch, _)| batch)
+}
+
+/// As [`parse_prometheus_text`], also returning the `# HELP` / `# TYPE` metadata, one record
+/// per metric that has either (help unescaped; `untyped` and a missing type are `Unknown`;
+/// a metric given twice keeps the last of each line kind).
+pub fn parse_prometheus_text_with_metadata(
+    body: &[u8],
+    now_ms: i64,
+    limits: &Limits,
+) -> Result<(SampleBatch, Vec<MetricMetadata>), IngestError> {
     let text = utf8_body(body)?;
     let mut builder = BatchBuilder::new(limits, now_ms);
+    let mut metadata: std::collections::BTreeMap<&str, MetricMetadata> = Default::default();
     for (index, raw) in text.split('\n').enumerate() {
         // Tolerate CRLF line ends (files edited on Windows), which Prometheus itself does not.
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -38,7 +50,27 @@ pub fn parse_prometheus_text(
         cursor.skip_blanks();
         match cursor.peek() {
             None => {}
-            Some('#') => parse_comment(&mut cursor)?,
+            Some('#') => {
+                if let Some((name, line)) = parse_comment(&mut cursor)? {
+                    if metadata.len() >= limits.samples_per_batch_max
+                        && !metadata.contains_key(name)
+                    {
+                        return Err(
+                            cursor.error_at(0, "more metadata lines than samples_per_batch_max")
+                        );
+                    }
+                    let m = metadata.entry(name).or_insert_with(|| MetricMetadata {
+                        metric: name.to_string(),
+                        kind: MetricType::Unknown,
+                        help: String::new(),
+                        unit: String::new(),
+                    });
+                    match line {
+                        MetaLine::Help(h) => m.help = h,
+                        MetaLine::Type(t) => m.kind = t,
+                    }
+                }
+            }
             Some(_) => parse_sample(&mut cursor, limits, &mut builder)?,
         }
     }
@@ -49,7 +81,13 @@ pub fn parse_prometheus_text(
             serde_json::json!({}),
         ));
     }
-    Ok(builder.finish())
+    Ok((builder.finish(), metadata.into_values().collect()))
+}
+
+/// What a `# HELP` or `# TYPE` line says.
+enum MetaLine {
+    Help(String),
+    Type(MetricType),
 }
 
 /// A position inside one line.
@@ -116,13 +154,14 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == ':'
 }
 
-/// `# HELP`, `# TYPE` (checked) or any other comment (ignored).
-fn parse_comment(c: &mut Cursor<'_>) -> Result<(), IngestError> {
+/// `# HELP`, `# TYPE` (checked, returned with the metric name) or any other comment
+/// (ignored).
+fn parse_comment<'t>(c: &mut Cursor<'t>) -> Result<Option<(&'t str, MetaLine)>, IngestError> {
     c.bump(); // '#'
     c.skip_blanks();
     let keyword = c.token();
     if keyword != "HELP" && keyword != "TYPE" {
-        return Ok(());
+        return Ok(None);
     }
     if c.skip_blanks() == 0 {
         return Err(c.error_at(
@@ -141,7 +180,7 @@ fn parse_comment(c: &mut Cursor<'_>) -> Result<(), IngestError> {
                 "expected a blank between the metric name and the help text",
             ));
         }
-        return check_help_escapes(c);
+        return help_text(c).map(|h| Some((name, MetaLine::Help(h))));
     }
     let type_at = c.pos;
     let kind = c.token();
@@ -157,21 +196,33 @@ fn parse_comment(c: &mut Cursor<'_>) -> Result<(), IngestError> {
     if !c.at_end() {
         return Err(c.error_at(c.pos, "unexpected text after the metric type"));
     }
-    Ok(())
+    let kind = match kind {
+        "counter" => MetricType::Counter,
+        "gauge" => MetricType::Gauge,
+        "histogram" => MetricType::Histogram,
+        "summary" => MetricType::Summary,
+        _ => MetricType::Unknown,
+    };
+    Ok(Some((name, MetaLine::Type(kind))))
 }
 
 /// Help text allows only the escapes `\\` and `\n`, as Prometheus' parser does.
-fn check_help_escapes(c: &mut Cursor<'_>) -> Result<(), IngestError> {
+/// The rest of a `# HELP` line, unescaped (`\\` and `\n` are the only escapes).
+fn help_text(c: &mut Cursor<'_>) -> Result<String, IngestError> {
+    let mut help = String::new();
     while let Some(ch) = c.bump() {
         if ch == '\\' {
             let at = c.pos - 1;
             match c.bump() {
-                Some('\\' | 'n') => {}
+                Some('\\') => help.push('\\'),
+                Some('n') => help.push('\n'),
                 _ => return Err(c.error_at(at, "invalid escape in help text; use `\\\\` or `\\n`")),
             }
+        } else {
+            help.push(ch);
         }
     }
-    Ok(())
+    Ok(help)
 }
 
 /// `name{labels} value [timestamp]`.
@@ -327,6 +378,32 @@ mod tests {
 
     fn check(body: &str, expect: Expect) {
         check_with(body, &Limits::default(), expect)
+    }
+
+    #[test]
+    fn help_and_type_lines_become_metadata() {
+        let body = "# HELP http_requests_total Requests \\\\ by code,\\nsee docs.\n\
+                    # TYPE http_requests_total counter\n\
+                    http_requests_total{code=\"200\"} 3\n\
+                    # TYPE temp gauge\n\
+                    # TYPE temp untyped\n\
+                    # HELP only_help Just help.\n\
+                    temp 1\n";
+        let (batch, meta) =
+            parse_prometheus_text_with_metadata(body.as_bytes(), NOW, &Limits::default()).unwrap();
+        assert_eq!(batch.len(), 2);
+        let got: Vec<String> = meta
+            .iter()
+            .map(|m| format!("{} {} {:?}", m.metric, m.kind.as_str(), m.help))
+            .collect();
+        expect![[r#"
+            [
+                "http_requests_total counter \"Requests \\\\ by code,\\nsee docs.\"",
+                "only_help unknown \"Just help.\"",
+                "temp unknown \"\"",
+            ]
+        "#]]
+        .assert_debug_eq(&got);
     }
 
     fn check_with(body: &str, limits: &Limits, expect: Expect) {

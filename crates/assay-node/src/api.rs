@@ -302,11 +302,45 @@ async fn import_prometheus(
 ) -> Result<Json<Value>, ApiError> {
     let limits = &s.limits;
     let media: &[&str] = &["text/plain"];
-    accept(&s, "import_prometheus", &headers, body, Some(media), |b| {
-        assay_ingest::parse_prometheus_text(b, now_ms(), limits).map(|b| Some(Entry::Samples(b)))
+    let mut metadata = Vec::new();
+    let accepted = accept(&s, "import_prometheus", &headers, body, Some(media), |b| {
+        let (batch, meta) = assay_ingest::parse_prometheus_text_with_metadata(b, now_ms(), limits)?;
+        metadata = meta;
+        Ok(Some(Entry::Samples(batch)))
     })
-    .await
-    .map(receipt_json)
+    .await?;
+    commit_metadata(&s, "import_prometheus", metadata).await?;
+    Ok(receipt_json(accepted))
+}
+
+/// Commits metadata as its own entry after a write's samples (Prometheus sends it in
+/// requests of its own): if it fails, the sender retries the whole request, and the
+/// samples, already held, pass again as exact duplicates. Nothing to commit when the
+/// view already holds every record as its newest for that metric.
+async fn commit_metadata(
+    s: &AppState,
+    endpoint: &str,
+    records: Vec<assay_ledger::MetricMetadata>,
+) -> Result<(), ApiError> {
+    let records: Vec<_> = {
+        let views = s.shared.views.read().expect("views lock");
+        records
+            .into_iter()
+            .filter(|m| !views.tsdb.metadata_is_newest(m))
+            .collect()
+    };
+    if records.is_empty() {
+        return Ok(());
+    }
+    s.sequencer
+        .commit(Entry::metadata(records))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            let e = ApiError::from(e);
+            s.shared.metrics.rejected(endpoint, e.status.as_u16());
+            e
+        })
 }
 
 /// Prometheus remote write 1.0: 204 once durable; 400 (the sender drops the request) for
@@ -339,17 +373,7 @@ async fn remote_write(
         Ok((!w.batch.is_empty()).then_some(Entry::Samples(w.batch)))
     })
     .await?;
-    // Metadata is its own entry, committed after the samples (Prometheus sends it in
-    // requests of its own): if it fails, the sender retries the whole request, and the
-    // samples, already held, pass again as exact duplicates.
-    let records = metadata_records(metadata);
-    if !records.is_empty() {
-        if let Err(e) = s.sequencer.commit(Entry::metadata(records)).await {
-            let e = ApiError::from(e);
-            s.shared.metrics.rejected("remote_write", e.status.as_u16());
-            return Err(e);
-        }
-    }
+    commit_metadata(&s, "remote_write", metadata_records(metadata)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

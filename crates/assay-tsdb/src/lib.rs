@@ -220,6 +220,16 @@ impl Tsdb {
         self.metadata.apply(records);
     }
 
+    /// Whether `m` is already the newest record of its metric (writing it again would
+    /// change nothing, so senders that repeat metadata every minute do not fill the ledger).
+    pub fn metadata_is_newest(&self, m: &assay_ledger::MetricMetadata) -> bool {
+        self.metadata
+            .by_metric
+            .get(&m.metric)
+            .and_then(|l| l.last())
+            .is_some_and(|r| r.kind == m.kind && r.help == m.help && r.unit == m.unit)
+    }
+
     /// Metadata by metric, as Prometheus' `/api/v1/metadata`: `metric` selects one,
     /// `limit` bounds the metrics and `limit_per_metric` the records of each (newest first).
     pub fn metadata(
