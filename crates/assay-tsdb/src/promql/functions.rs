@@ -1,9 +1,13 @@
-//! PromQL functions. Each follows the Prometheus 3 implementation of the same name.
+//! PromQL functions. Each follows the Prometheus 3 implementation of the same name; the
+//! ones of a range vector are in `over_time.rs`.
 
-use promql_parser::parser::{Call, Expr, MatrixSelector};
+use std::cmp::Ordering;
 
-use super::eval::{check_unique, drop_name, duration_ms, Elem, Evaluator, KahanSum, Val};
-use super::QueryError;
+use promql_parser::parser::{Call, Expr};
+
+use super::eval::{check_unique, drop_name, Elem, Evaluator, Val};
+use super::quantile::{bucket_quantile, Bucket};
+use super::{calendar, labels, over_time, QueryError, ResultLabels};
 
 /// Evaluates a function call at time `t`.
 pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, QueryError> {
@@ -11,6 +15,7 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Quer
     let args = &c.args.args;
     let out = match name {
         "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
+        "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
         "vector" => {
             let v = scalar_arg(ev, args, 0, t, name)?;
             return Ok(Val::Vector(vec![Elem {
@@ -25,28 +30,137 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Quer
                 _ => f64::NAN,
             }));
         }
-        "abs" | "ceil" | "floor" | "sqrt" | "exp" | "ln" | "log2" | "log10" => {
-            let elems = vector_arg(ev, args, 0, t, name)?;
-            let f = math_fn(name);
-            elems
-                .into_iter()
-                .map(|e| Elem {
-                    labels: drop_name(e.labels),
-                    v: f(e.v),
-                })
-                .collect()
+        "sort" | "sort_desc" => {
+            let mut elems = vector_arg(ev, args, 0, t, name)?;
+            let desc = name == "sort_desc";
+            // Ascending or descending, NaN last either way.
+            elems.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                _ if desc => b.v.total_cmp(&a.v),
+                _ => a.v.total_cmp(&b.v),
+            });
+            return Ok(Val::Vector(elems));
         }
-        "rate" | "increase" | "delta" | "irate" | "idelta" | "sum_over_time" | "avg_over_time"
-        | "min_over_time" | "max_over_time" | "count_over_time" | "last_over_time"
-        | "present_over_time" => range_function(ev, name, args, t)?,
-        other => return Err(QueryError::unsupported(&format!("function `{other}`"))),
+        "sort_by_label" | "sort_by_label_desc" => {
+            let elems = vector_arg(ev, args, 0, t, name)?;
+            let names = string_args(ev, args, 1, t, name)?;
+            let desc = name == "sort_by_label_desc";
+            return Ok(Val::Vector(labels::sort_by_label(elems, &names, desc)));
+        }
+        "timestamp" => timestamp(ev, args, t)?,
+        "absent" => {
+            let elems = vector_arg(ev, args, 0, t, name)?;
+            if !elems.is_empty() {
+                Vec::new()
+            } else {
+                let labels = match args.first().map(|a| a.as_ref()) {
+                    Some(Expr::VectorSelector(vs)) => labels::absent_labels(vs),
+                    _ => Vec::new(),
+                };
+                vec![Elem { labels, v: 1.0 }]
+            }
+        }
+        "label_replace" => {
+            let elems = vector_arg(ev, args, 0, t, name)?;
+            let s = string_args(ev, args, 1, t, name)?;
+            let [dst, repl, src, re] = s.as_slice() else {
+                return Err(QueryError::bad_data("label_replace needs 5 arguments"));
+            };
+            labels::label_replace(elems, dst, repl, src, re)?
+        }
+        "label_join" => {
+            let elems = vector_arg(ev, args, 0, t, name)?;
+            let s = string_args(ev, args, 1, t, name)?;
+            let [dst, sep, srcs @ ..] = s.as_slice() else {
+                return Err(QueryError::bad_data(
+                    "label_join needs at least 3 arguments",
+                ));
+            };
+            labels::label_join(elems, dst, sep, srcs)?
+        }
+        "round" => {
+            let elems = vector_arg(ev, args, 0, t, name)?;
+            let to_nearest = match args.len() {
+                1 => 1.0,
+                _ => scalar_arg(ev, args, 1, t, name)?,
+            };
+            // Prometheus multiplies by the inverse: fewer float errors than dividing.
+            let inverse = 1.0 / to_nearest;
+            map_values(elems, |v| (v * inverse + 0.5).floor() / inverse)
+        }
+        "clamp" => {
+            let elems = vector_arg(ev, args, 0, t, name)?;
+            let min = scalar_arg(ev, args, 1, t, name)?;
+            let max = scalar_arg(ev, args, 2, t, name)?;
+            if max < min {
+                Vec::new()
+            } else {
+                map_values(elems, |v| go_max(min, go_min(max, v)))
+            }
+        }
+        "clamp_min" | "clamp_max" => {
+            let elems = vector_arg(ev, args, 0, t, name)?;
+            let bound = scalar_arg(ev, args, 1, t, name)?;
+            if name == "clamp_min" {
+                map_values(elems, |v| go_max(v, bound))
+            } else {
+                map_values(elems, |v| go_min(v, bound))
+            }
+        }
+        "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
+        | "month" | "year" => {
+            if args.is_empty() {
+                // Without an argument: of `vector(time())`, in whole seconds.
+                let v = calendar::field(name, t.div_euclid(1000)).unwrap_or(f64::NAN);
+                vec![Elem {
+                    labels: Vec::new(),
+                    v,
+                }]
+            } else {
+                let elems = vector_arg(ev, args, 0, t, name)?;
+                map_values(elems, |v| {
+                    calendar::field(name, calendar::go_seconds(v)).unwrap_or(f64::NAN)
+                })
+            }
+        }
+        "histogram_quantile" => {
+            let q = scalar_arg(ev, args, 0, t, name)?;
+            let elems = vector_arg(ev, args, 1, t, name)?;
+            histogram_quantile(q, elems)
+        }
+        // Native histograms only: Assay stores none, and float samples are skipped.
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" | "histogram_fraction" => {
+            for i in 0..args.len() {
+                ev.eval(arg(args, i, name)?, t)?;
+            }
+            Vec::new()
+        }
+        _ if over_time::handles(name) => over_time::call(ev, name, args, t)?,
+        _ => match math_fn(name) {
+            Some(f) => map_values(vector_arg(ev, args, 0, t, name)?, f),
+            None => return Err(QueryError::unsupported(&format!("function `{name}`"))),
+        },
     };
     check_unique(&out)?;
     Ok(Val::Vector(out))
 }
 
-fn math_fn(name: &str) -> fn(f64) -> f64 {
-    match name {
+/// Applies `f` to every value; the metric name goes, as for every such function.
+fn map_values(elems: Vec<Elem>, f: impl Fn(f64) -> f64) -> Vec<Elem> {
+    elems
+        .into_iter()
+        .map(|e| Elem {
+            labels: drop_name(e.labels),
+            v: f(e.v),
+        })
+        .collect()
+}
+
+fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
+    Some(match name {
         "abs" => f64::abs,
         "ceil" => f64::ceil,
         "floor" => f64::floor,
@@ -54,8 +168,136 @@ fn math_fn(name: &str) -> fn(f64) -> f64 {
         "exp" => f64::exp,
         "ln" => f64::ln,
         "log2" => f64::log2,
-        _ => f64::log10,
+        "log10" => f64::log10,
+        "sin" => f64::sin,
+        "cos" => f64::cos,
+        "tan" => f64::tan,
+        "asin" => f64::asin,
+        "acos" => f64::acos,
+        "atan" => f64::atan,
+        "sinh" => f64::sinh,
+        "cosh" => f64::cosh,
+        "tanh" => f64::tanh,
+        "asinh" => f64::asinh,
+        "acosh" => f64::acosh,
+        "atanh" => f64::atanh,
+        "deg" => |v| v * 180.0 / std::f64::consts::PI,
+        "rad" => |v| v * std::f64::consts::PI / 180.0,
+        // -1, 1, or the value itself for ±0 and NaN.
+        "sgn" => |v| {
+            if v < 0.0 {
+                -1.0
+            } else if v > 0.0 {
+                1.0
+            } else {
+                v
+            }
+        },
+        _ => return None,
+    })
+}
+
+/// Go's `math.Max`: NaN wins over finite values, +Inf over NaN, and +0 over -0.
+fn go_max(x: f64, y: f64) -> f64 {
+    if x == f64::INFINITY || y == f64::INFINITY {
+        f64::INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && x == y {
+        if x.is_sign_negative() {
+            y
+        } else {
+            x
+        }
+    } else if x > y {
+        x
+    } else {
+        y
     }
+}
+
+/// Go's `math.Min`: NaN wins over finite values, -Inf over NaN, and -0 over +0.
+fn go_min(x: f64, y: f64) -> f64 {
+    if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && x == y {
+        if x.is_sign_negative() {
+            x
+        } else {
+            y
+        }
+    } else if x < y {
+        x
+    } else {
+        y
+    }
+}
+
+/// `timestamp(v)`: a plain selector's samples report their own time, anything else the
+/// evaluation time, as Prometheus.
+fn timestamp(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Vec<Elem>, QueryError> {
+    let mut e = arg(args, 0, "timestamp")?;
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    if let Expr::VectorSelector(vs) = e {
+        let elems = ev.select_instant(vs, t)?;
+        return Ok(elems
+            .into_iter()
+            .map(|(e, ts)| Elem {
+                labels: drop_name(e.labels),
+                v: ts as f64 / 1000.0,
+            })
+            .collect());
+    }
+    let elems = vector_arg(ev, args, 0, t, "timestamp")?;
+    Ok(map_values(elems, |_| t as f64 / 1000.0))
+}
+
+/// `histogram_quantile(φ, buckets)` over classic buckets: series grouped by all labels
+/// but `le`; a series whose `le` does not parse as a float is skipped.
+fn histogram_quantile(q: f64, elems: Vec<Elem>) -> Vec<Elem> {
+    // Keyed by the labels without `le` (name included), as Prometheus groups.
+    let mut groups: Vec<(ResultLabels, Vec<Bucket>)> = Vec::new();
+    let mut index: std::collections::HashMap<ResultLabels, usize> = Default::default();
+    for e in elems {
+        let le = super::eval::label_value(&e.labels, "le");
+        let Some(upper) = parse_go_float(le) else {
+            continue;
+        };
+        let key: ResultLabels = e.labels.into_iter().filter(|(n, _)| n != "le").collect();
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(Bucket { upper, count: e.v });
+    }
+    groups
+        .into_iter()
+        .map(|(labels, mut buckets)| Elem {
+            labels: drop_name(labels),
+            v: bucket_quantile(q, &mut buckets),
+        })
+        .collect()
+}
+
+/// Go's `strconv.ParseFloat` for the forms `le` values take: decimals, exponents, and
+/// case-insensitive `inf`/`infinity`/`nan` with an optional sign.
+fn parse_go_float(s: &str) -> Option<f64> {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let special = ["inf", "infinity", "nan"]
+        .iter()
+        .any(|w| unsigned.eq_ignore_ascii_case(w));
+    let plain = !unsigned.is_empty()
+        && unsigned
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if !(special || plain) {
+        return None;
+    }
+    s.parse::<f64>().ok()
 }
 
 fn arg<'e>(args: &'e [Box<Expr>], i: usize, name: &str) -> Result<&'e Expr, QueryError> {
@@ -94,152 +336,24 @@ fn vector_arg(
     }
 }
 
-/// The matrix selector under optional parentheses; subqueries are not supported.
-fn matrix_selector<'e>(e: &'e Expr, name: &str) -> Result<&'e MatrixSelector, QueryError> {
-    match e {
-        Expr::MatrixSelector(ms) => Ok(ms),
-        Expr::Paren(p) => matrix_selector(&p.expr, name),
-        Expr::Subquery(_) => Err(QueryError::unsupported("subquery")),
-        _ => Err(QueryError::bad_data(format!(
-            "function `{name}` expects a range vector"
-        ))),
-    }
-}
-
-fn range_function(
+/// The string arguments from position `from` on.
+fn string_args(
     ev: &mut Evaluator<'_>,
-    name: &str,
     args: &[Box<Expr>],
+    from: usize,
     t: i64,
-) -> Result<Vec<Elem>, QueryError> {
-    let ms = matrix_selector(arg(args, 0, name)?, name)?;
-    let range_end = ev.selector_time(&ms.vs, t);
-    let range_ms = duration_ms(&ms.range);
-    let window = Window {
-        start_ms: range_end.saturating_sub(range_ms),
-        end_ms: range_end,
-        range_ms,
-    };
+    name: &str,
+) -> Result<Vec<String>, QueryError> {
     let mut out = Vec::new();
-    for series in ev.select_range(ms, t)? {
-        let p = &series.points;
-        let v = match name {
-            "rate" => extrapolated_rate(p, window, true, true),
-            "increase" => extrapolated_rate(p, window, true, false),
-            "delta" => extrapolated_rate(p, window, false, false),
-            "irate" => instant_value(p, true),
-            "idelta" => instant_value(p, false),
-            "sum_over_time" => Some(kahan(p).value()),
-            "avg_over_time" => Some(kahan(p).value() / p.len() as f64),
-            "min_over_time" => Some(fold_nan_aware(p, |acc, v| acc > v)),
-            "max_over_time" => Some(fold_nan_aware(p, |acc, v| acc < v)),
-            "count_over_time" => Some(p.len() as f64),
-            "present_over_time" => Some(1.0),
-            _ => p.last().map(|&(_, v)| v), // last_over_time
-        };
-        let Some(v) = v else { continue };
-        // Prometheus keeps the metric name only for last_over_time.
-        let labels = if name == "last_over_time" {
-            series.labels
-        } else {
-            drop_name(series.labels)
-        };
-        out.push(Elem { labels, v });
+    for a in args.iter().skip(from) {
+        match ev.eval(a, t)? {
+            Val::Str(s) => out.push(s),
+            _ => {
+                return Err(QueryError::bad_data(format!(
+                    "function `{name}` expects string arguments"
+                )))
+            }
+        }
     }
     Ok(out)
-}
-
-/// The left-open window `(start_ms, end_ms]` a range function looked at.
-#[derive(Clone, Copy, Debug)]
-struct Window {
-    start_ms: i64,
-    end_ms: i64,
-    range_ms: i64,
-}
-
-fn kahan(points: &[(i64, f64)]) -> KahanSum {
-    let mut s = KahanSum::default();
-    for &(_, v) in points {
-        s.add(v);
-    }
-    s
-}
-
-/// Min or max where a NaN so far is replaced by any later value, as Prometheus.
-fn fold_nan_aware(points: &[(i64, f64)], replace: fn(f64, f64) -> bool) -> f64 {
-    let mut acc = points.first().map_or(f64::NAN, |p| p.1);
-    for &(_, v) in points {
-        if replace(acc, v) || acc.is_nan() {
-            acc = v;
-        }
-    }
-    acc
-}
-
-/// Prometheus' `extrapolatedRate`: the change over the window, corrected for counter
-/// resets, extrapolated towards the window edges when samples run close to them.
-fn extrapolated_rate(
-    points: &[(i64, f64)],
-    w: Window,
-    is_counter: bool,
-    is_rate: bool,
-) -> Option<f64> {
-    let (&(first_t, first_v), &(last_t, last_v)) = (points.first()?, points.last()?);
-    if points.len() < 2 {
-        return None;
-    }
-    let mut result = last_v - first_v;
-    if is_counter {
-        // A drop means the counter restarted from zero: add back what it had reached.
-        let mut prev = 0.0;
-        for &(_, v) in points {
-            if v < prev {
-                result += prev;
-            }
-            prev = v;
-        }
-    }
-    let mut duration_to_start = (first_t - w.start_ms) as f64 / 1000.0;
-    let mut duration_to_end = (w.end_ms - last_t) as f64 / 1000.0;
-    let sampled_interval = (last_t - first_t) as f64 / 1000.0;
-    let average_between_samples = sampled_interval / (points.len() - 1) as f64;
-    let extrapolation_threshold = average_between_samples * 1.1;
-    if duration_to_start >= extrapolation_threshold {
-        duration_to_start = average_between_samples / 2.0;
-    }
-    if is_counter && result > 0.0 && first_v >= 0.0 {
-        // A counter cannot go below zero: do not extrapolate past where it would be zero.
-        let duration_to_zero = sampled_interval * (first_v / result);
-        if duration_to_zero < duration_to_start {
-            duration_to_start = duration_to_zero;
-        }
-    }
-    if duration_to_end >= extrapolation_threshold {
-        duration_to_end = average_between_samples / 2.0;
-    }
-    let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
-    if is_rate {
-        factor /= w.range_ms as f64 / 1000.0;
-    }
-    Some(result * factor)
-}
-
-/// Prometheus' `instantValue` (irate, idelta): from the last two samples only.
-fn instant_value(points: &[(i64, f64)], is_rate: bool) -> Option<f64> {
-    let [.., (prev_t, prev_v), (last_t, last_v)] = points else {
-        return None;
-    };
-    let mut v = if is_rate && last_v < prev_v {
-        *last_v
-    } else {
-        last_v - prev_v
-    };
-    let interval_ms = last_t - prev_t;
-    if interval_ms == 0 {
-        return None;
-    }
-    if is_rate {
-        v /= interval_ms as f64 / 1000.0;
-    }
-    Some(v)
 }

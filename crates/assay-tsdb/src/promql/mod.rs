@@ -15,14 +15,25 @@
 //! series (it is never returned); `__name__` is dropped by functions (except
 //! `last_over_time`), arithmetic, `bool` comparisons and aggregations without `by (__name__)`.
 
+mod aggregate;
+mod binary;
+mod calendar;
 mod eval;
 mod functions;
+mod labels;
+mod over_time;
 mod parse;
+mod quantile;
 
 use crate::{Matcher, Tsdb};
 
 /// Instant-vector lookback: the newest sample at most this old is a series' value.
 pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
+/// Step of a subquery written without one (`x[5m:]`), as Prometheus' default global
+/// evaluation interval.
+pub const SUBQUERY_DEFAULT_STEP_MS: i64 = 60 * 1000;
+/// Inner evaluations all subqueries of a query may run, summed over steps.
+pub const QUERY_SUBQUERY_STEPS_MAX: u64 = 1_000_000;
 /// Distinct series a query may select, summed over its selectors.
 pub const QUERY_SERIES_TOUCHED_MAX: usize = 100_000;
 /// Samples a query may read, summed over all selectors and steps.
