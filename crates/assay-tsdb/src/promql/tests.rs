@@ -833,3 +833,390 @@ fn parse_selector_for_api_parameters() {
     expect![[r#"error(bad_data): series selector "up offset 5m" must not carry offset or @"#]]
         .assert_eq(&show("up offset 5m"));
 }
+
+/// Prometheus' aggregators.test data: eight request counters over two jobs and groups.
+fn http_requests() -> Tsdb {
+    load(
+        5 * M,
+        r#"
+        http_requests{job="api-server", instance="0", group="production"} 0+10x10
+        http_requests{job="api-server", instance="1", group="production"} 0+20x10
+        http_requests{job="api-server", instance="0", group="canary"} 0+30x10
+        http_requests{job="api-server", instance="1", group="canary"} 0+40x10
+        http_requests{job="app-server", instance="0", group="production"} 0+50x10
+        http_requests{job="app-server", instance="1", group="production"} 0+60x10
+        http_requests{job="app-server", instance="0", group="canary"} 0+70x10
+        http_requests{job="app-server", instance="1", group="canary"} 0+80x10
+        nan_requests{instance="2"} NaN
+        nan_requests{instance="3"} 5
+        foo 3+0x10
+        "#,
+    )
+}
+
+#[test]
+fn stddev_stdvar_and_group() {
+    let db = http_requests();
+    check(
+        &db,
+        "stddev(http_requests)",
+        50 * M,
+        expect![[r#"
+        {} 229.128784747792
+    "#]],
+    );
+    check(
+        &db,
+        "stddev by (instance) (http_requests)",
+        50 * M,
+        expect![[r#"
+        {instance="0"} 223.60679774997897
+        {instance="1"} 223.60679774997897
+    "#]],
+    );
+    check(
+        &db,
+        "stdvar(http_requests)",
+        50 * M,
+        expect![[r#"
+        {} 52499.99999999999
+    "#]],
+    );
+    check(
+        &db,
+        "stdvar by (instance) (http_requests)",
+        50 * M,
+        expect![[r#"
+        {instance="0"} 50000
+        {instance="1"} 50000
+    "#]],
+    );
+    // One element: 0, or NaN when it is not finite; NaN anywhere makes NaN.
+    check(
+        &db,
+        "stddev(foo)",
+        0,
+        expect![[r#"
+        {} 0
+    "#]],
+    );
+    check(
+        &db,
+        "stdvar(foo / 0)",
+        0,
+        expect![[r#"
+        {} NaN
+    "#]],
+    );
+    check(
+        &db,
+        "stddev(nan_requests)",
+        0,
+        expect![[r#"
+        {} NaN
+    "#]],
+    );
+    check(
+        &db,
+        "group without (instance) (http_requests)",
+        0,
+        expect![[r#"
+        {group="canary", job="api-server"} 1
+        {group="canary", job="app-server"} 1
+        {group="production", job="api-server"} 1
+        {group="production", job="app-server"} 1
+    "#]],
+    );
+}
+
+#[test]
+fn topk_and_bottomk_keep_labels_and_order() {
+    let db = http_requests();
+    check(
+        &db,
+        "topk(3, http_requests)",
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 800
+        {__name__="http_requests", group="canary", instance="0", job="app-server"} 700
+        {__name__="http_requests", group="production", instance="1", job="app-server"} 600
+    "#]],
+    );
+    check(
+        &db,
+        "bottomk(3, http_requests)",
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="production", instance="0", job="api-server"} 100
+        {__name__="http_requests", group="production", instance="1", job="api-server"} 200
+        {__name__="http_requests", group="canary", instance="0", job="api-server"} 300
+    "#]],
+    );
+    check(
+        &db,
+        "topk by (group) (1, http_requests)",
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 800
+        {__name__="http_requests", group="production", instance="1", job="app-server"} 600
+    "#]],
+    );
+    check(
+        &db,
+        r#"bottomk(9999999999, http_requests{job="app-server",group="canary"})"#,
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="canary", instance="0", job="app-server"} 700
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 800
+    "#]],
+    );
+    check(
+        &db,
+        "topk(scalar(foo), http_requests)",
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 800
+        {__name__="http_requests", group="canary", instance="0", job="app-server"} 700
+        {__name__="http_requests", group="production", instance="1", job="app-server"} 600
+    "#]],
+    );
+    // NaN is below every number: last for topk and for bottomk alike.
+    check(
+        &db,
+        "topk(2, nan_requests)",
+        0,
+        expect![[r#"
+        {__name__="nan_requests", instance="3"} 5
+        {__name__="nan_requests", instance="2"} NaN
+    "#]],
+    );
+    check(
+        &db,
+        "bottomk(1, nan_requests)",
+        0,
+        expect![[r#"
+        {__name__="nan_requests", instance="3"} 5
+    "#]],
+    );
+    check(
+        &db,
+        "topk(1, nan_requests)",
+        0,
+        expect![[r#"
+        {__name__="nan_requests", instance="3"} 5
+    "#]],
+    );
+    check(&db, "topk(0, http_requests)", 0, expect!["empty vector"]);
+    check(&db, "topk(-1, http_requests)", 0, expect!["empty vector"]);
+    check(
+        &db,
+        "topk(NaN, http_requests)",
+        0,
+        expect!["error(execution): Scalar value NaN overflows int64"],
+    );
+    check(
+        &db,
+        "topk(1e20, http_requests)",
+        0,
+        expect!["error(execution): Scalar value 100000000000000000000 overflows int64"],
+    );
+    // Nested, the order no longer matters: sorted by labels.
+    check(
+        &db,
+        "sum by (job) (topk(1, http_requests))",
+        50 * M,
+        expect![[r#"
+        {job="app-server"} 800
+    "#]],
+    );
+    let r = render(range_query(&db, "topk(1, http_requests)", 0, 10 * M, 5 * M));
+    expect![[r#"
+        {__name__="http_requests", group="canary", instance="0", job="api-server"} 0@0s
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 80@300s 160@600s
+    "#]]
+    .assert_eq(&r);
+}
+
+#[test]
+fn quantile_and_count_values() {
+    let db = load(
+        10_000,
+        r#"
+        data{test="two samples",point="a"} 0
+        data{test="two samples",point="b"} 1
+        data{test="three samples",point="a"} 0
+        data{test="three samples",point="b"} 1
+        data{test="three samples",point="c"} 2
+        data{test="uneven samples",point="a"} 0
+        data{test="uneven samples",point="b"} 1
+        data{test="uneven samples",point="c"} 4
+        foo .8
+        "#,
+    );
+    check(
+        &db,
+        "quantile without (point) (0.8, data)",
+        M,
+        expect![[r#"
+        {test="three samples"} 1.6
+        {test="two samples"} 0.8
+        {test="uneven samples"} 2.8000000000000003
+    "#]],
+    );
+    check(
+        &db,
+        "quantile without (point) (scalar(foo), data)",
+        M,
+        expect![[r#"
+        {test="three samples"} 1.6
+        {test="two samples"} 0.8
+        {test="uneven samples"} 2.8000000000000003
+    "#]],
+    );
+    // φ outside [0, 1] gives ∓Inf, NaN gives NaN.
+    check(
+        &db,
+        r#"quantile(-1, data{test="two samples"})"#,
+        M,
+        expect![[r#"
+        {} -Inf
+    "#]],
+    );
+    check(
+        &db,
+        r#"quantile(1.5, data{test="two samples"})"#,
+        M,
+        expect![[r#"
+        {} +Inf
+    "#]],
+    );
+    check(
+        &db,
+        r#"quantile(NaN, data{test="two samples"})"#,
+        M,
+        expect![[r#"
+        {} NaN
+    "#]],
+    );
+    check(
+        &db,
+        r#"quantile(0, data)"#,
+        M,
+        expect![[r#"
+        {} 0
+    "#]],
+    );
+
+    let db = load(
+        5 * M,
+        r#"
+        version{job="api-server", instance="0", group="production"} 6
+        version{job="api-server", instance="1", group="production"} 6
+        version{job="api-server", instance="2", group="production"} 6
+        version{job="api-server", instance="0", group="canary"} 8
+        version{job="api-server", instance="1", group="canary"} 8
+        version{job="app-server", instance="0", group="production"} 6
+        version{job="app-server", instance="1", group="production"} 6
+        version{job="app-server", instance="0", group="canary"} 7
+        version{job="app-server", instance="1", group="canary"} 7
+        odd{x="a"} NaN
+        odd{x="b"} 1e21
+        odd{x="c"} 0.5
+        "#,
+    );
+    check(
+        &db,
+        r#"count_values("version", version)"#,
+        5 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        r#"count_values without (instance) ("version", version)"#,
+        5 * M,
+        expect!["empty vector"],
+    );
+    // The value label overwrites a label of the same name.
+    check(
+        &db,
+        r#"count_values without (instance) ("job", version)"#,
+        5 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        r#"count_values by (job, group) ("job", version)"#,
+        5 * M,
+        expect!["empty vector"],
+    );
+    // Values print as Go's FormatFloat(v, 'f', -1).
+    check(
+        &db,
+        r#"count_values("v", odd)"#,
+        0,
+        expect![[r#"
+        {} 3
+    "#]],
+    );
+    check(
+        &db,
+        r#"count_values("", odd)"#,
+        0,
+        expect![[r#"error(execution): invalid label name """#]],
+    );
+}
+
+#[test]
+fn avg_and_sum_of_extreme_values() {
+    let db = load(
+        10_000,
+        r#"
+        data{test="ten",point="a"} 8
+        data{test="ten",point="b"} 10
+        data{test="ten",point="c"} 12
+        data{test="inf",point="a"} 0
+        data{test="inf",point="b"} Inf
+        data{test="inf",point="d"} Inf
+        data{test="inf",point="c"} 0
+        data{test="inf3",point="b"} Inf
+        data{test="inf3",point="d"} -Inf
+        data{test="nan",point="a"} -Inf
+        data{test="nan",point="b"} 0
+        data{test="nan",point="c"} Inf
+        data{test="big",point="a"} 9.988465674311579e+307
+        data{test="big",point="b"} 9.988465674311579e+307
+        data{test="big",point="c"} 9.988465674311579e+307
+        data{test="big",point="d"} 9.988465674311579e+307
+        data{test="bigzero",point="a"} -9.988465674311579e+307
+        data{test="bigzero",point="b"} -9.988465674311579e+307
+        data{test="bigzero",point="c"} 9.988465674311579e+307
+        data{test="bigzero",point="d"} 9.988465674311579e+307
+        data{test="kahan",point="a"} 2
+        data{test="kahan",point="b"} 8
+        data{test="kahan",point="c"} 1e+100
+        data{test="kahan",point="d"} -1e100
+        "#,
+    );
+    check(
+        &db,
+        "avg by (test) (data)",
+        M,
+        expect![[r#"
+        {test="big"} 99884656743115800000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
+        {test="bigzero"} 0
+        {test="inf"} +Inf
+        {test="inf3"} NaN
+        {test="kahan"} 2.5
+        {test="nan"} NaN
+        {test="ten"} 10
+    "#]],
+    );
+    check(
+        &db,
+        r#"sum(data{test="kahan"})"#,
+        M,
+        expect![[r#"
+        {} 10
+    "#]],
+    );
+}
