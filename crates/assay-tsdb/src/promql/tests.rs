@@ -1220,3 +1220,278 @@ fn avg_and_sum_of_extreme_values() {
     "#]],
     );
 }
+
+#[test]
+fn group_left_and_group_right() {
+    let db = load(
+        5 * M,
+        r#"
+        node_var{instance="abc",job="node"} 2
+        node_role{instance="abc",job="node",role="prometheus"} 1
+        node_cpu{instance="abc",job="node",mode="idle"} 3
+        node_cpu{instance="abc",job="node",mode="user"} 1
+        node_cpu{instance="def",job="node",mode="idle"} 8
+        node_cpu{instance="def",job="node",mode="user"} 2
+        node_cpu2{instance="abc",job="node",mode="idle"} 4
+        random{foo="bar"} 1
+        threshold{instance="abc",job="node",target="a@b.com"} 0
+        "#,
+    );
+    let at = M;
+    check(
+        &db,
+        "node_role * on (instance) group_right (role) node_var",
+        at,
+        expect![[r#"
+        {instance="abc", job="node", role="prometheus"} 2
+    "#]],
+    );
+    check(
+        &db,
+        "node_var * on (instance) group_left (role) node_role",
+        at,
+        expect![[r#"
+        {instance="abc", job="node", role="prometheus"} 2
+    "#]],
+    );
+    check(
+        &db,
+        "node_var * ignoring (role) group_left (role) node_role",
+        at,
+        expect![[r#"
+        {instance="abc", job="node", role="prometheus"} 2
+    "#]],
+    );
+    check(
+        &db,
+        "node_cpu * ignoring (role, mode) group_left (role) node_role",
+        at,
+        expect![[r#"
+        {instance="abc", job="node", mode="idle", role="prometheus"} 3
+        {instance="abc", job="node", mode="user", role="prometheus"} 1
+    "#]],
+    );
+    check(
+        &db,
+        "node_cpu / on (instance) group_left sum by (instance,job)(node_cpu)",
+        at,
+        expect![[r#"
+        {instance="abc", job="node", mode="idle"} 0.75
+        {instance="abc", job="node", mode="user"} 0.25
+        {instance="def", job="node", mode="idle"} 0.8
+        {instance="def", job="node", mode="user"} 0.2
+    "#]],
+    );
+    check(
+        &db,
+        "sum by (mode, job)(node_cpu) / on (job) group_left sum by (job)(node_cpu)",
+        at,
+        expect![[r#"
+        {job="node", mode="idle"} 0.7857142857142857
+        {job="node", mode="user"} 0.21428571428571427
+    "#]],
+    );
+    // A group_left label missing on the "one" side is removed.
+    check(
+        &db,
+        "node_cpu / ignoring (mode) group_left(dummy) sum without (mode)(node_cpu)",
+        at,
+        expect![[r#"
+        {instance="abc", job="node", mode="idle"} 0.75
+        {instance="abc", job="node", mode="user"} 0.25
+        {instance="def", job="node", mode="idle"} 0.8
+        {instance="def", job="node", mode="user"} 0.2
+    "#]],
+    );
+    check(
+        &db,
+        "node_cpu + on(dummy) group_left(foo) random*0",
+        at,
+        expect![[r#"
+        {foo="bar", instance="abc", job="node", mode="idle"} 3
+        {foo="bar", instance="abc", job="node", mode="user"} 1
+        {foo="bar", instance="def", job="node", mode="idle"} 8
+        {foo="bar", instance="def", job="node", mode="user"} 2
+    "#]],
+    );
+    // Comparisons filter and keep the "many" side's name.
+    check(
+        &db,
+        "node_cpu > on(job, instance) group_left(target) threshold",
+        at,
+        expect![[r#"
+        {__name__="node_cpu", instance="abc", job="node", mode="idle", target="a@b.com"} 3
+        {__name__="node_cpu", instance="abc", job="node", mode="user", target="a@b.com"} 1
+    "#]],
+    );
+    check(&db, "node_cpu > on(job, instance) group_left(target) (threshold or on (job, instance) (sum by (job, instance)(node_cpu) * 0 + 1))", at, expect![[r#"
+        {__name__="node_cpu", instance="abc", job="node", mode="idle", target="a@b.com"} 3
+        {__name__="node_cpu", instance="abc", job="node", mode="user", target="a@b.com"} 1
+        {__name__="node_cpu", instance="def", job="node", mode="idle"} 8
+        {__name__="node_cpu", instance="def", job="node", mode="user"} 2
+    "#]]);
+    // group_right with a comparison returns the left ("one") side's value.
+    check(
+        &db,
+        "node_var < on (instance) group_right node_cpu",
+        at,
+        expect![[r#"
+        {__name__="node_cpu", instance="abc", job="node", mode="idle"} 2
+    "#]],
+    );
+    check(
+        &db,
+        "node_var <= bool on (instance) group_right node_cpu",
+        at,
+        expect![[r#"
+        {instance="abc", job="node", mode="idle"} 1
+        {instance="abc", job="node", mode="user"} 0
+    "#]],
+    );
+    // Errors: duplicates on the "one" side, and results that collide.
+    check(
+        &db,
+        "node_cpu * on (job) group_left node_cpu",
+        at,
+        expect![[
+            r#"error(execution): found duplicate series for the match group {job="node"} on the right hand-side of the operation: [{__name__="node_cpu", instance="abc", job="node", mode="user"}, {__name__="node_cpu", instance="abc", job="node", mode="idle"}];many-to-many matching not allowed: matching labels must be unique on one side"#
+        ]],
+    );
+    check(
+        &db,
+        "node_var * on (job) group_right node_cpu",
+        at,
+        expect![[r#"
+        {instance="abc", job="node", mode="idle"} 6
+        {instance="abc", job="node", mode="user"} 2
+        {instance="def", job="node", mode="idle"} 16
+        {instance="def", job="node", mode="user"} 4
+    "#]],
+    );
+    check(
+        &db,
+        "node_cpu * on (job) group_right node_var",
+        at,
+        expect![[
+            r#"error(execution): found duplicate series for the match group {job="node"} on the left hand-side of the operation: [{__name__="node_cpu", instance="abc", job="node", mode="user"}, {__name__="node_cpu", instance="abc", job="node", mode="idle"}];many-to-many matching not allowed: matching labels must be unique on one side"#
+        ]],
+    );
+    check(
+        &db,
+        "sum by (instance) (node_cpu) * on () group_left node_var",
+        at,
+        expect![[r#"
+        {instance="abc"} 8
+        {instance="def"} 20
+    "#]],
+    );
+    check(
+        &db,
+        "(node_cpu * 0) * on (job) group_left sum by (job) (node_var)",
+        at,
+        expect![[r#"
+        {instance="abc", job="node", mode="idle"} 0
+        {instance="abc", job="node", mode="user"} 0
+        {instance="def", job="node", mode="idle"} 0
+        {instance="def", job="node", mode="user"} 0
+    "#]],
+    );
+    check(&db, r#"{__name__=~"node_cpu.*", mode="idle", instance="abc"} * on (job) group_left node_var"#, at, expect!["error(execution): multiple matches for labels: grouping labels must ensure unique matches"]);
+    check(&db, "node_cpu * on (job) node_var", at, expect!["error(execution): multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"]);
+    // Filtering before the duplicate check: only kept matches count.
+    check(&db, "node_cpu > on (job) node_var", at, expect!["error(execution): multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"]);
+    check(
+        &db,
+        "node_cpu > on (job) node_var + 5",
+        at,
+        expect![[r#"
+        {job="node"} 8
+    "#]],
+    );
+    // An empty side matches nothing, however the other side looks.
+    check(&db, "node_cpu * on () missing", at, expect!["empty vector"]);
+}
+
+#[test]
+fn binary_operators_follow_prometheus() {
+    let db = http_requests();
+    check(
+        &db,
+        "SUM(http_requests) BY (job) % 2 ^ 3 ^ 2",
+        50 * M,
+        expect![[r#"
+        {job="api-server"} 488
+        {job="app-server"} 40
+    "#]],
+    );
+    check(
+        &db,
+        "-10^3 * - SUM(http_requests) BY (job) ^ -1",
+        50 * M,
+        expect![[r#"
+        {job="api-server"} 1
+        {job="app-server"} 0.38461538461538464
+    "#]],
+    );
+    check(&db, "2/-2^---1*3+2", 50 * M, expect!["scalar -10"]);
+    check(
+        &db,
+        r#"0 * http_requests{group="canary", instance="0", job="api-server"} % 0"#,
+        50 * M,
+        expect![[r#"
+        {group="canary", instance="0", job="api-server"} NaN
+    "#]],
+    );
+    check(
+        &db,
+        r#"(http_requests{group="canary"} + 1) or on(instance) (http_requests or foo)"#,
+        50 * M,
+        expect![[r#"
+        {__name__="foo"} 3
+        {group="canary", instance="0", job="api-server"} 301
+        {group="canary", instance="0", job="app-server"} 701
+        {group="canary", instance="1", job="api-server"} 401
+        {group="canary", instance="1", job="app-server"} 801
+    "#]],
+    );
+    check(
+        &db,
+        r#"http_requests{group="canary"} unless on(job) http_requests{instance="0"}"#,
+        50 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        r#"http_requests AND ON (dummy) vector(1)"#,
+        0,
+        expect![[r#"
+        {__name__="http_requests", group="canary", instance="0", job="api-server"} 0
+        {__name__="http_requests", group="canary", instance="0", job="app-server"} 0
+        {__name__="http_requests", group="canary", instance="1", job="api-server"} 0
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 0
+        {__name__="http_requests", group="production", instance="0", job="api-server"} 0
+        {__name__="http_requests", group="production", instance="0", job="app-server"} 0
+        {__name__="http_requests", group="production", instance="1", job="api-server"} 0
+        {__name__="http_requests", group="production", instance="1", job="app-server"} 0
+    "#]],
+    );
+    check(&db, "nan_requests atan2 foo", 0, expect!["empty vector"]);
+    check(&db, "10 atan2 NaN", 0, expect!["scalar NaN"]);
+    check(
+        &db,
+        "nan_requests == bool NaN",
+        0,
+        expect![[r#"
+        {instance="2"} 0
+        {instance="3"} 0
+    "#]],
+    );
+    check(
+        &db,
+        "nan_requests != 5",
+        0,
+        expect![[r#"
+        {__name__="nan_requests", instance="2"} NaN
+    "#]],
+    );
+}
