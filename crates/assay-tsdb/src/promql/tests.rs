@@ -1495,3 +1495,565 @@ fn binary_operators_follow_prometheus() {
     "#]],
     );
 }
+
+#[test]
+fn resets_changes_and_counter_functions() {
+    let db = load(
+        5 * M,
+        r#"
+        http_requests{path="/foo"} 1 2 3 0 1 0 0 1 2 0
+        http_requests{path="/bar"} 1 2 3 4 5 1 2 3 4 5
+        http_requests{path="/biz"} 0 0 0 0 0 1 1 1 1 1
+        x{a="b"} NaN NaN NaN
+        x{a="c"} 0 NaN 0
+        "#,
+    );
+    check(
+        &db,
+        "resets(http_requests[5m])",
+        50 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        "resets(http_requests[20m])",
+        50 * M,
+        expect![[r#"
+        {path="/bar"} 0
+        {path="/biz"} 0
+        {path="/foo"} 1
+    "#]],
+    );
+    check(
+        &db,
+        "resets(http_requests[50m])",
+        50 * M,
+        expect![[r#"
+        {path="/bar"} 1
+        {path="/biz"} 0
+        {path="/foo"} 3
+    "#]],
+    );
+    check(
+        &db,
+        "changes(http_requests[6m])",
+        50 * M,
+        expect![[r#"
+        {path="/bar"} 0
+        {path="/biz"} 0
+        {path="/foo"} 0
+    "#]],
+    );
+    check(
+        &db,
+        "changes((http_requests[50m]))",
+        50 * M,
+        expect![[r#"
+        {path="/bar"} 8
+        {path="/biz"} 1
+        {path="/foo"} 7
+    "#]],
+    );
+    // NaN to NaN is no change, NaN to a number is.
+    check(
+        &db,
+        "changes(x[20m])",
+        15 * M,
+        expect![[r#"
+        {a="b"} 0
+        {a="c"} 2
+    "#]],
+    );
+
+    let db = load(
+        5 * M,
+        r#"
+        http_requests_total{path="/foo"} 0+10x10
+        http_requests_total{path="/bar"} 0+18x5 0+18x5
+        http_requests_total{path="/dings"} 10+10x10
+        http_requests_total{path="/bumms"} 1+10x10
+        reset_total 0 1 2 3 2 3 4
+        testcounter_reset_middle_total 0+27x4 0+27x5
+        testcounter_reset_end_total 0+10x9 0 10
+        calculate_rate_offset_total{x="a"} 0+10x10
+        calculate_rate_offset_total{x="b"} 0+20x10
+        gauge{path="/foo"} 0 50 100 150 200
+        gauge{path="/bar"} 200 150 100 50 0
+        "#,
+    );
+    // The zero point cuts the extrapolation at the start of the range.
+    check(
+        &db,
+        "increase(http_requests_total[100m])",
+        50 * M,
+        expect![[r#"
+        {path="/bar"} 162
+        {path="/bumms"} 101
+        {path="/dings"} 105
+        {path="/foo"} 100
+    "#]],
+    );
+    check(
+        &db,
+        "increase(reset_total[30m])",
+        30 * M,
+        expect![[r#"
+        {} 7
+    "#]],
+    );
+    check(
+        &db,
+        "rate(testcounter_reset_middle_total[50m])",
+        50 * M,
+        expect![[r#"
+        {} 0.08
+    "#]],
+    );
+    check(
+        &db,
+        "rate(testcounter_reset_end_total[5m])",
+        50 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        "rate(testcounter_reset_end_total[6m])",
+        50 * M,
+        expect![[r#"
+        {} 0
+    "#]],
+    );
+    check(
+        &db,
+        "rate(calculate_rate_offset_total[10m] offset 5m)",
+        50 * M,
+        expect![[r#"
+        {x="a"} 0.03333333333333333
+        {x="b"} 0.06666666666666667
+    "#]],
+    );
+    check(
+        &db,
+        "delta(gauge[20m])",
+        20 * M,
+        expect![[r#"
+        {path="/bar"} -200
+        {path="/foo"} 200
+    "#]],
+    );
+    check(
+        &db,
+        "idelta(gauge[20m])",
+        20 * M,
+        expect![[r#"
+        {path="/bar"} -50
+        {path="/foo"} 50
+    "#]],
+    );
+
+    let db = load(
+        4 * M,
+        r#"
+        testcounter_zero_cutoff_total{start="0m"} 0+240x10
+        testcounter_zero_cutoff_total{start="1m"} 60+240x10
+        testcounter_zero_cutoff_total{start="2m"} 120+240x10
+        testcounter_zero_cutoff_total{start="3m"} 180+240x10
+        "#,
+    );
+    check(
+        &db,
+        "rate(testcounter_zero_cutoff_total[20m])",
+        10 * M,
+        expect![[r#"
+        {start="0m"} 0.5
+        {start="1m"} 0.55
+        {start="2m"} 0.6
+        {start="3m"} 0.6
+    "#]],
+    );
+}
+
+#[test]
+fn irate_idelta_deriv_and_predict_linear() {
+    let db = load(
+        5 * M,
+        r#"
+        http_requests_total{path="/foo"} 0+10x10
+        http_requests_total{path="/bar"} 0+10x5 0+10x5
+        http_requests_nan 1 NaN NaN 5 11
+        testcounter_reset_middle_total 0+10x4 0+10x5
+        http_requests_inf -Inf 0+80x10 Inf
+        "#,
+    );
+    check(
+        &db,
+        "irate(http_requests_total[50m])",
+        50 * M,
+        expect![[r#"
+        {path="/bar"} 0.03333333333333333
+        {path="/foo"} 0.03333333333333333
+    "#]],
+    );
+    check(
+        &db,
+        "irate(http_requests_total[50m])",
+        30 * M,
+        expect![[r#"
+        {path="/bar"} 0
+        {path="/foo"} 0.03333333333333333
+    "#]],
+    );
+    expect![[r#"
+        {} NaN@300s NaN@600s NaN@900s 0.02@1200s
+    "#]]
+    .assert_eq(&render(range_query(
+        &db,
+        "irate(http_requests_nan[15m1s])",
+        0,
+        20 * M,
+        5 * M,
+    )));
+    expect![[r#"
+        {} NaN@300s NaN@600s NaN@900s 6@1200s
+    "#]]
+    .assert_eq(&render(range_query(
+        &db,
+        "idelta(http_requests_nan[15m1s])",
+        0,
+        20 * M,
+        5 * M,
+    )));
+    check(
+        &db,
+        "deriv(testcounter_reset_middle_total[100m])",
+        50 * M,
+        expect![[r#"
+        {} 0.010606060606060607
+    "#]],
+    );
+    check(
+        &db,
+        r#"deriv(http_requests_total{path="/foo"}[50m])"#,
+        50 * M,
+        expect![[r#"
+        {path="/foo"} 0.03333333333333333
+    "#]],
+    );
+    check(
+        &db,
+        "deriv(http_requests_inf[100m])",
+        100 * M,
+        expect![[r#"
+        {} NaN
+    "#]],
+    );
+    check(
+        &db,
+        "predict_linear(testcounter_reset_middle_total[50m], 3600)",
+        50 * M,
+        expect![[r#"
+        {} 70
+    "#]],
+    );
+    check(
+        &db,
+        "predict_linear(testcounter_reset_middle_total[50m], 1h)",
+        50 * M,
+        expect![[r#"
+        {} 70
+    "#]],
+    );
+    // The intercept is at the evaluation time, not at the `@` time.
+    check(
+        &db,
+        "predict_linear(testcounter_reset_middle_total[55m] @ 3000, 3600)",
+        50 * M,
+        expect![[r#"
+        {} 76.81818181818181
+    "#]],
+    );
+    check(
+        &db,
+        "predict_linear(testcounter_reset_middle_total[55m] @ 3000, 3600)",
+        10 * M,
+        expect![[r#"
+        {} 51.36363636363637
+    "#]],
+    );
+    check(
+        &db,
+        "predict_linear(http_requests_inf[100m], 6000)",
+        100 * M,
+        expect![[r#"
+        {} NaN
+    "#]],
+    );
+    // A constant series has slope 0.
+    check(
+        &db,
+        r#"deriv(http_requests_total{path="/foo"}[1m] offset 1m)"#,
+        50 * M,
+        expect!["empty vector"],
+    );
+}
+
+#[test]
+fn over_time_functions() {
+    let db = load(
+        10_000,
+        r#"
+        data{type="numbers"} 2 0 3
+        data{type="some_nan"} 2 0 NaN
+        data{type="some_nan2"} 2 NaN 1
+        data{type="some_nan3"} NaN 0 1
+        data{type="only_nan"} NaN NaN NaN
+        data_sparse{type="sparse_numbers"} _ 5 2 _ 4 _
+        "#,
+    );
+    check(
+        &db,
+        "min_over_time(data[2m])",
+        M,
+        expect![[r#"
+        {type="numbers"} 0
+        {type="only_nan"} NaN
+        {type="some_nan"} 0
+        {type="some_nan2"} 1
+        {type="some_nan3"} 0
+    "#]],
+    );
+    check(
+        &db,
+        "max_over_time(data[2m])",
+        M,
+        expect![[r#"
+        {type="numbers"} 3
+        {type="only_nan"} NaN
+        {type="some_nan"} 2
+        {type="some_nan2"} 2
+        {type="some_nan3"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"last_over_time({__name__=~"data(_sparse)?"}[2m])"#,
+        M,
+        expect![[r#"
+        {__name__="data", type="numbers"} 3
+        {__name__="data", type="only_nan"} NaN
+        {__name__="data", type="some_nan"} NaN
+        {__name__="data", type="some_nan2"} 1
+        {__name__="data", type="some_nan3"} 1
+        {__name__="data_sparse", type="sparse_numbers"} 4
+    "#]],
+    );
+    check(
+        &db,
+        r#"first_over_time({__name__=~"data(_sparse)?"}[2m])"#,
+        M,
+        expect![[r#"
+        {__name__="data", type="numbers"} 2
+        {__name__="data", type="only_nan"} NaN
+        {__name__="data", type="some_nan"} 2
+        {__name__="data", type="some_nan2"} 2
+        {__name__="data", type="some_nan3"} NaN
+        {__name__="data_sparse", type="sparse_numbers"} 5
+    "#]],
+    );
+    check(
+        &db,
+        "count_over_time(data_sparse[2m])",
+        M,
+        expect![[r#"
+        {type="sparse_numbers"} 3
+    "#]],
+    );
+    check(
+        &db,
+        "present_over_time(data_sparse[2m])",
+        M,
+        expect![[r#"
+        {type="sparse_numbers"} 1
+    "#]],
+    );
+
+    let db = load(
+        10_000,
+        r#"
+        metric 0 8 8 2 3
+        constant 1.5990505637277868 1.5990505637277868 1.5990505637277868
+        mad 4 6 2 1 999 1 2
+        big 1 1e100 1 -1e100
+        ovf 9.988465674311579e+307 9.988465674311579e+307
+        infs 1 2 3 Inf -Inf
+        "#,
+    );
+    check(
+        &db,
+        "stdvar_over_time(metric[2m])",
+        M,
+        expect![[r#"
+        {} 10.559999999999999
+    "#]],
+    );
+    check(
+        &db,
+        "stddev_over_time((metric[2m]))",
+        M,
+        expect![[r#"
+        {} 3.249615361854384
+    "#]],
+    );
+    check(
+        &db,
+        "stdvar_over_time(constant[1m])",
+        55_000,
+        expect![[r#"
+        {} 0
+    "#]],
+    );
+    check(
+        &db,
+        "mad_over_time(mad[70s])",
+        70_000,
+        expect![[r#"
+        {} 1
+    "#]],
+    );
+    // Kahan summation keeps the small values next to huge ones.
+    check(
+        &db,
+        "sum_over_time(big[2m])",
+        M,
+        expect![[r#"
+        {} 2
+    "#]],
+    );
+    check(
+        &db,
+        "avg_over_time(big[2m])",
+        M,
+        expect![[r#"
+        {} 0.5
+    "#]],
+    );
+    // The sum overflows, the mean does not.
+    check(
+        &db,
+        "avg_over_time(ovf[1m])",
+        55_000,
+        expect![[r#"
+        {} 99884656743115800000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000
+    "#]],
+    );
+    check(
+        &db,
+        "sum_over_time(ovf[1m]) / count_over_time(ovf[1m])",
+        55_000,
+        expect![[r#"
+        {} +Inf
+    "#]],
+    );
+    check(
+        &db,
+        "avg_over_time(infs[1m])",
+        55_000,
+        expect![[r#"
+        {} NaN
+    "#]],
+    );
+    check(
+        &db,
+        "avg_over_time(metric[10s])",
+        55_000,
+        expect!["empty vector"],
+    );
+
+    let db = load(
+        10_000,
+        r#"
+        data{test="two samples"} 0 1
+        data{test="three samples"} 0 1 2
+        data{test="uneven samples"} 0 1 4
+        "#,
+    );
+    check(
+        &db,
+        "quantile_over_time(0.75, data[2m])",
+        M,
+        expect![[r#"
+        {test="three samples"} 1.5
+        {test="two samples"} 0.75
+        {test="uneven samples"} 2.5
+    "#]],
+    );
+    check(
+        &db,
+        "quantile_over_time(-1, data[2m])",
+        M,
+        expect![[r#"
+        {test="three samples"} -Inf
+        {test="two samples"} -Inf
+        {test="uneven samples"} -Inf
+    "#]],
+    );
+    check(
+        &db,
+        "(quantile_over_time(2, (data[2m])))",
+        M,
+        expect![[r#"
+        {test="three samples"} +Inf
+        {test="two samples"} +Inf
+        {test="uneven samples"} +Inf
+    "#]],
+    );
+}
+
+#[test]
+fn double_exponential_smoothing_checks_its_factors() {
+    let db = load(
+        10_000,
+        r#"
+        http_requests{job="api-server", instance="0"} 0+10x1000 100+30x1000
+        http_requests{job="api-server", instance="1"} 0+20x1000 200+30x1000
+        falling{instance="0"} 8000-10x1000
+        falling{instance="1"} 0-40x1000 0+40x1000
+        "#,
+    );
+    check(
+        &db,
+        "double_exponential_smoothing(http_requests[1m], 0.01, 0.1)",
+        8_000_000,
+        expect![[r#"
+        {instance="0", job="api-server"} 8000
+        {instance="1", job="api-server"} 16000
+    "#]],
+    );
+    check(
+        &db,
+        "double_exponential_smoothing(falling[1m], 0.01, 0.1)",
+        8_000_000,
+        expect![[r#"
+        {instance="0"} 0
+        {instance="1"} -32000
+    "#]],
+    );
+    check(
+        &db,
+        "double_exponential_smoothing(falling[1m], 1, 0.1)",
+        8_000_000,
+        expect!["error(execution): invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"],
+    );
+    check(
+        &db,
+        "double_exponential_smoothing(falling[1m], 0.5, 0)",
+        8_000_000,
+        expect!["error(execution): invalid trend factor. Expected: 0 < tf < 1, got: 0.000000"],
+    );
+    check(
+        &db,
+        "double_exponential_smoothing(nothing[1m], 1, 0.1)",
+        8_000_000,
+        expect!["empty vector"],
+    );
+}
