@@ -2057,3 +2057,672 @@ fn double_exponential_smoothing_checks_its_factors() {
         expect!["empty vector"],
     );
 }
+
+#[test]
+fn label_replace_and_label_join() {
+    let db = load(
+        5 * M,
+        r#"
+        testmetric{src="source-value-10",dst="original-destination-value"} 0
+        testmetric{src="source-value-20",dst="original-destination-value"} 1
+        joined{src="a",src1="b",src2="c",dst="original-destination-value"} 0
+        joined{src="d",src1="e",src2="f",dst="original-destination-value"} 1
+        dup{label="a", this="a"} 1.0
+        dup{label="b", this="a"} 1.0
+        "#,
+    );
+    let lr = |args: &str| format!("label_replace(testmetric, {args})");
+    check(
+        &db,
+        &lr(r#""dst", "destination-value-$1", "src", "source-value-(.*)""#),
+        0,
+        expect![[r#"
+        {__name__="testmetric", dst="destination-value-10", src="source-value-10"} 0
+        {__name__="testmetric", dst="destination-value-20", src="source-value-20"} 1
+    "#]],
+    );
+    // The regex is anchored: no sub-string match.
+    check(
+        &db,
+        &lr(r#""dst", "destination-value-$1", "src", "value-(.*)""#),
+        0,
+        expect![[r#"
+        {__name__="testmetric", dst="original-destination-value", src="source-value-10"} 0
+        {__name__="testmetric", dst="original-destination-value", src="source-value-20"} 1
+    "#]],
+    );
+    check(
+        &db,
+        &lr(r#""dst", "$1-value-${2}", "src", "(.*)-value-(?P<n>.*)""#),
+        0,
+        expect![[r#"
+        {__name__="testmetric", dst="source-value-10", src="source-value-10"} 0
+        {__name__="testmetric", dst="source-value-20", src="source-value-20"} 1
+    "#]],
+    );
+    // A missing source is the empty string: it can still match.
+    check(
+        &db,
+        &lr(r#""dst", "value-$1", "nonexistent-src", "(.*)""#),
+        0,
+        expect![[r#"
+        {__name__="testmetric", dst="value-", src="source-value-10"} 0
+        {__name__="testmetric", dst="value-", src="source-value-20"} 1
+    "#]],
+    );
+    check(
+        &db,
+        &lr(r#""dst", "value-$1", "nonexistent-src", "source-value-(.*)""#),
+        0,
+        expect![[r#"
+        {__name__="testmetric", dst="original-destination-value", src="source-value-10"} 0
+        {__name__="testmetric", dst="original-destination-value", src="source-value-20"} 1
+    "#]],
+    );
+    // An empty result removes the label.
+    check(
+        &db,
+        &lr(r#""dst", "", "dst", ".*""#),
+        0,
+        expect![[r#"
+        {__name__="testmetric", src="source-value-10"} 0
+        {__name__="testmetric", src="source-value-20"} 1
+    "#]],
+    );
+    check(
+        &db,
+        &lr(r#""__name__", "renamed", "", """#),
+        0,
+        expect![[r#"
+        {__name__="renamed", dst="original-destination-value", src="source-value-10"} 0
+        {__name__="renamed", dst="original-destination-value", src="source-value-20"} 1
+    "#]],
+    );
+    check(
+        &db,
+        &lr(r#""dst", "value-$1", "src", "(.*""#),
+        0,
+        expect!["error(execution): invalid regular expression in label_replace(): (.*"],
+    );
+    check(
+        &db,
+        &lr(r#""", "", "src", "(.*)""#),
+        0,
+        expect!["error(execution): invalid destination label name in label_replace(): "],
+    );
+    check(
+        &db,
+        &lr(r#""src", "", "", """#),
+        0,
+        expect![[
+            r#"error(execution): vector cannot contain metrics with the same labelset {__name__="testmetric", dst="original-destination-value"}"#
+        ]],
+    );
+
+    check(
+        &db,
+        r#"label_join(joined, "dst", "-", "src", "src1", "src2")"#,
+        0,
+        expect![[r#"
+        {__name__="joined", dst="a-b-c", src="a", src1="b", src2="c"} 0
+        {__name__="joined", dst="d-e-f", src="d", src1="e", src2="f"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"label_join(joined, "dst", "-", "src", "src3", "src1")"#,
+        0,
+        expect![[r#"
+        {__name__="joined", dst="a--b", src="a", src1="b", src2="c"} 0
+        {__name__="joined", dst="d--e", src="d", src1="e", src2="f"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"label_join(joined, "dst", ", ")"#,
+        0,
+        expect![[r#"
+        {__name__="joined", src="a", src1="b", src2="c"} 0
+        {__name__="joined", src="d", src1="e", src2="f"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"label_join(dup, "label", "", "this")"#,
+        0,
+        expect![[
+            r#"error(execution): vector cannot contain metrics with the same labelset {__name__="dup", label="a", this="a"}"#
+        ]],
+    );
+    check(
+        &db,
+        r#"label_join(dup, "x", "", "")"#,
+        0,
+        expect!["error(execution): invalid source label name in label_join(): "],
+    );
+}
+
+#[test]
+fn sort_functions_keep_their_order() {
+    let db = load(
+        5 * M,
+        r#"
+        http_requests{job="api-server", instance="0", group="production"} 0+10x10
+        http_requests{job="api-server", instance="1", group="production"} 0+20x10
+        http_requests{job="api-server", instance="0", group="canary"} 0+30x10
+        http_requests{job="api-server", instance="2", group="canary"} NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN NaN
+        http_requests{job="app-server", instance="0", group="production"} 0+50x10
+        http_requests{job="app-server", instance="1", group="canary"} 0+80x10
+        cpu_time_total{cpu="0"} 1
+        cpu_time_total{cpu="1"} 1
+        cpu_time_total{cpu="10"} 1
+        cpu_time_total{cpu="2"} 1
+        cpu_time_total{cpu="100"} 1
+        node_uname_info{instance="4m600", release="1.2.3"} 1
+        node_uname_info{instance="4m5", release="1.11.3"} 1
+        node_uname_info{instance="4m1000", release="1.111.3"} 1
+        "#,
+    );
+    check(
+        &db,
+        "sort(http_requests)",
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="production", instance="0", job="api-server"} 100
+        {__name__="http_requests", group="production", instance="1", job="api-server"} 200
+        {__name__="http_requests", group="canary", instance="0", job="api-server"} 300
+        {__name__="http_requests", group="production", instance="0", job="app-server"} 500
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 800
+        {__name__="http_requests", group="canary", instance="2", job="api-server"} NaN
+    "#]],
+    );
+    check(
+        &db,
+        "(sort_desc(http_requests))",
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 800
+        {__name__="http_requests", group="production", instance="0", job="app-server"} 500
+        {__name__="http_requests", group="canary", instance="0", job="api-server"} 300
+        {__name__="http_requests", group="production", instance="1", job="api-server"} 200
+        {__name__="http_requests", group="production", instance="0", job="api-server"} 100
+        {__name__="http_requests", group="canary", instance="2", job="api-server"} NaN
+    "#]],
+    );
+    check(
+        &db,
+        r#"sort_by_label(http_requests, "instance", "group")"#,
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="canary", instance="0", job="api-server"} 300
+        {__name__="http_requests", group="production", instance="0", job="api-server"} 100
+        {__name__="http_requests", group="production", instance="0", job="app-server"} 500
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 800
+        {__name__="http_requests", group="production", instance="1", job="api-server"} 200
+        {__name__="http_requests", group="canary", instance="2", job="api-server"} NaN
+    "#]],
+    );
+    check(
+        &db,
+        r#"sort_by_label_desc(http_requests, "instance")"#,
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="canary", instance="2", job="api-server"} NaN
+        {__name__="http_requests", group="production", instance="1", job="api-server"} 200
+        {__name__="http_requests", group="canary", instance="1", job="app-server"} 800
+        {__name__="http_requests", group="production", instance="0", job="app-server"} 500
+        {__name__="http_requests", group="production", instance="0", job="api-server"} 100
+        {__name__="http_requests", group="canary", instance="0", job="api-server"} 300
+    "#]],
+    );
+    // Natural order: digits compare as numbers.
+    check(
+        &db,
+        r#"sort_by_label(cpu_time_total, "cpu")"#,
+        0,
+        expect![[r#"
+        {__name__="cpu_time_total", cpu="0"} 1
+        {__name__="cpu_time_total", cpu="1"} 1
+        {__name__="cpu_time_total", cpu="2"} 1
+        {__name__="cpu_time_total", cpu="10"} 1
+        {__name__="cpu_time_total", cpu="100"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"sort_by_label(node_uname_info, "instance")"#,
+        0,
+        expect![[r#"
+        {__name__="node_uname_info", instance="4m5", release="1.11.3"} 1
+        {__name__="node_uname_info", instance="4m600", release="1.2.3"} 1
+        {__name__="node_uname_info", instance="4m1000", release="1.111.3"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"sort_by_label(node_uname_info, "release")"#,
+        0,
+        expect![[r#"
+        {__name__="node_uname_info", instance="4m600", release="1.2.3"} 1
+        {__name__="node_uname_info", instance="4m5", release="1.11.3"} 1
+        {__name__="node_uname_info", instance="4m1000", release="1.111.3"} 1
+    "#]],
+    );
+    // Only the outermost function decides the order; range queries sort by labels.
+    check(
+        &db,
+        "sort_desc(http_requests) + 0",
+        50 * M,
+        expect![[r#"
+        {group="canary", instance="0", job="api-server"} 300
+        {group="canary", instance="1", job="app-server"} 800
+        {group="canary", instance="2", job="api-server"} NaN
+        {group="production", instance="0", job="api-server"} 100
+        {group="production", instance="0", job="app-server"} 500
+        {group="production", instance="1", job="api-server"} 200
+    "#]],
+    );
+    expect![[r#"
+        {__name__="cpu_time_total", cpu="0"} 1@0s
+        {__name__="cpu_time_total", cpu="1"} 1@0s
+        {__name__="cpu_time_total", cpu="10"} 1@0s
+        {__name__="cpu_time_total", cpu="100"} 1@0s
+        {__name__="cpu_time_total", cpu="2"} 1@0s
+    "#]]
+    .assert_eq(&render(range_query(
+        &db,
+        r#"sort_by_label(cpu_time_total, "cpu")"#,
+        0,
+        0,
+        1000,
+    )));
+}
+
+#[test]
+fn math_clamp_and_rounding() {
+    let db = load(
+        5 * M,
+        r#"
+        data{type="positive"} 2.5
+        data{type="whole"} 2
+        data{type="negative"} -2.5
+        data{type="zero"} 0
+        data{type="nzero"} -0
+        data{type="inf"} +Inf
+        data{type="ninf"} -Inf
+        data{type="nan"} NaN
+        exp_root_log{l="x"} 10
+        exp_root_log{l="y"} 20
+        test_clamp{src="clamp-a"} -50
+        test_clamp{src="clamp-b"} 0
+        test_clamp{src="clamp-c"} 100
+        r{i="0"} 0.5
+        r{i="1"} 1
+        "#,
+    );
+    check(
+        &db,
+        "round(data)",
+        0,
+        expect![[r#"
+        {type="inf"} +Inf
+        {type="nan"} NaN
+        {type="negative"} -2
+        {type="ninf"} -Inf
+        {type="nzero"} 0
+        {type="positive"} 3
+        {type="whole"} 2
+        {type="zero"} 0
+    "#]],
+    );
+    check(
+        &db,
+        "ceil(data) + floor(data) * 10",
+        0,
+        expect![[r#"
+        {type="inf"} +Inf
+        {type="nan"} NaN
+        {type="negative"} -32
+        {type="ninf"} -Inf
+        {type="nzero"} -0
+        {type="positive"} 23
+        {type="whole"} 22
+        {type="zero"} 0
+    "#]],
+    );
+    check(
+        &db,
+        "sgn(data)",
+        0,
+        expect![[r#"
+        {type="inf"} 1
+        {type="nan"} NaN
+        {type="negative"} -1
+        {type="ninf"} -1
+        {type="nzero"} -0
+        {type="positive"} 1
+        {type="whole"} 1
+        {type="zero"} 0
+    "#]],
+    );
+    check(
+        &db,
+        "round(r * 0.0005 + 5.2, 0.1)",
+        0,
+        expect![[r#"
+        {i="0"} 5.2
+        {i="1"} 5.2
+    "#]],
+    );
+    check(
+        &db,
+        "round(r * 0.045 * 200, 5)",
+        0,
+        expect![[r#"
+        {i="0"} 5
+        {i="1"} 10
+    "#]],
+    );
+    check(
+        &db,
+        "exp(exp_root_log - 20)",
+        M,
+        expect![[r#"
+        {l="x"} 0.000045399929762484854
+        {l="y"} 1
+    "#]],
+    );
+    check(
+        &db,
+        "ln(exp_root_log - 10)",
+        M,
+        expect![[r#"
+        {l="x"} -Inf
+        {l="y"} 2.302585092994046
+    "#]],
+    );
+    check(
+        &db,
+        "log2(exp_root_log) + log10(exp_root_log) * 1000 + sqrt(exp_root_log) * 1e6",
+        M,
+        expect![[r#"
+        {l="x"} 3163280.9820964746
+        {l="y"} 4473441.306923339
+    "#]],
+    );
+    check(
+        &db,
+        "clamp(test_clamp, -25, 75)",
+        0,
+        expect![[r#"
+        {src="clamp-a"} -25
+        {src="clamp-b"} 0
+        {src="clamp-c"} 75
+    "#]],
+    );
+    check(
+        &db,
+        "clamp_max(clamp_min(test_clamp, -20), 70)",
+        0,
+        expect![[r#"
+        {src="clamp-a"} -20
+        {src="clamp-b"} 0
+        {src="clamp-c"} 70
+    "#]],
+    );
+    check(
+        &db,
+        "clamp(test_clamp, 0, NaN)",
+        0,
+        expect![[r#"
+        {src="clamp-a"} NaN
+        {src="clamp-b"} NaN
+        {src="clamp-c"} NaN
+    "#]],
+    );
+    check(&db, "clamp(test_clamp, 5, -5)", 0, expect!["empty vector"]);
+    check(
+        &db,
+        "deg(pi() * vector(1)) + rad(vector(180)) * 0",
+        0,
+        expect![[r#"
+        {} 180
+    "#]],
+    );
+    check(
+        &db,
+        r#"sin(vector(0.5)) + cos(vector(0.5)) + tan(vector(0.5)) + asin(vector(0.5)) + acos(vector(0.5)) + atan(vector(0.5))"#,
+        0,
+        expect![[r#"
+        {} 3.937754526134069
+    "#]],
+    );
+    check(
+        &db,
+        r#"sinh(vector(0.5)) + cosh(vector(0.5)) + tanh(vector(0.5)) + asinh(vector(0.5)) + acosh(vector(1.5)) + atanh(vector(0.5))"#,
+        0,
+        expect![[r#"
+        {} 4.103780047473003
+    "#]],
+    );
+}
+
+#[test]
+fn time_functions() {
+    let db = load(
+        10_000,
+        r#"
+        metric 1 1
+        "#,
+    );
+    check(
+        &db,
+        "timestamp(metric)",
+        5_000,
+        expect![[r#"
+        {} 0
+    "#]],
+    );
+    check(
+        &db,
+        "timestamp(((metric)))",
+        15_000,
+        expect![[r#"
+        {} 10
+    "#]],
+    );
+    check(
+        &db,
+        "timestamp(metric offset 10s)",
+        25_000,
+        expect![[r#"
+        {} 10
+    "#]],
+    );
+    // Of anything but a selector: the evaluation time.
+    check(
+        &db,
+        "timestamp(metric + 1)",
+        15_000,
+        expect![[r#"
+        {} 15
+    "#]],
+    );
+    check(
+        &db,
+        "vector(time())",
+        3_600_000,
+        expect![[r#"
+        {} 3600
+    "#]],
+    );
+    let at0 = |q: &str| render(instant_query(&db, q, 0));
+    expect![[r#"
+        {} 1970
+    "#]]
+    .assert_eq(&at0("year()"));
+    expect![[r#"
+        {} 4
+    "#]]
+    .assert_eq(&at0("day_of_week()"));
+    let of = |f: &str, secs: i64| at0(&format!("{f}(vector({secs}))"));
+    let got: Vec<String> = [
+        ("year", 1136239445),
+        ("month", 1136239445),
+        ("day_of_month", 1136239445),
+        ("day_of_year", 1136239445),
+        ("day_of_week", 1136239445),
+        ("hour", 1136239445),
+        ("minute", 1136239445),
+        ("year", 1230767999),
+        ("year", 1230768000),
+        ("day_of_month", 1456790399),
+        ("month", 1456790400),
+        ("day_of_year", 1483191420),
+        ("day_of_year", 1672493820),
+        ("days_in_month", 1454284800),
+        ("days_in_month", 1485907200),
+        ("year", -1),
+        ("day_of_week", -86400),
+    ]
+    .iter()
+    .map(|&(f, s)| of(f, s).trim().to_string())
+    .collect();
+    expect![[r#"["{} 2006", "{} 1", "{} 2", "{} 2", "{} 1", "{} 22", "{} 4", "{} 2008", "{} 2009", "{} 29", "{} 3", "{} 366", "{} 365", "{} 29", "{} 28", "{} 1969", "{} 3"]"#]]
+    .assert_eq(&format!("{got:?}"));
+    // Date functions drop the name and keep the other labels.
+    let db = load(M, "ts{a=\"1\"} 1136239445.9");
+    check(
+        &db,
+        "hour(ts)",
+        0,
+        expect![[r#"
+        {a="1"} 22
+    "#]],
+    );
+}
+
+#[test]
+fn absent_derives_labels_from_equality_matchers() {
+    let db = load(
+        M,
+        r#"
+        http_requests_total{path="/foo",instance="127.0.0.1",job="httpd"} 1+1x10
+        httpd_log_lines_total{instance="127.0.0.1",job="node"} 1
+        ssl_certificate_expiry_seconds{job="ingress"} NaN NaN NaN NaN NaN
+        "#,
+    );
+    check(
+        &db,
+        "absent(nonexistent)",
+        50 * M,
+        expect![[r#"
+        {} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"absent(nonexistent{job="testjob", instance="testinstance", method=~".x"})"#,
+        50 * M,
+        expect![[r#"
+        {instance="testinstance", job="testjob"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"absent(nonexistent{job="testjob",job="testjob2",foo="bar"})"#,
+        50 * M,
+        expect![[r#"
+        {foo="bar"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"absent(nonexistent{job="testjob",job=~"testjob2",foo="bar"})"#,
+        50 * M,
+        expect![[r#"
+        {foo="bar"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"absent(sum(nonexistent{job="testjob"}))"#,
+        50 * M,
+        expect![[r#"
+        {} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"absent(http_requests_total)"#,
+        5 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        r#"absent(nonexistent > 1)"#,
+        5 * M,
+        expect![[r#"
+        {} 1
+    "#]],
+    );
+    check(
+        &db,
+        "absent_over_time(http_requests_total[5m])",
+        5 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        "absent_over_time(http_requests_total[5m])",
+        15 * M,
+        expect![[r#"
+        {} 1
+    "#]],
+    );
+    check(
+        &db,
+        "absent_over_time(httpd_log_lines_total[30s])",
+        M,
+        expect![[r#"
+        {} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"absent_over_time(nonexistent{handler="/foo", handler="/bar", instance="127.0.0.1"}[5m])"#,
+        M,
+        expect![[r#"
+        {instance="127.0.0.1"} 1
+    "#]],
+    );
+    check(
+        &db,
+        r#"absent_over_time({instance="127.0.0.1"}[5m:5s])"#,
+        30 * M,
+        expect![[r#"
+        {} 1
+    "#]],
+    );
+    check(
+        &db,
+        "absent_over_time(rate(http_requests_total[5m])[5m:1m])",
+        5 * M,
+        expect!["empty vector"],
+    );
+    // NaN samples are present.
+    check(
+        &db,
+        r#"absent_over_time({job="ingress"}[4m])"#,
+        5 * M,
+        expect!["empty vector"],
+    );
+    check(
+        &db,
+        r#"absent_over_time({job="ingress"}[4m])"#,
+        10 * M,
+        expect![[r#"
+        {job="ingress"} 1
+    "#]],
+    );
+}
