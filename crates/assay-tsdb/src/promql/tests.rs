@@ -2726,3 +2726,484 @@ fn absent_derives_labels_from_equality_matchers() {
     "#]],
     );
 }
+
+#[test]
+fn histogram_quantile_over_classic_buckets() {
+    let db = load(
+        5 * M,
+        r#"
+        testhistogram_bucket{le="0.1", start="positive"} 0+5x10
+        testhistogram_bucket{le=".2", start="positive"} 0+7x10
+        testhistogram_bucket{le="1e0", start="positive"} 0+11x10
+        testhistogram_bucket{le="+Inf", start="positive"} 0+12x10
+        testhistogram_bucket{le="-.2", start="negative"} 0+1x10
+        testhistogram_bucket{le="-0.1", start="negative"} 0+2x10
+        testhistogram_bucket{le="0.3", start="negative"} 0+2x10
+        testhistogram_bucket{le="+Inf", start="negative"} 0+3x10
+        testhistogram2_bucket{le="0"} 0+0x10
+        testhistogram2_bucket{le="2"} 0+1x10
+        testhistogram2_bucket{le="4"} 0+2x10
+        testhistogram2_bucket{le="6"} 0+3x10
+        testhistogram2_bucket{le="+Inf"} 0+3x10
+        request_duration_seconds_bucket{job="job1", instance="ins1", le="0.1"} 0+1x10
+        request_duration_seconds_bucket{job="job1", instance="ins1", le="0.2"} 0+3x10
+        request_duration_seconds_bucket{job="job1", instance="ins1", le="+Inf"} 0+4x10
+        request_duration_seconds_bucket{job="job1", instance="ins2", le="0.1"} 0+2x10
+        request_duration_seconds_bucket{job="job1", instance="ins2", le="0.2"} 0+5x10
+        request_duration_seconds_bucket{job="job1", instance="ins2", le="+Inf"} 0+6x10
+        request_duration_seconds_bucket{job="job2", instance="ins1", le="0.1"} 0+3x10
+        request_duration_seconds_bucket{job="job2", instance="ins1", le="0.2"} 0+4x10
+        request_duration_seconds_bucket{job="job2", instance="ins1", le="+Inf"} 0+6x10
+        request_duration_seconds_bucket{job="job2", instance="ins2", le="0.1"} 0+4x10
+        request_duration_seconds_bucket{job="job2", instance="ins2", le="0.2"} 0+7x10
+        request_duration_seconds_bucket{job="job2", instance="ins2", le="+Inf"} 0+9x10
+        request_duration_seconds2_bucket{job="job1", instance="ins1", le="0.1"} 0+1x10
+        request_duration_seconds2_bucket{job="job1", instance="ins1", le="+Inf"} 0+4x10
+        mixed_bucket{job="job1", instance="ins1", le="0.1"} 0+1x10
+        mixed_bucket{job="job1", instance="ins1", le="0.2"} 0+1x10
+        mixed_bucket{job="job1", instance="ins1", le="2e-1"} 0+1x10
+        mixed_bucket{job="job1", instance="ins1", le="2.0e-1"} 0+1x10
+        mixed_bucket{job="job1", instance="ins1", le="+Inf"} 0+4x10
+        mixed_bucket{job="job1", instance="ins2", le="+inf"} 0+0x10
+        mixed_bucket{job="job1", instance="ins2", le="+Inf"} 0+0x10
+        nonmonotonic_bucket{le="0.1"} 0+2x10
+        nonmonotonic_bucket{le="1"} 0+1x10
+        nonmonotonic_bucket{le="10"} 0+5x10
+        nonmonotonic_bucket{le="100"} 0+4x10
+        nonmonotonic_bucket{le="1000"} 0+9x10
+        nonmonotonic_bucket{le="+Inf"} 0+8x10
+        no_inf_bucket{le="1"} 1
+        no_inf_bucket{le="2"} 3
+        bad_le_bucket{le="x"} 1
+        bad_le_bucket{le="+Inf"} 1
+        "#,
+    );
+    let at = 50 * M;
+    let q = |phi: &str| format!("histogram_quantile({phi}, testhistogram_bucket)");
+    check(
+        &db,
+        &q("0"),
+        at,
+        expect![[r#"
+        {start="negative"} -0.2
+        {start="positive"} 0
+    "#]],
+    );
+    check(
+        &db,
+        &q("0.2"),
+        at,
+        expect![[r#"
+        {start="negative"} -0.2
+        {start="positive"} 0.048
+    "#]],
+    );
+    check(
+        &db,
+        &q("0.5"),
+        at,
+        expect![[r#"
+        {start="negative"} -0.15000000000000002
+        {start="positive"} 0.15000000000000002
+    "#]],
+    );
+    check(
+        &db,
+        &q("0.8"),
+        at,
+        expect![[r#"
+        {start="negative"} 0.3
+        {start="positive"} 0.72
+    "#]],
+    );
+    check(
+        &db,
+        &q("1"),
+        at,
+        expect![[r#"
+        {start="negative"} 0.3
+        {start="positive"} 1
+    "#]],
+    );
+    check(
+        &db,
+        &q("-0.1"),
+        at,
+        expect![[r#"
+        {start="negative"} -Inf
+        {start="positive"} -Inf
+    "#]],
+    );
+    check(
+        &db,
+        &q("1.01"),
+        at,
+        expect![[r#"
+        {start="negative"} +Inf
+        {start="positive"} +Inf
+    "#]],
+    );
+    check(
+        &db,
+        &q("NaN"),
+        at,
+        expect![[r#"
+        {start="negative"} NaN
+        {start="positive"} NaN
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(0.8, rate(testhistogram_bucket[10m]))",
+        at,
+        expect![[r#"
+        {start="negative"} 0.3
+        {start="positive"} 0.72
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(5./6., testhistogram2_bucket)",
+        7 * M,
+        expect![[r#"
+        {} 5
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(0.5, rate(testhistogram2_bucket[15m]))",
+        47 * M,
+        expect![[r#"
+        {} 3
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(0.5, sum(rate(request_duration_seconds_bucket[10m])) by (le))",
+        at,
+        expect![[r#"
+        {} 0.1277777777777778
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(0.3, sum(rate(request_duration_seconds_bucket[10m])) by (le, job))",
+        at,
+        expect![[r#"
+        {job="job1"} 0.1
+        {job="job2"} 0.06428571428571428
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(0.5, rate(request_duration_seconds_bucket[10m]))",
+        at,
+        expect![[r#"
+        {instance="ins1", job="job1"} 0.15000000000000002
+        {instance="ins1", job="job2"} 0.1
+        {instance="ins2", job="job1"} 0.13333333333333336
+        {instance="ins2", job="job2"} 0.11666666666666667
+    "#]],
+    );
+    // Equal bounds written differently are merged.
+    check(
+        &db,
+        "histogram_quantile(0.5, rate(mixed_bucket[10m]))",
+        at,
+        expect![[r#"
+        {instance="ins1", job="job1"} 0.15000000000000002
+        {instance="ins2", job="job1"} NaN
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(0.75, rate(mixed_bucket[10m]))",
+        at,
+        expect![[r#"
+        {instance="ins1", job="job1"} 0.2
+        {instance="ins2", job="job1"} NaN
+    "#]],
+    );
+    // Decreasing counts are raised to the previous bucket's.
+    check(
+        &db,
+        "histogram_quantile(0.01, nonmonotonic_bucket)",
+        at,
+        expect![[r#"
+        {} 0.0045
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(0.5, nonmonotonic_bucket)",
+        at,
+        expect![[r#"
+        {} 8.5
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(0.99, nonmonotonic_bucket)",
+        at,
+        expect![[r#"
+        {} 979.7499999999999
+    "#]],
+    );
+    // Without a +Inf bucket there is no quantile; a bad `le` is skipped.
+    check(
+        &db,
+        "histogram_quantile(0.5, no_inf_bucket)",
+        0,
+        expect![[r#"
+        {} NaN
+    "#]],
+    );
+    check(
+        &db,
+        "histogram_quantile(0.5, bad_le_bucket)",
+        0,
+        expect![[r#"
+        {} NaN
+    "#]],
+    );
+    check(&db, "histogram_quantile(0.5, {__name__=~\"request_duration_seconds\\\\d*_bucket\", job=\"job1\", instance=\"ins1\"})", at, expect![[r#"error(execution): vector cannot contain metrics with the same labelset {instance="ins1", job="job1"}"#]]);
+    check(
+        &db,
+        "histogram_quantile(0.5, nothing)",
+        at,
+        expect!["empty vector"],
+    );
+    // Native histogram functions see no native histograms: nothing.
+    check(
+        &db,
+        "histogram_count(testhistogram_bucket)",
+        at,
+        expect!["empty vector"],
+    );
+}
+
+#[test]
+fn subqueries_align_steps_to_absolute_time() {
+    let db = load(10_000, "metric 1 2");
+    check(
+        &db,
+        "sum_over_time(metric[50s:10s])",
+        10_000,
+        expect![[r#"
+        {} 3
+    "#]],
+    );
+    check(
+        &db,
+        "sum_over_time(metric[50s:5s])",
+        10_000,
+        expect![[r#"
+        {} 4
+    "#]],
+    );
+    check(
+        &db,
+        "sum_over_time(metric[50s:10s])",
+        5 * M,
+        expect![[r#"
+        {} 10
+    "#]],
+    );
+    // The series goes stale 5m after its last sample.
+    check(
+        &db,
+        "sum_over_time(metric[60s:10s])",
+        5 * M + 59_000,
+        expect![[r#"
+        {} 2
+    "#]],
+    );
+    check(
+        &db,
+        "rate(metric[20s:10s])",
+        10_000,
+        expect![[r#"
+        {} 0.1
+    "#]],
+    );
+    check(
+        &db,
+        "rate(metric[20s:5s])",
+        20_000,
+        expect![[r#"
+        {} 0.06666666666666667
+    "#]],
+    );
+    // The subquery itself is a range vector, its points at the aligned steps.
+    check(
+        &db,
+        "metric[30s:10s]",
+        25_000,
+        expect![[r#"
+        {__name__="metric"} 1@0s 2@10s 2@20s
+    "#]],
+    );
+    // Without a step: 1m, Prometheus' default evaluation interval.
+    check(
+        &db,
+        "count_over_time(metric[5m:])",
+        5 * M,
+        expect![[r#"
+        {} 5
+    "#]],
+    );
+
+    let db = load(
+        10_000,
+        r#"
+        metric1 0+1x1000
+        metric2 0+2x1000
+        metric3 0+3x1000
+        "#,
+    );
+    check(
+        &db,
+        "sum_over_time(metric1[30s:10s])",
+        1_000_000,
+        expect![[r#"
+        {} 297
+    "#]],
+    );
+    check(
+        &db,
+        "sum_over_time(metric1[30s:5s])",
+        1_000_000,
+        expect![[r#"
+        {} 591
+    "#]],
+    );
+    for offset in ["10s", "9s", "7s", "5s", "3s"] {
+        let q = format!("sum_over_time(metric1[30s:10s] offset {offset})");
+        expect![[r#"
+            {} 297
+        "#]]
+        .assert_eq(&render(instant_query(&db, &q, 1_010_000)));
+    }
+    check(
+        &db,
+        "sum_over_time((metric1)[30s:10s] @ 1000)",
+        5_000_000,
+        expect![[r#"
+        {} 297
+    "#]],
+    );
+    check(
+        &db,
+        "rate(sum_over_time(metric1[30s:10s])[50s:10s])",
+        1_000_000,
+        expect![[r#"
+        {} 0.30000000000000004
+    "#]],
+    );
+    check(
+        &db,
+        "rate(sum_over_time((metric1+metric2+metric3)[30s:10s])[30s:10s])",
+        1_000_000,
+        expect![[r#"
+        {} 1.8
+    "#]],
+    );
+
+    let db = load(
+        10_000,
+        r#"
+        http_requests{job="api-server", instance="1", group="production"} 0+20x1000 200+30x1000
+        http_requests{job="api-server", instance="0", group="production"} 0+10x1000 100+30x1000
+        http_requests{job="api-server", instance="0", group="canary"} 0+30x1000 300+80x1000
+        http_requests{job="api-server", instance="1", group="canary"} 0+40x2000
+        "#,
+    );
+    check(
+        &db,
+        r#"rate(http_requests{group=~"pro.*"}[1m:10s])"#,
+        8_000_000,
+        expect![[r#"
+        {group="production", instance="0", job="api-server"} 1
+        {group="production", instance="1", job="api-server"} 2
+    "#]],
+    );
+    check(
+        &db,
+        "avg_over_time(rate(http_requests[1m])[1m:1s])",
+        20_000_000,
+        expect![[r#"
+        {group="canary", instance="0", job="api-server"} 8
+        {group="canary", instance="1", job="api-server"} 4
+        {group="production", instance="0", job="api-server"} 3
+        {group="production", instance="1", job="api-server"} 3
+    "#]],
+    );
+    // A range query runs the subquery at every step.
+    expect![[r#"
+        {group="production", instance="0", job="api-server"} 1@7990s 1@8000s
+    "#]]
+    .assert_eq(&render(range_query(
+        &db,
+        r#"rate(http_requests{group="production", instance="0"}[1m:10s])"#,
+        7_990_000,
+        8_000_000,
+        10_000,
+    )));
+}
+
+#[test]
+fn subquery_fibonacci_rates() {
+    let db = load(
+        7_000,
+        "metric 1 1 2 3 5 8 13 21 34 55 89 144 233 377 610 987 1597 2584 4181 6765 10946 17711 28657 46368 75025 121393 196418 317811 514229 832040 1346269 2178309 3524578 5702887 9227465 14930352 24157817 39088169 63245986 102334155 165580141 267914296 433494437 701408733 1134903170 1836311903 2971215073 4807526976",
+    );
+    check(
+        &db,
+        "rate(metric[1m])",
+        80_000,
+        expect![[r#"
+        {} 2.517857142857143
+    "#]],
+    );
+    check(
+        &db,
+        "rate(metric[1m:10s])",
+        80_000,
+        expect![[r#"
+        {} 2.4
+    "#]],
+    );
+    check(
+        &db,
+        "min_over_time(metric[10s:10s])",
+        20_000,
+        expect![[r#"
+        {} 2
+    "#]],
+    );
+}
+
+#[test]
+fn subquery_steps_are_limited() {
+    let db = load(10_000, "metric 1 2");
+    let limits = eval::Limits {
+        subquery_steps_max: 5,
+        ..eval::Limits::default()
+    };
+    let run = |q: &str| {
+        let expr = parse::query(q).unwrap();
+        eval::Evaluator::new(&db, 0, 0)
+            .with_limits(limits)
+            .instant(&expr, 60_000)
+            .map(|_| ())
+    };
+    assert!(run("count_over_time(metric[50s:10s])").is_ok());
+    let e = run("count_over_time(metric[60s:10s])").unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            QueryErrorKind::Execution,
+            "query evaluates more than 5 subquery steps; use a larger subquery step or a shorter range"
+        )
+    );
+}
