@@ -1,5 +1,6 @@
 //! The evaluator: one expression at one time. A range query runs it once per step.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -61,6 +62,8 @@ pub(super) struct Evaluator<'a> {
     series_touched: usize,
     samples_loaded: u64,
     subquery_steps: u64,
+    /// Per subquery node (keyed by address, as `selections`), its inner results by step.
+    subquery_cache: HashMap<usize, BTreeMap<i64, Vec<Elem>>>,
     limits: Limits,
 }
 
@@ -99,6 +102,7 @@ impl<'a> Evaluator<'a> {
             series_touched: 0,
             samples_loaded: 0,
             subquery_steps: 0,
+            subquery_cache: HashMap::new(),
             limits: Limits::default(),
         }
     }
@@ -339,6 +343,24 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
+    /// The inner expression of a subquery at one of its steps, counted against the limit.
+    fn subquery_step(&mut self, sq: &SubqueryExpr, ts: i64) -> Result<Vec<Elem>, QueryError> {
+        self.subquery_steps += 1;
+        if self.subquery_steps > self.limits.subquery_steps_max {
+            return Err(QueryError::execution(format!(
+                "query evaluates more than {} subquery steps; use a larger subquery step or a shorter range",
+                self.limits.subquery_steps_max
+            )));
+        }
+        let Val::Vector(elems) = self.eval(&sq.expr, ts)? else {
+            return Err(QueryError::bad_data(
+                "subquery is only allowed on instant vector",
+            ));
+        };
+        check_unique(&elems)?;
+        Ok(elems)
+    }
+
     /// `expr[range:step]` at `t`: the inner expression at every multiple of the step (in
     /// absolute time) within `(end - range, end]`, as Prometheus aligns subquery steps.
     fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg, QueryError> {
@@ -356,29 +378,31 @@ impl<'a> Evaluator<'a> {
         if ts <= lo {
             ts = ts.saturating_add(step);
         }
+        // Steps are absolute multiples of `step`, so consecutive evaluations (range query
+        // steps) share most of them: keep the inner results still inside the window.
+        let key = sq as *const SubqueryExpr as usize;
+        let mut cache = self.subquery_cache.remove(&key).unwrap_or_default();
+        cache = cache.split_off(&ts);
         let mut out: BTreeMap<ResultLabels, Vec<(i64, f64)>> = BTreeMap::new();
         while ts <= end {
-            self.subquery_steps += 1;
-            if self.subquery_steps > self.limits.subquery_steps_max {
-                return Err(QueryError::execution(format!(
-                    "query evaluates more than {} subquery steps; use a larger subquery step or a shorter range",
-                    self.limits.subquery_steps_max
-                )));
-            }
-            let Val::Vector(elems) = self.eval(&sq.expr, ts)? else {
-                return Err(QueryError::bad_data(
-                    "subquery is only allowed on instant vector",
-                ));
+            let elems = match cache.entry(ts) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => v.insert(self.subquery_step(sq, ts)?),
             };
-            check_unique(&elems)?;
-            for e in elems {
-                out.entry(e.labels).or_default().push((ts, e.v));
+            for e in elems.iter() {
+                match out.get_mut(&e.labels) {
+                    Some(points) => points.push((ts, e.v)),
+                    None => {
+                        out.insert(e.labels.clone(), vec![(ts, e.v)]);
+                    }
+                }
             }
             let Some(next) = ts.checked_add(step) else {
                 break;
             };
             ts = next;
         }
+        self.subquery_cache.insert(key, cache);
         let series = out
             .into_iter()
             .map(|(labels, points)| RangeElem { labels, points })

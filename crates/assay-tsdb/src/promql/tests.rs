@@ -3198,6 +3198,20 @@ fn subquery_steps_are_limited() {
             .map(|_| ())
     };
     assert!(run("count_over_time(metric[50s:10s])").is_ok());
+    // A range query evaluates each inner step once: (-50s, 60s] holds 11 of them.
+    let range = |max: u64| {
+        let expr = parse::query("count_over_time(metric[50s:10s])").unwrap();
+        let limits = eval::Limits {
+            subquery_steps_max: max,
+            ..limits
+        };
+        eval::Evaluator::new(&db, 0, 60_000)
+            .with_limits(limits)
+            .range(&expr, 0, 60_000, 10_000)
+            .map(|_| ())
+    };
+    assert!(range(11).is_ok());
+    assert!(range(10).is_err());
     let e = run("count_over_time(metric[60s:10s])").unwrap_err();
     assert_eq!(
         (e.kind, e.message.as_str()),
