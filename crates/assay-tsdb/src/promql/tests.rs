@@ -3221,3 +3221,83 @@ fn subquery_steps_are_limited() {
         )
     );
 }
+
+#[test]
+fn stale_markers_end_series_in_every_window() {
+    let db = load(
+        M,
+        r#"
+        metric{a="1"} 1 2 stale 4
+        metric{a="2"} 10 stale
+        "#,
+    );
+    // Range functions skip the marker itself.
+    check(
+        &db,
+        "count_over_time(metric[5m])",
+        3 * M,
+        expect![[r#"
+        {a="1"} 3
+        {a="2"} 1
+    "#]],
+    );
+    check(
+        &db,
+        "last_over_time(metric[5m])",
+        2 * M,
+        expect![[r#"
+        {__name__="metric", a="1"} 2
+        {__name__="metric", a="2"} 10
+    "#]],
+    );
+    // A subquery sees the series disappear at the marker and come back after it.
+    check(
+        &db,
+        "metric[4m:1m]",
+        4 * M,
+        expect![[r#"
+        {__name__="metric", a="1"} 2@60s 4@180s 4@240s
+    "#]],
+    );
+    let r = render(range_query(&db, "metric", 0, 4 * M, M));
+    expect![[r#"
+        {__name__="metric", a="1"} 1@0s 2@60s 4@180s 4@240s
+        {__name__="metric", a="2"} 10@0s
+    "#]]
+    .assert_eq(&r);
+    check(
+        &db,
+        "+metric",
+        0,
+        expect![[r#"
+        {__name__="metric", a="1"} 1
+        {__name__="metric", a="2"} 10
+    "#]],
+    );
+}
+
+#[test]
+fn subqueries_with_offset_and_at_in_range_queries() {
+    let db = load(10_000, "metric1 0+1x1000");
+    let r = |q: &str| render(range_query(&db, q, 100_000, 130_000, 10_000));
+    expect![[r#"
+        {} 27@100s 30@110s 33@120s 36@130s
+    "#]]
+    .assert_eq(&r("sum_over_time(metric1[30s:10s])"));
+    expect![[r#"
+        {} 24@100s 27@110s 30@120s 33@130s
+    "#]]
+    .assert_eq(&r("sum_over_time(metric1[30s:10s] offset 10s)"));
+    expect![[r#"
+        {} 27@100s 27@110s 27@120s 27@130s
+    "#]]
+    .assert_eq(&r("sum_over_time(metric1[30s:10s] @ start())"));
+    expect![[r#"
+        {} 36@100s 36@110s 36@120s 36@130s
+    "#]]
+    .assert_eq(&r("sum_over_time(metric1[30s:10s] @ end())"));
+    expect![[r#"
+        {} 0.1020979020979021@100s 0.1020979020979021@110s 0.1020979020979021@120s 0.1020979020979021@130s
+    "#]]
+    .assert_eq(&r("deriv(metric1[1m:5s])"));
+}
