@@ -320,8 +320,7 @@ impl Accumulator {
             self.mean = self.value / (self.count - 1.0);
             self.kahan_c /= self.count - 1.0;
         }
-        let q = (self.count - 1.0) / self.count;
-        (self.mean, self.kahan_c) = kahan_inc(v / self.count, q * self.mean, q * self.kahan_c);
+        (self.mean, self.kahan_c) = incremental_mean(self.mean, self.kahan_c, v, self.count);
     }
 
     fn result(&self, kind: AggKind) -> f64 {
@@ -339,7 +338,7 @@ impl Accumulator {
         match kind {
             AggKind::Sum => self.value + self.kahan_c,
             AggKind::Avg if self.incremental_mean => self.mean + self.kahan_c,
-            AggKind::Avg => self.value / self.count + self.kahan_c / self.count,
+            AggKind::Avg => (self.value + self.kahan_c) / self.count,
             AggKind::Min | AggKind::Max => self.value,
             AggKind::Count => self.count,
             AggKind::Group => 1.0,
@@ -347,6 +346,20 @@ impl Accumulator {
             AggKind::Stddev => variance().sqrt(),
         }
     }
+}
+
+/// One step of Prometheus' incremental mean with Kahan compensation `c`: the mean of
+/// `count` values from that of the first `count - 1` and `v`. An infinite mean stays
+/// unless `v` is NaN or the opposite infinity (subtracting it would give NaN).
+pub(super) fn incremental_mean(mean: f64, c: f64, v: f64, count: f64) -> (f64, f64) {
+    if mean.is_infinite() {
+        let same_infinity = v.is_infinite() && (mean > 0.0) == (v > 0.0);
+        if same_infinity || v.is_finite() {
+            return (mean, c);
+        }
+    }
+    let current = mean + c;
+    kahan_inc(v / count - current / count, mean, c)
 }
 
 /// Output labels of an aggregation group.

@@ -3,6 +3,7 @@
 
 use promql_parser::parser::Expr;
 
+use super::aggregate::incremental_mean;
 use super::eval::{drop_name, kahan_inc, Elem, Evaluator, RangeArg, Val};
 use super::quantile::quantile;
 use super::QueryError;
@@ -160,7 +161,7 @@ fn sum(points: &[(i64, f64)]) -> f64 {
 }
 
 /// Prometheus' `avg_over_time`: a Kahan sum divided at the end, switching to an
-/// incremental mean only if the sum would overflow.
+/// incremental mean only if the sum would overflow (as the `avg` aggregation).
 fn avg(points: &[(i64, f64)]) -> f64 {
     let Some(&(_, first)) = points.first() else {
         return f64::NAN;
@@ -180,13 +181,12 @@ fn avg(points: &[(i64, f64)]) -> f64 {
             mean = sum / (count - 1.0);
             c /= count - 1.0;
         }
-        let q = (count - 1.0) / count;
-        (mean, c) = kahan_inc(v / count, q * mean, q * c);
+        (mean, c) = incremental_mean(mean, c, v, count);
     }
     if incremental {
         mean + c
     } else {
-        sum / count + c / count
+        (sum + c) / count
     }
 }
 
