@@ -351,7 +351,7 @@ impl Accumulator {
 /// One step of Prometheus' incremental mean with Kahan compensation `c`: the mean of
 /// `count` values from that of the first `count - 1` and `v`. An infinite mean stays
 /// unless `v` is NaN or the opposite infinity (subtracting it would give NaN).
-pub(super) fn incremental_mean(mean: f64, c: f64, v: f64, count: f64) -> (f64, f64) {
+fn incremental_mean(mean: f64, c: f64, v: f64, count: f64) -> (f64, f64) {
     if mean.is_infinite() {
         let same_infinity = v.is_infinite() && (mean > 0.0) == (v > 0.0);
         if same_infinity || v.is_finite() {

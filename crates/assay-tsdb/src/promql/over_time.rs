@@ -3,7 +3,6 @@
 
 use promql_parser::parser::Expr;
 
-use super::aggregate::incremental_mean;
 use super::eval::{drop_name, kahan_inc, Elem, Evaluator, RangeArg, Val};
 use super::quantile::quantile;
 use super::QueryError;
@@ -161,7 +160,8 @@ fn sum(points: &[(i64, f64)]) -> f64 {
 }
 
 /// Prometheus' `avg_over_time`: a Kahan sum divided at the end, switching to an
-/// incremental mean only if the sum would overflow (as the `avg` aggregation).
+/// incremental mean only if the sum would overflow. (Its incremental step differs from
+/// the `avg` aggregation's, as in Prometheus.)
 fn avg(points: &[(i64, f64)]) -> f64 {
     let Some(&(_, first)) = points.first() else {
         return f64::NAN;
@@ -181,12 +181,13 @@ fn avg(points: &[(i64, f64)]) -> f64 {
             mean = sum / (count - 1.0);
             c /= count - 1.0;
         }
-        (mean, c) = incremental_mean(mean, c, v, count);
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_inc(v / count, q * mean, q * c);
     }
     if incremental {
         mean + c
     } else {
-        (sum + c) / count
+        sum / count + c / count
     }
 }
 
@@ -204,6 +205,10 @@ fn variance(points: &[(i64, f64)]) -> f64 {
 
 /// Prometheus' `mad_over_time`: the median of the absolute deviations from the median.
 fn median_absolute_deviation(points: &[(i64, f64)]) -> f64 {
+    // A NaN makes the median, and so the deviation, undefined.
+    if points.iter().any(|p| p.1.is_nan()) {
+        return f64::NAN;
+    }
     let median = quantile(0.5, &mut values(points));
     let mut deviations: Vec<f64> = points.iter().map(|&(_, v)| (v - median).abs()).collect();
     quantile(0.5, &mut deviations)
