@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{check_unique, drop_name, Elem, Evaluator, Val};
-use super::quantile::{bucket_quantile, Bucket};
+use super::quantile::{bucket_fraction, bucket_quantile, Bucket};
 use super::{calendar, labels, over_time, QueryError, ResultLabels};
 
 /// Evaluates a function call at time `t`.
@@ -130,9 +130,21 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Quer
             let elems = vector_arg(ev, args, 1, t, name)?;
             histogram_quantile(q, elems)
         }
+        "histogram_fraction" => {
+            let lower = scalar_arg(ev, args, 0, t, name)?;
+            let upper = scalar_arg(ev, args, 1, t, name)?;
+            let elems = vector_arg(ev, args, 2, t, name)?;
+            classic_histograms(elems)
+                .into_iter()
+                .map(|(labels, mut buckets)| Elem {
+                    labels: drop_name(labels),
+                    v: bucket_fraction(lower, upper, &mut buckets),
+                })
+                .collect()
+        }
         // Native histograms only: Assay stores none, and float samples are skipped.
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" | "histogram_fraction" => {
+        | "histogram_stdvar" => {
             for i in 0..args.len() {
                 ev.eval(arg(args, i, name)?, t)?;
             }
@@ -256,10 +268,21 @@ fn timestamp(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Vec<E
     Ok(map_values(elems, |_| t as f64 / 1000.0))
 }
 
-/// `histogram_quantile(φ, buckets)` over classic buckets: series grouped by all labels
-/// but `le`; a series whose `le` does not parse as a float is skipped.
+/// `histogram_quantile(φ, buckets)` over classic buckets.
 fn histogram_quantile(q: f64, elems: Vec<Elem>) -> Vec<Elem> {
-    // Keyed by the labels without `le` (name included), as Prometheus groups.
+    classic_histograms(elems)
+        .into_iter()
+        .map(|(labels, mut buckets)| Elem {
+            labels: drop_name(labels),
+            v: bucket_quantile(q, &mut buckets),
+        })
+        .collect()
+}
+
+/// Classic histograms: series grouped by all labels but `le` (the name included, as
+/// Prometheus groups), in order of first appearance; a series whose `le` does not parse
+/// as a float is skipped.
+fn classic_histograms(elems: Vec<Elem>) -> Vec<(ResultLabels, Vec<Bucket>)> {
     let mut groups: Vec<(ResultLabels, Vec<Bucket>)> = Vec::new();
     let mut index: std::collections::HashMap<ResultLabels, usize> = Default::default();
     for e in elems {
@@ -275,12 +298,6 @@ fn histogram_quantile(q: f64, elems: Vec<Elem>) -> Vec<Elem> {
         groups[i].1.push(Bucket { upper, count: e.v });
     }
     groups
-        .into_iter()
-        .map(|(labels, mut buckets)| Elem {
-            labels: drop_name(labels),
-            v: bucket_quantile(q, &mut buckets),
-        })
-        .collect()
 }
 
 /// Go's `strconv.ParseFloat` for the forms `le` values take: decimals, exponents, and

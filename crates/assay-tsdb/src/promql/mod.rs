@@ -17,7 +17,8 @@
 //!   count_values` with `by`/`without`.
 //! - Functions: `rate increase delta irate idelta deriv predict_linear changes resets`,
 //!   `{sum,avg,min,max,count,last,first,present,quantile,stddev,stdvar,mad,absent}_over_time`,
-//!   `double_exponential_smoothing`, `histogram_quantile` (classic `le` buckets),
+//!   `double_exponential_smoothing`, `histogram_quantile` and `histogram_fraction` (classic
+//!   `le` buckets),
 //!   `absent` (labels from equality matchers), `label_replace label_join`, `abs ceil floor
 //!   round clamp clamp_min clamp_max sgn exp ln log2 log10 sqrt`, trigonometry (`sin` … `atanh
 //!   deg rad pi`), `time timestamp vector scalar`, `sort sort_desc sort_by_label
@@ -34,8 +35,8 @@
 //! `topk` or `bottomk`, whose order Prometheus returns; range queries are sorted by labels.
 //!
 //! # Not supported
-//! Native histograms: `histogram_count sum avg stddev stdvar fraction` return an empty
-//! vector (Assay stores only floats, which Prometheus skips there). `limitk`, `limit_ratio`,
+//! Native histograms: `histogram_count sum avg stddev stdvar` return an empty vector (Assay
+//! stores only floats, which Prometheus skips there). `limitk`, `limit_ratio`,
 //! `info`, `ts_of_*_over_time`, `step()`/`range()`/`start()`/`end()` as functions,
 //! `min_of`/`max_of` and the `fill` modifiers are a [`QueryError`] naming the feature.
 //!
@@ -52,6 +53,9 @@
 //! - Date functions of NaN, ±Inf or values beyond ±2^63 s return Assay's proleptic
 //!   Gregorian date of `i64::MIN` seconds, not Go's `time` package's.
 //! - `count_values` accepts any non-empty label name (as Prometheus 3's UTF-8 names).
+//! - `histogram_fraction` on classic buckets is recent in Prometheus; where a bound falls
+//!   in a bucket of infinite width Assay counts none of it (Prometheus' arithmetic gives
+//!   NaN), and the lowest bucket starts at 0 when its bound is positive.
 //! - Limits: [`QUERY_SERIES_TOUCHED_MAX`], [`QUERY_SAMPLES_LOADED_MAX`],
 //!   [`QUERY_SUBQUERY_STEPS_MAX`] and the others below are Assay's, with Assay's messages.
 

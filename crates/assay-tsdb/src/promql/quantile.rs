@@ -146,3 +146,52 @@ fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     }
     diff / abs_sum.min(f64::MAX) < epsilon
 }
+
+/// Prometheus' `BucketFraction`: the estimated share of observations in `(lower, upper]`,
+/// interpolating linearly inside the buckets the bounds fall in. The lowest bucket starts
+/// at 0 if its bound is positive (as for quantiles); an infinitely wide bucket adds none
+/// of its observations (Prometheus' arithmetic gives NaN there, which it does not define).
+pub(super) fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<Bucket>) -> f64 {
+    buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(Ordering::Equal));
+    match buckets.last() {
+        Some(b) if b.upper == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    coalesce(buckets);
+    let count = buckets[buckets.len() - 1].count;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, None, None);
+    for (i, b) in buckets.iter().enumerate() {
+        let start = match i.checked_sub(1) {
+            Some(p) => buckets[p].upper,
+            None if b.upper > 0.0 => 0.0,
+            None => f64::NEG_INFINITY,
+        };
+        let end = b.upper;
+        let interpolate = |v: f64| {
+            if start.is_infinite() || end.is_infinite() {
+                rank
+            } else {
+                rank + (b.count - rank) * (v - start) / (end - start)
+            }
+        };
+        for (bound, slot) in [(lower, &mut lower_rank), (upper, &mut upper_rank)] {
+            if slot.is_none() && start >= bound {
+                *slot = Some(rank);
+            } else if slot.is_none() && start < bound && end > bound {
+                *slot = Some(interpolate(bound));
+            }
+        }
+        if lower_rank.is_some() && upper_rank.is_some() {
+            break;
+        }
+        rank = b.count;
+    }
+    let clamp = |r: Option<f64>| r.filter(|&r| r <= count).unwrap_or(count);
+    (clamp(upper_rank) - clamp(lower_rank)) / count
+}

@@ -3376,3 +3376,61 @@ fn avg_over_time_of_extreme_values() {
     "#]],
     );
 }
+
+#[test]
+fn histogram_fraction_over_classic_buckets() {
+    let db = load(
+        5 * M,
+        r#"
+        testhistogram2_bucket{le="0"} 0+0x10
+        testhistogram2_bucket{le="2"} 0+1x10
+        testhistogram2_bucket{le="4"} 0+2x10
+        testhistogram2_bucket{le="6"} 0+3x10
+        testhistogram2_bucket{le="+Inf"} 0+3x10
+        testhistogram3_bucket{le="0", start="positive"} 0+0x10
+        testhistogram3_bucket{le="0.1", start="positive"} 0+5x10
+        testhistogram3_bucket{le=".2", start="positive"} 0+7x10
+        testhistogram3_bucket{le="1e0", start="positive"} 0+11x10
+        testhistogram3_bucket{le="+Inf", start="positive"} 0+11x10
+        testhistogram3_bucket{le="-.25", start="negative"} 0+0x10
+        testhistogram3_bucket{le="-.2", start="negative"} 0+1x10
+        testhistogram3_bucket{le="-0.1", start="negative"} 0+2x10
+        testhistogram3_bucket{le="0.3", start="negative"} 0+2x10
+        testhistogram3_bucket{le="+Inf", start="negative"} 0+2x10
+        "#,
+    );
+    let at = 50 * M;
+    let f = |q: &str| render(instant_query(&db, q, at));
+    expect![[r#"
+        {} 0.6666666666666666
+    "#]]
+    .assert_eq(&f("histogram_fraction(0, 4, testhistogram2_bucket)"));
+    expect![[r#"
+        {} 1
+    "#]]
+    .assert_eq(&f("histogram_fraction(0, 6, testhistogram2_bucket)"));
+    expect![[r#"
+        {} 0.5833333333333334
+    "#]]
+    .assert_eq(&f("histogram_fraction(0, 3.5, testhistogram2_bucket)"));
+    expect![[r#"
+        {start="negative"} 0
+        {start="positive"} 0.6363636363636364
+    "#]]
+    .assert_eq(&f("histogram_fraction(0, 0.2, testhistogram3_bucket)"));
+    expect![[r#"
+        {start="negative"} 0
+        {start="positive"} 0.6363636363636364
+    "#]]
+    .assert_eq(&f(
+        "histogram_fraction(0, 0.2, rate(testhistogram3_bucket[10m]))",
+    ));
+    expect![[r#"
+        {} 0
+    "#]]
+    .assert_eq(&f("histogram_fraction(4, 4, testhistogram2_bucket)"));
+    expect![[r#"
+        {} NaN
+    "#]]
+    .assert_eq(&f("histogram_fraction(NaN, 4, testhistogram2_bucket)"));
+}
