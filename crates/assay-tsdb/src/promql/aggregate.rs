@@ -128,12 +128,14 @@ fn count_values(
     for e in elems {
         let mut labels = e.labels;
         set_label(&mut labels, label, &format_value(e.v));
+        // Without `without`, the value label joins the `by` labels (none by default).
         let key = match modifier {
+            Some(LabelModifier::Exclude(_)) => grouping_labels(&labels, modifier),
             Some(LabelModifier::Include(by)) => labels
                 .into_iter()
                 .filter(|(n, _)| n == label || by.labels.contains(n))
                 .collect(),
-            _ => grouping_labels(&labels, modifier),
+            None => labels.into_iter().filter(|(n, _)| n == label).collect(),
         };
         *groups.entry(key).or_insert(0.0) += 1.0;
     }

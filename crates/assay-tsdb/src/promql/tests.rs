@@ -1127,27 +1127,44 @@ fn quantile_and_count_values() {
     check(
         &db,
         r#"count_values("version", version)"#,
-        5 * M,
-        expect!["empty vector"],
+        0,
+        expect![[r#"
+        {version="6"} 5
+        {version="7"} 2
+        {version="8"} 2
+    "#]],
     );
     check(
         &db,
         r#"count_values without (instance) ("version", version)"#,
-        5 * M,
-        expect!["empty vector"],
+        0,
+        expect![[r#"
+        {group="canary", job="api-server", version="8"} 2
+        {group="canary", job="app-server", version="7"} 2
+        {group="production", job="api-server", version="6"} 3
+        {group="production", job="app-server", version="6"} 2
+    "#]],
     );
     // The value label overwrites a label of the same name.
     check(
         &db,
         r#"count_values without (instance) ("job", version)"#,
-        5 * M,
-        expect!["empty vector"],
+        0,
+        expect![[r#"
+        {group="canary", job="7"} 2
+        {group="canary", job="8"} 2
+        {group="production", job="6"} 5
+    "#]],
     );
     check(
         &db,
         r#"count_values by (job, group) ("job", version)"#,
-        5 * M,
-        expect!["empty vector"],
+        0,
+        expect![[r#"
+        {group="canary", job="7"} 2
+        {group="canary", job="8"} 2
+        {group="production", job="6"} 5
+    "#]],
     );
     // Values print as Go's FormatFloat(v, 'f', -1).
     check(
@@ -1155,7 +1172,9 @@ fn quantile_and_count_values() {
         r#"count_values("v", odd)"#,
         0,
         expect![[r#"
-        {} 3
+        {v="0.5"} 1
+        {v="1000000000000000000000"} 1
+        {v="NaN"} 1
     "#]],
     );
     check(
@@ -3433,4 +3452,80 @@ fn histogram_fraction_over_classic_buckets() {
         {} NaN
     "#]]
     .assert_eq(&f("histogram_fraction(NaN, 4, testhistogram2_bucket)"));
+}
+
+#[test]
+fn odd_inputs_return_values_or_errors_never_panics() {
+    let db = load(
+        M,
+        r#"
+        x{a="1", le=""} 1 2 3
+        x{a="2", le="1"} NaN Inf -Inf
+        "#,
+    );
+    let queries = [
+        "topk(1e300, x)",
+        "bottomk(-1e300, x)",
+        "quantile(0.5, x)",
+        "histogram_quantile(0.5, x)",
+        "histogram_fraction(-Inf, Inf, x)",
+        "round(x, 0)",
+        "round(x, -1)",
+        "clamp(x, NaN, NaN)",
+        r#"label_replace(x, "b", "$99${1}$$", "a", "(.*)")"#,
+        r#"label_join(x, "b", "-", "a", "a", "le")"#,
+        "predict_linear(x[5m], Inf)",
+        "day_of_week(x * 1e300)",
+        "year(-x)",
+        r#"count_values("v", x)"#,
+        r#"count_values("a", x)"#,
+        "x[5s:1ms]",
+        "rate(x[1ms:1ms])",
+        "max_over_time(x[1h:7s] offset -1h)",
+        "sum_over_time(x[5m:1m] @ 1e12)",
+        "x @ -1e12",
+        "sort_by_label(x, \"\", \"le\")",
+        "double_exponential_smoothing(x[5m], NaN, NaN)",
+        "quantile_over_time(NaN, x[5m])",
+        "absent_over_time(x[1ms])",
+        "x and on() x or x unless ignoring(a) x",
+        "x / on(a) group_left(le) x",
+        "x == bool on(a) group_right x",
+        "timestamp(x @ 0)",
+        "scalar(x) * vector(1)",
+        "changes(x[5m:30s]) + resets(x[5m:30s])",
+    ];
+    for q in queries {
+        for at in [0, 2 * M, 10 * M] {
+            let _ = instant_query(&db, q, at);
+        }
+        let _ = range_query(&db, q, 0, 10 * M, 30_000);
+    }
+    let got: Vec<String> = queries[..15]
+        .iter()
+        .map(|q| {
+            render(instant_query(&db, q, 2 * M))
+                .trim()
+                .replace('\n', "; ")
+        })
+        .collect();
+    expect![[r#"
+        [
+            "error(execution): Scalar value 1e+300 overflows int64",
+            "error(execution): Scalar value -1e+300 overflows int64",
+            "{} -Inf",
+            "{a=\"2\"} NaN",
+            "{a=\"2\"} NaN",
+            "{a=\"1\"} NaN; {a=\"2\", le=\"1\"} NaN",
+            "{a=\"1\"} 3; {a=\"2\", le=\"1\"} -Inf",
+            "{a=\"1\"} NaN; {a=\"2\", le=\"1\"} NaN",
+            "{__name__=\"x\", a=\"1\", b=\"1$\"} 3; {__name__=\"x\", a=\"2\", b=\"2$\", le=\"1\"} -Inf",
+            "{__name__=\"x\", a=\"1\", b=\"1-1-\"} 3; {__name__=\"x\", a=\"2\", b=\"2-2-1\", le=\"1\"} -Inf",
+            "{a=\"1\"} +Inf; {a=\"2\", le=\"1\"} NaN",
+            "{a=\"1\"} 0; {a=\"2\", le=\"1\"} 0",
+            "{a=\"1\"} 1969; {a=\"2\", le=\"1\"} -292277022657",
+            "{v=\"-Inf\"} 1; {v=\"3\"} 1",
+            "{a=\"-Inf\"} 1; {a=\"3\"} 1",
+        ]
+    "#]].assert_debug_eq(&got);
 }
