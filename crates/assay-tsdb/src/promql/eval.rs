@@ -429,15 +429,15 @@ fn keeps_order(expr: &Expr) -> bool {
     }
 }
 
-/// Prometheus refuses a vector whose elements share a label set (e.g. after names drop).
+/// Prometheus refuses a vector whose elements share a label set (e.g. after names drop),
+/// with this message and without naming the label set.
 pub(super) fn check_unique(elems: &[Elem]) -> Result<(), QueryError> {
     let mut seen = BTreeSet::new();
     for e in elems {
         if !seen.insert(&e.labels) {
-            return Err(QueryError::execution(format!(
-                "vector cannot contain metrics with the same labelset {}",
-                format_labels(&e.labels)
-            )));
+            return Err(QueryError::execution(
+                "vector cannot contain metrics with the same labelset",
+            ));
         }
     }
     Ok(())

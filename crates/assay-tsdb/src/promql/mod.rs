@@ -47,7 +47,6 @@
 //! - Ties keep the input (label) order where Prometheus' unstable sorts may not: `sort*`,
 //!   and `topk`/`bottomk` among equal values; `topk`/`bottomk` groups come in the order of
 //!   their first series by labels.
-//! - "vector cannot contain metrics with the same labelset" names the label set.
 //! - A step-invariant `predict_linear(x[r] @ t, d)` in a range query uses each step's time
 //!   as the intercept; Prometheus evaluates it once, at the query start.
 //! - Date functions of NaN, ±Inf or values beyond ±2^63 s return Assay's proleptic

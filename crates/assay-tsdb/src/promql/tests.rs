@@ -627,9 +627,7 @@ fn vector_matching() {
         &db,
         "-{__name__=~\"requests|other\"}",
         0,
-        expect![[
-            r#"error(execution): vector cannot contain metrics with the same labelset {job="db"}"#
-        ]],
+        expect![[r#"error(execution): vector cannot contain metrics with the same labelset"#]],
     );
 }
 
@@ -2182,9 +2180,7 @@ fn label_replace_and_label_join() {
         &db,
         &lr(r#""src", "", "", """#),
         0,
-        expect![[
-            r#"error(execution): vector cannot contain metrics with the same labelset {__name__="testmetric", dst="original-destination-value"}"#
-        ]],
+        expect![[r#"error(execution): vector cannot contain metrics with the same labelset"#]],
     );
 
     check(
@@ -2218,9 +2214,7 @@ fn label_replace_and_label_join() {
         &db,
         r#"label_join(dup, "label", "", "this")"#,
         0,
-        expect![[
-            r#"error(execution): vector cannot contain metrics with the same labelset {__name__="dup", label="a", this="a"}"#
-        ]],
+        expect![[r#"error(execution): vector cannot contain metrics with the same labelset"#]],
     );
     check(
         &db,
@@ -2994,7 +2988,7 @@ fn histogram_quantile_over_classic_buckets() {
         {} NaN
     "#]],
     );
-    check(&db, "histogram_quantile(0.5, {__name__=~\"request_duration_seconds\\\\d*_bucket\", job=\"job1\", instance=\"ins1\"})", at, expect![[r#"error(execution): vector cannot contain metrics with the same labelset {instance="ins1", job="job1"}"#]]);
+    check(&db, "histogram_quantile(0.5, {__name__=~\"request_duration_seconds\\\\d*_bucket\", job=\"job1\", instance=\"ins1\"})", at, expect![[r#"error(execution): vector cannot contain metrics with the same labelset"#]]);
     check(
         &db,
         "histogram_quantile(0.5, nothing)",
