@@ -17,6 +17,7 @@
 //!   count_values` with `by`/`without`.
 //! - Functions: `rate increase delta irate idelta deriv predict_linear changes resets`,
 //!   `{sum,avg,min,max,count,last,first,present,quantile,stddev,stdvar,mad,absent}_over_time`,
+//!   `ts_of_{min,max,first,last}_over_time`,
 //!   `double_exponential_smoothing`, `histogram_quantile` and `histogram_fraction` (classic
 //!   `le` buckets),
 //!   `absent` (labels from equality matchers), `label_replace label_join`, `abs ceil floor
@@ -37,13 +38,13 @@
 //! # Not supported
 //! Native histograms: `histogram_count sum avg stddev stdvar` return an empty vector (Assay
 //! stores only floats, which Prometheus skips there). `limitk`, `limit_ratio`,
-//! `info`, `ts_of_*_over_time`, `step()`/`range()`/`start()`/`end()` as functions,
+//! `info`, `step()`/`range()`/`start()`/`end()` as functions,
 //! `min_of`/`max_of` and the `fill` modifiers are a [`QueryError`] naming the feature.
 //!
 //! # Known differences from Prometheus
 //! - No annotations (warnings/infos), e.g. for φ outside [0, 1] or non-monotonic buckets.
 //! - Experimental functions (`sort_by_label*`, `double_exponential_smoothing`,
-//!   `mad_over_time`, `first_over_time`) are always enabled.
+//!   `mad_over_time`, `first_over_time`, `ts_of_*`) are always enabled.
 //! - Ties keep the input (label) order where Prometheus' unstable sorts may not: `sort*`,
 //!   and `topk`/`bottomk` among equal values; `topk`/`bottomk` groups come in the order of
 //!   their first series by labels.

@@ -27,6 +27,10 @@ pub(super) fn handles(name: &str) -> bool {
             | "count_over_time"
             | "last_over_time"
             | "first_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_max_over_time"
+            | "ts_of_first_over_time"
+            | "ts_of_last_over_time"
             | "present_over_time"
             | "quantile_over_time"
             | "stddev_over_time"
@@ -120,6 +124,11 @@ pub(super) fn call(
                 double_exponential_smoothing(p, scalar(0), scalar(1))
             }
             "first_over_time" => p.first().map(|&(_, v)| v),
+            // The last of equal extremes, as Prometheus compares with `<=`/`>=`.
+            "ts_of_min_over_time" => Some(ts_of_extreme(p, |cur, acc| cur <= acc)),
+            "ts_of_max_over_time" => Some(ts_of_extreme(p, |cur, acc| cur >= acc)),
+            "ts_of_first_over_time" => p.first().map(|&(t, _)| t as f64 / 1000.0),
+            "ts_of_last_over_time" => p.last().map(|&(t, _)| t as f64 / 1000.0),
             _ => p.last().map(|&(_, v)| v), // last_over_time
         };
         let Some(v) = v else { continue };
@@ -212,6 +221,19 @@ fn median_absolute_deviation(points: &[(i64, f64)]) -> f64 {
     let median = quantile(0.5, &mut values(points));
     let mut deviations: Vec<f64> = points.iter().map(|&(_, v)| (v - median).abs()).collect();
     quantile(0.5, &mut deviations)
+}
+
+/// Seconds of the sample `replaces` picks over all before it (a NaN so far is replaced).
+fn ts_of_extreme(points: &[(i64, f64)], replaces: fn(f64, f64) -> bool) -> f64 {
+    let Some(&(mut t_acc, mut acc)) = points.first() else {
+        return f64::NAN;
+    };
+    for &(t, v) in points {
+        if replaces(v, acc) || acc.is_nan() {
+            (t_acc, acc) = (t, v);
+        }
+    }
+    t_acc as f64 / 1000.0
 }
 
 /// Consecutive pairs `(previous, current)` for which `counts` holds.

@@ -3523,3 +3523,61 @@ fn odd_inputs_return_values_or_errors_never_panics() {
         ]
     "#]].assert_debug_eq(&got);
 }
+
+#[test]
+fn ts_of_over_time_functions() {
+    let db = load(
+        10_053,
+        r#"
+        metric 1 2 3 0 5 6 2 1 4
+        ties 1 1 1
+        sparse{a="1"} _ _ 1 2 3 _ _
+        "#,
+    );
+    check(
+        &db,
+        "ts_of_min_over_time(metric[90s])",
+        90_000,
+        expect![[r#"
+        {} 30.159
+    "#]],
+    );
+    check(
+        &db,
+        "ts_of_max_over_time(metric[90s])",
+        90_000,
+        expect![[r#"
+        {} 50.265
+    "#]],
+    );
+    check(
+        &db,
+        "ts_of_max_over_time(ties[90s])",
+        90_000,
+        expect![[r#"
+        {} 20.106
+    "#]],
+    );
+    check(
+        &db,
+        "ts_of_first_over_time(sparse[90s])",
+        95_000,
+        expect![[r#"
+        {a="1"} 20.106
+    "#]],
+    );
+    check(
+        &db,
+        "ts_of_last_over_time(sparse[90s])",
+        95_000,
+        expect![[r#"
+        {a="1"} 40.212
+    "#]],
+    );
+    check(
+        &db,
+        "ts_of_first_over_time(sparse[90s])",
+        15_000,
+        expect!["empty vector"],
+    );
+}
