@@ -16,13 +16,6 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Quer
     let out = match name {
         "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
         "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
-        "vector" => {
-            let v = scalar_arg(ev, args, 0, t, name)?;
-            return Ok(Val::Vector(vec![Elem {
-                labels: Vec::new(),
-                v,
-            }]));
-        }
         "scalar" => {
             let elems = vector_arg(ev, args, 0, t, name)?;
             return Ok(Val::Scalar(match elems.as_slice() {
@@ -30,126 +23,21 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Quer
                 _ => f64::NAN,
             }));
         }
-        "sort" | "sort_desc" => {
-            let mut elems = vector_arg(ev, args, 0, t, name)?;
-            let desc = name == "sort_desc";
-            // Ascending or descending, NaN last either way.
-            elems.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => Ordering::Greater,
-                (false, true) => Ordering::Less,
-                _ if desc => b.v.total_cmp(&a.v),
-                _ => a.v.total_cmp(&b.v),
-            });
-            return Ok(Val::Vector(elems));
-        }
-        "sort_by_label" | "sort_by_label_desc" => {
-            let elems = vector_arg(ev, args, 0, t, name)?;
-            let names = string_args(ev, args, 1, t, name)?;
-            let desc = name == "sort_by_label_desc";
-            return Ok(Val::Vector(labels::sort_by_label(elems, &names, desc)));
+        "vector" => vec![Elem {
+            labels: Vec::new(),
+            v: scalar_arg(ev, args, 0, t, name)?,
+        }],
+        // Their order is the result: no duplicate check can apply, and none is needed.
+        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
+            return ordering(ev, name, args, t).map(Val::Vector)
         }
         "timestamp" => timestamp(ev, args, t)?,
-        "absent" => {
-            let elems = vector_arg(ev, args, 0, t, name)?;
-            if !elems.is_empty() {
-                Vec::new()
-            } else {
-                let labels = match args.first().map(|a| a.as_ref()) {
-                    Some(Expr::VectorSelector(vs)) => labels::absent_labels(vs),
-                    _ => Vec::new(),
-                };
-                vec![Elem { labels, v: 1.0 }]
-            }
-        }
-        "label_replace" => {
-            let elems = vector_arg(ev, args, 0, t, name)?;
-            let s = string_args(ev, args, 1, t, name)?;
-            let [dst, repl, src, re] = s.as_slice() else {
-                return Err(QueryError::bad_data("label_replace needs 5 arguments"));
-            };
-            labels::label_replace(elems, dst, repl, src, re)?
-        }
-        "label_join" => {
-            let elems = vector_arg(ev, args, 0, t, name)?;
-            let s = string_args(ev, args, 1, t, name)?;
-            let [dst, sep, srcs @ ..] = s.as_slice() else {
-                return Err(QueryError::bad_data(
-                    "label_join needs at least 3 arguments",
-                ));
-            };
-            labels::label_join(elems, dst, sep, srcs)?
-        }
-        "round" => {
-            let elems = vector_arg(ev, args, 0, t, name)?;
-            let to_nearest = match args.len() {
-                1 => 1.0,
-                _ => scalar_arg(ev, args, 1, t, name)?,
-            };
-            // Prometheus multiplies by the inverse: fewer float errors than dividing.
-            let inverse = 1.0 / to_nearest;
-            map_values(elems, |v| (v * inverse + 0.5).floor() / inverse)
-        }
-        "clamp" => {
-            let elems = vector_arg(ev, args, 0, t, name)?;
-            let min = scalar_arg(ev, args, 1, t, name)?;
-            let max = scalar_arg(ev, args, 2, t, name)?;
-            if max < min {
-                Vec::new()
-            } else {
-                map_values(elems, |v| go_max(min, go_min(max, v)))
-            }
-        }
-        "clamp_min" | "clamp_max" => {
-            let elems = vector_arg(ev, args, 0, t, name)?;
-            let bound = scalar_arg(ev, args, 1, t, name)?;
-            if name == "clamp_min" {
-                map_values(elems, |v| go_max(v, bound))
-            } else {
-                map_values(elems, |v| go_min(v, bound))
-            }
-        }
+        "absent" => absent(ev, args, t)?,
+        "label_replace" | "label_join" => label_function(ev, name, args, t)?,
+        "round" | "clamp" | "clamp_min" | "clamp_max" => rounding(ev, name, args, t)?,
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
-        | "month" | "year" => {
-            if args.is_empty() {
-                // Without an argument: of `vector(time())`, in whole seconds.
-                let v = calendar::field(name, t.div_euclid(1000)).unwrap_or(f64::NAN);
-                vec![Elem {
-                    labels: Vec::new(),
-                    v,
-                }]
-            } else {
-                let elems = vector_arg(ev, args, 0, t, name)?;
-                map_values(elems, |v| {
-                    calendar::field(name, calendar::go_seconds(v)).unwrap_or(f64::NAN)
-                })
-            }
-        }
-        "histogram_quantile" => {
-            let q = scalar_arg(ev, args, 0, t, name)?;
-            let elems = vector_arg(ev, args, 1, t, name)?;
-            histogram_quantile(q, elems)
-        }
-        "histogram_fraction" => {
-            let lower = scalar_arg(ev, args, 0, t, name)?;
-            let upper = scalar_arg(ev, args, 1, t, name)?;
-            let elems = vector_arg(ev, args, 2, t, name)?;
-            classic_histograms(elems)
-                .into_iter()
-                .map(|(labels, mut buckets)| Elem {
-                    labels: drop_name(labels),
-                    v: bucket_fraction(lower, upper, &mut buckets),
-                })
-                .collect()
-        }
-        // Native histograms only: Assay stores none, and float samples are skipped.
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" => {
-            for i in 0..args.len() {
-                ev.eval(arg(args, i, name)?, t)?;
-            }
-            Vec::new()
-        }
+        | "month" | "year" => date_function(ev, name, args, t)?,
+        _ if name.starts_with("histogram_") => histogram_function(ev, name, args, t)?,
         _ if over_time::handles(name) => over_time::call(ev, name, args, t)?,
         _ => match math_fn(name) {
             Some(f) => map_values(vector_arg(ev, args, 0, t, name)?, f),
@@ -158,6 +46,144 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Quer
     };
     check_unique(&out)?;
     Ok(Val::Vector(out))
+}
+
+/// `sort`, `sort_desc` (by value, NaN last either way) and `sort_by_label(_desc)`.
+fn ordering(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[Box<Expr>],
+    t: i64,
+) -> Result<Vec<Elem>, QueryError> {
+    let mut elems = vector_arg(ev, args, 0, t, name)?;
+    if name.starts_with("sort_by_label") {
+        let names = string_args(ev, args, 1, t, name)?;
+        let desc = name == "sort_by_label_desc";
+        return Ok(labels::sort_by_label(elems, &names, desc));
+    }
+    let desc = name == "sort_desc";
+    elems.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if desc => b.v.total_cmp(&a.v),
+        _ => a.v.total_cmp(&b.v),
+    });
+    Ok(elems)
+}
+
+/// `absent(v)`: nothing if `v` has elements, else 1 with the selector's equality labels.
+fn absent(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Vec<Elem>, QueryError> {
+    if !vector_arg(ev, args, 0, t, "absent")?.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Prometheus looks at the argument as written: parentheses hide the selector.
+    let labels = match args.first().map(|a| a.as_ref()) {
+        Some(Expr::VectorSelector(vs)) => labels::absent_labels(vs),
+        _ => Vec::new(),
+    };
+    Ok(vec![Elem { labels, v: 1.0 }])
+}
+
+/// `label_replace(v, dst, replacement, src, regex)` and `label_join(v, dst, sep, src...)`.
+fn label_function(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[Box<Expr>],
+    t: i64,
+) -> Result<Vec<Elem>, QueryError> {
+    let elems = vector_arg(ev, args, 0, t, name)?;
+    let s = string_args(ev, args, 1, t, name)?;
+    match (name, s.as_slice()) {
+        ("label_replace", [dst, repl, src, re]) => labels::label_replace(elems, dst, repl, src, re),
+        ("label_join", [dst, sep, srcs @ ..]) => labels::label_join(elems, dst, sep, srcs),
+        _ => Err(QueryError::bad_data(format!(
+            "wrong number of arguments in call to `{name}`"
+        ))),
+    }
+}
+
+/// `round(v, to_nearest)`, `clamp(v, min, max)`, `clamp_min` and `clamp_max`.
+fn rounding(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[Box<Expr>],
+    t: i64,
+) -> Result<Vec<Elem>, QueryError> {
+    let elems = vector_arg(ev, args, 0, t, name)?;
+    let mut bound = |i: usize| scalar_arg(ev, args, i, t, name);
+    Ok(match name {
+        "round" => {
+            let to_nearest = if args.len() > 1 { bound(1)? } else { 1.0 };
+            // Prometheus multiplies by the inverse: fewer float errors than dividing.
+            let inverse = 1.0 / to_nearest;
+            map_values(elems, |v| (v * inverse + 0.5).floor() / inverse)
+        }
+        "clamp" => {
+            let (min, max) = (bound(1)?, bound(2)?);
+            if max < min {
+                return Ok(Vec::new());
+            }
+            map_values(elems, |v| go_max(min, go_min(max, v)))
+        }
+        "clamp_min" => {
+            let min = bound(1)?;
+            map_values(elems, |v| go_max(v, min))
+        }
+        _ => {
+            let max = bound(1)?;
+            map_values(elems, |v| go_min(v, max))
+        }
+    })
+}
+
+/// The date functions; without an argument, of `vector(time())` in whole seconds.
+fn date_function(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[Box<Expr>],
+    t: i64,
+) -> Result<Vec<Elem>, QueryError> {
+    if args.is_empty() {
+        let v = calendar::field(name, t.div_euclid(1000)).unwrap_or(f64::NAN);
+        return Ok(vec![Elem {
+            labels: Vec::new(),
+            v,
+        }]);
+    }
+    let elems = vector_arg(ev, args, 0, t, name)?;
+    Ok(map_values(elems, |v| {
+        calendar::field(name, calendar::go_seconds(v)).unwrap_or(f64::NAN)
+    }))
+}
+
+/// `histogram_quantile` and `histogram_fraction` over classic `le` buckets; the functions
+/// of native histograms only see floats here, which Prometheus skips: nothing.
+fn histogram_function(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[Box<Expr>],
+    t: i64,
+) -> Result<Vec<Elem>, QueryError> {
+    match name {
+        "histogram_quantile" => {
+            let q = scalar_arg(ev, args, 0, t, name)?;
+            let elems = vector_arg(ev, args, 1, t, name)?;
+            Ok(per_histogram(elems, |b| bucket_quantile(q, b)))
+        }
+        "histogram_fraction" => {
+            let lower = scalar_arg(ev, args, 0, t, name)?;
+            let upper = scalar_arg(ev, args, 1, t, name)?;
+            let elems = vector_arg(ev, args, 2, t, name)?;
+            Ok(per_histogram(elems, |b| bucket_fraction(lower, upper, b)))
+        }
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            vector_arg(ev, args, 0, t, name)?;
+            Ok(Vec::new())
+        }
+        _ => Err(QueryError::unsupported(&format!("function `{name}`"))),
+    }
 }
 
 /// Applies `f` to every value; the metric name goes, as for every such function.
@@ -268,13 +294,13 @@ fn timestamp(ev: &mut Evaluator<'_>, args: &[Box<Expr>], t: i64) -> Result<Vec<E
     Ok(map_values(elems, |_| t as f64 / 1000.0))
 }
 
-/// `histogram_quantile(φ, buckets)` over classic buckets.
-fn histogram_quantile(q: f64, elems: Vec<Elem>) -> Vec<Elem> {
+/// `f` of each classic histogram's buckets, labelled without `le` and the name.
+fn per_histogram(elems: Vec<Elem>, f: impl Fn(&mut Vec<Bucket>) -> f64) -> Vec<Elem> {
     classic_histograms(elems)
         .into_iter()
         .map(|(labels, mut buckets)| Elem {
             labels: drop_name(labels),
-            v: bucket_quantile(q, &mut buckets),
+            v: f(&mut buckets),
         })
         .collect()
 }
