@@ -49,89 +49,39 @@ pub(super) fn call(
     args: &[Box<Expr>],
     t: i64,
 ) -> Result<Vec<Elem>, QueryError> {
-    // The position of the range argument and the scalar arguments, evaluated at `t`.
+    // quantile_over_time(φ, range) is the one with its range second.
     let range_at = usize::from(name == "quantile_over_time");
-    let mut scalars = Vec::new();
-    for (i, a) in args.iter().enumerate() {
-        if i != range_at {
-            match ev.eval(a, t)? {
-                Val::Scalar(v) => scalars.push(v),
-                _ => {
-                    return Err(QueryError::bad_data(format!(
-                        "function `{name}` expects a scalar argument {}",
-                        i + 1
-                    )))
-                }
-            }
-        }
-    }
     let range_expr = args
         .get(range_at)
         .ok_or_else(|| QueryError::bad_data(format!("function `{name}` misses its range")))?;
+    let scalars = scalar_args(ev, name, args, range_at, t)?;
     let arg = ev.range_arg(range_expr, t)?;
     if name == "absent_over_time" {
-        if !arg.series.is_empty() {
-            return Ok(Vec::new());
-        }
-        let labels = match range_expr.as_ref() {
-            Expr::MatrixSelector(ms) => super::labels::absent_labels(&ms.vs),
-            _ => Vec::new(),
-        };
-        return Ok(vec![Elem { labels, v: 1.0 }]);
+        return Ok(absent_over_time(range_expr, &arg));
     }
     // Prometheus checks the factors per series: an empty argument is no error.
     if matches!(name, "double_exponential_smoothing" | "holt_winters") && !arg.series.is_empty() {
         check_smoothing_factors(&scalars)?;
     }
-    let scalar = |i: usize| scalars.get(i).copied().unwrap_or(f64::NAN);
     let RangeArg {
         series,
         end_ms,
         range_ms,
     } = arg;
-    let window = Window {
-        start_ms: end_ms.saturating_sub(range_ms),
-        end_ms,
-        range_ms,
+    let at = At {
+        window: Window {
+            start_ms: end_ms.saturating_sub(range_ms),
+            end_ms,
+            range_ms,
+        },
+        t_ms: t,
+        scalars: &scalars,
     };
     let mut out = Vec::new();
     for s in series {
-        let p = &s.points;
-        let v = match name {
-            "rate" => extrapolated_rate(p, window, true, true),
-            "increase" => extrapolated_rate(p, window, true, false),
-            "delta" => extrapolated_rate(p, window, false, false),
-            "irate" => instant_value(p, true),
-            "idelta" => instant_value(p, false),
-            "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
-            "predict_linear" => (p.len() >= 2).then(|| {
-                let (slope, intercept) = linear_regression(p, t);
-                slope * scalar(0) + intercept
-            }),
-            "changes" => Some(count_pairs(p, |a, b| a != b && !(a.is_nan() && b.is_nan()))),
-            "resets" => Some(count_pairs(p, |prev, cur| cur < prev)),
-            "sum_over_time" => Some(sum(p)),
-            "avg_over_time" => Some(avg(p)),
-            "min_over_time" => Some(fold_nan_aware(p, |acc, v| acc > v)),
-            "max_over_time" => Some(fold_nan_aware(p, |acc, v| acc < v)),
-            "count_over_time" => Some(p.len() as f64),
-            "present_over_time" => Some(1.0),
-            "quantile_over_time" => Some(quantile(scalar(0), &mut values(p))),
-            "stddev_over_time" => Some(variance(p).sqrt()),
-            "stdvar_over_time" => Some(variance(p)),
-            "mad_over_time" => Some(median_absolute_deviation(p)),
-            "double_exponential_smoothing" | "holt_winters" => {
-                double_exponential_smoothing(p, scalar(0), scalar(1))
-            }
-            "first_over_time" => p.first().map(|&(_, v)| v),
-            // The last of equal extremes, as Prometheus compares with `<=`/`>=`.
-            "ts_of_min_over_time" => Some(ts_of_extreme(p, |cur, acc| cur <= acc)),
-            "ts_of_max_over_time" => Some(ts_of_extreme(p, |cur, acc| cur >= acc)),
-            "ts_of_first_over_time" => p.first().map(|&(t, _)| t as f64 / 1000.0),
-            "ts_of_last_over_time" => p.last().map(|&(t, _)| t as f64 / 1000.0),
-            _ => p.last().map(|&(_, v)| v), // last_over_time
+        let Some(v) = of_series(name, &s.points, &at) else {
+            continue;
         };
-        let Some(v) = v else { continue };
         // Prometheus keeps the metric name only for the functions returning a sample.
         let labels = if matches!(name, "last_over_time" | "first_over_time") {
             s.labels
@@ -141,6 +91,88 @@ pub(super) fn call(
         out.push(Elem { labels, v });
     }
     Ok(out)
+}
+
+/// The arguments other than the range, evaluated at `t`: all scalars.
+fn scalar_args(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[Box<Expr>],
+    range_at: usize,
+    t: i64,
+) -> Result<Vec<f64>, QueryError> {
+    let mut scalars = Vec::new();
+    for (i, a) in args.iter().enumerate().filter(|&(i, _)| i != range_at) {
+        match ev.eval(a, t)? {
+            Val::Scalar(v) => scalars.push(v),
+            _ => {
+                return Err(QueryError::bad_data(format!(
+                    "function `{name}` expects a scalar argument {}",
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(scalars)
+}
+
+/// `absent_over_time`: 1 with the selector's equality labels if no series has samples.
+fn absent_over_time(range_expr: &Expr, arg: &RangeArg) -> Vec<Elem> {
+    if !arg.series.is_empty() {
+        return Vec::new();
+    }
+    let labels = match range_expr {
+        Expr::MatrixSelector(ms) => super::labels::absent_labels(&ms.vs),
+        _ => Vec::new(),
+    };
+    vec![Elem { labels, v: 1.0 }]
+}
+
+/// What a function of one series needs besides its points.
+struct At<'s> {
+    window: Window,
+    /// The evaluation time (the intercept of `predict_linear`).
+    t_ms: i64,
+    scalars: &'s [f64],
+}
+
+/// The function `name` of one series' points; `None` drops the series.
+fn of_series(name: &str, p: &[(i64, f64)], at: &At<'_>) -> Option<f64> {
+    let scalar = |i: usize| at.scalars.get(i).copied().unwrap_or(f64::NAN);
+    match name {
+        "rate" => extrapolated_rate(p, at.window, true, true),
+        "increase" => extrapolated_rate(p, at.window, true, false),
+        "delta" => extrapolated_rate(p, at.window, false, false),
+        "irate" => instant_value(p, true),
+        "idelta" => instant_value(p, false),
+        "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+        "predict_linear" => (p.len() >= 2).then(|| {
+            let (slope, intercept) = linear_regression(p, at.t_ms);
+            slope * scalar(0) + intercept
+        }),
+        "changes" => Some(count_pairs(p, |a, b| a != b && !(a.is_nan() && b.is_nan()))),
+        "resets" => Some(count_pairs(p, |prev, cur| cur < prev)),
+        "sum_over_time" => Some(sum(p)),
+        "avg_over_time" => Some(avg(p)),
+        "min_over_time" => Some(fold_nan_aware(p, |acc, v| acc > v)),
+        "max_over_time" => Some(fold_nan_aware(p, |acc, v| acc < v)),
+        "count_over_time" => Some(p.len() as f64),
+        "present_over_time" => Some(1.0),
+        "quantile_over_time" => Some(quantile(scalar(0), &mut values(p))),
+        "stddev_over_time" => Some(variance(p).sqrt()),
+        "stdvar_over_time" => Some(variance(p)),
+        "mad_over_time" => Some(median_absolute_deviation(p)),
+        "double_exponential_smoothing" | "holt_winters" => {
+            double_exponential_smoothing(p, scalar(0), scalar(1))
+        }
+        "first_over_time" => p.first().map(|&(_, v)| v),
+        // The last of equal extremes, as Prometheus compares with `<=`/`>=`.
+        "ts_of_min_over_time" => Some(ts_of_extreme(p, |cur, acc| cur <= acc)),
+        "ts_of_max_over_time" => Some(ts_of_extreme(p, |cur, acc| cur >= acc)),
+        "ts_of_first_over_time" => p.first().map(|&(t, _)| t as f64 / 1000.0),
+        "ts_of_last_over_time" => p.last().map(|&(t, _)| t as f64 / 1000.0),
+        _ => p.last().map(|&(_, v)| v), // last_over_time
+    }
 }
 
 /// The left-open window `(start_ms, end_ms]` a range function looked at.
