@@ -3581,3 +3581,99 @@ fn ts_of_over_time_functions() {
         expect!["empty vector"],
     );
 }
+
+#[test]
+fn at_modifier_in_selectors_and_subqueries() {
+    let db = load(
+        10_000,
+        r#"
+        metric{job="1"} 0+1x1000
+        metric{job="2"} 0+2x1000
+        "#,
+    );
+    let cases = [
+        ("metric @ 100 offset 50s", 10_000),
+        ("metric offset -50 @ 0", 10_000),
+        ("---metric @ 100", 10_000),
+        (
+            r#"sum_over_time(metric{job="1"}[100s] @ 100 offset 50s)"#,
+            25_000,
+        ),
+        (r#"metric{job="1"} @ 50 + metric{job="1"} @ 100"#, 25_000),
+        (
+            r#"rate(metric{job="1"}[100s] @ 100) + label_replace(rate(metric{job="2"}[123s] @ 200), "job", "1", "", "")"#,
+            25_000,
+        ),
+        (r#"sum_over_time(metric{job="1"}[100s:1s] @ 100)"#, 25_000),
+        (
+            r#"sum_over_time(metric{job="1"}[100s:1s] offset 20s @ 100)"#,
+            25_000,
+        ),
+        (
+            r#"sum_over_time(sum_over_time(metric{job="1"}[100s] @ 100)[100s:25s] @ 50)"#,
+            100_000,
+        ),
+        (
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[100s] @ 100)[100s:25s] @ 50)[3s:1s] @ 3000)"#,
+            0,
+        ),
+        (
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[10s])[100s:25s] @ 50)[3s:1s] @ 200)"#,
+            0,
+        ),
+        (
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[10s])[100s:25s] @ 200)[3s:1s] @ 50)"#,
+            0,
+        ),
+        (
+            r#"sum_over_time(sum_over_time(sum_over_time(metric{job="1"}[20s])[20s:10s] offset 10s)[100s:25s] @ 1000)"#,
+            0,
+        ),
+        ("minute(metric @ 1500)", 10_000),
+        (r#"timestamp(timestamp(metric{job="1"} @ 10))"#, 15 * M),
+        ("sum_over_time(minute(metric @ 1500)[100s:10s])", 0),
+        ("sum_over_time(minute()[50m:1m] @ 6000 offset 5m)", 0),
+        (
+            "sum_over_time(vector(time())[100s:1s] @ 3000 offset 600s)",
+            0,
+        ),
+        (
+            r#"sum_over_time(timestamp(metric{job="1"} @ 10)[100s:10s] @ 3000)"#,
+            0,
+        ),
+        (
+            r#"sum_over_time(timestamp(timestamp(metric{job="1"} @ 999))[10s:1s] @ 10)"#,
+            0,
+        ),
+    ];
+    let got: Vec<String> = cases
+        .iter()
+        .map(|&(q, at)| render(instant_query(&db, q, at)).trim().replace('\n', "; "))
+        .collect();
+    // The values of Prometheus' at_modifier.test for the same queries.
+    expect![[r#"
+        [
+            "{__name__=\"metric\", job=\"1\"} 5; {__name__=\"metric\", job=\"2\"} 10",
+            "{__name__=\"metric\", job=\"1\"} 5; {__name__=\"metric\", job=\"2\"} 10",
+            "{job=\"1\"} -10; {job=\"2\"} -20",
+            "{job=\"1\"} 15",
+            "{job=\"1\"} 15",
+            "{job=\"1\"} 0.30000000000000004",
+            "{job=\"1\"} 460",
+            "{job=\"1\"} 288",
+            "{job=\"1\"} 220",
+            "{job=\"1\"} 660",
+            "{job=\"1\"} 21",
+            "{job=\"1\"} 192",
+            "{job=\"1\"} 1504",
+            "{job=\"1\"} 2; {job=\"2\"} 5",
+            "{job=\"1\"} 900",
+            "{job=\"1\"} 20; {job=\"2\"} 50",
+            "{} 1365",
+            "{} 235050",
+            "{job=\"1\"} 100",
+            "{job=\"1\"} 55",
+        ]
+    "#]]
+    .assert_debug_eq(&got);
+}
