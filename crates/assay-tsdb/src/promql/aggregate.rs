@@ -38,7 +38,7 @@ pub(super) fn aggregate(
         "group" => AggKind::Group,
         "stddev" => AggKind::Stddev,
         "stdvar" => AggKind::Stdvar,
-        "topk" | "bottomk" | "quantile" | "count_values" => {
+        "topk" | "bottomk" | "limitk" | "quantile" | "count_values" => {
             return parametric(ev, a, op.as_str(), t)
         }
         other => return Err(QueryError::unsupported(&format!("aggregation `{other}`"))),
@@ -104,6 +104,7 @@ fn parametric(
             });
             Ok(Val::Vector(out.collect()))
         }
+        ("limitk", Val::Scalar(k)) => limitk(elems, k, a.modifier.as_ref()),
         (_, Val::Scalar(k)) => top_bottom(elems, k, op == "topk", a.modifier.as_ref()),
         _ => Err(QueryError::bad_data(format!(
             "wrong parameter type for aggregation `{op}`"
@@ -177,17 +178,9 @@ fn top_bottom(
     top: bool,
     modifier: Option<&LabelModifier>,
 ) -> Result<Val, QueryError> {
-    if !(-9.223_372_036_854_776e18..=9.223_372_036_854_776e18).contains(&k) {
-        return Err(QueryError::execution(format!(
-            "Scalar value {} overflows int64",
-            go_float_v(k)
-        )));
-    }
-    let k = (k as i64).min(elems.len() as i64);
-    if k < 1 {
+    let Some(k) = k_param(k, elems.len())? else {
         return Ok(Val::Vector(Vec::new()));
-    }
-    let k = k as usize;
+    };
     // `less` is the heap order: the root is the element to evict first.
     let less = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
     let mut order: Vec<ResultLabels> = Vec::new();
@@ -232,6 +225,38 @@ fn top_bottom(
             }
         });
         out.extend(heap);
+    }
+    Ok(Val::Vector(out))
+}
+
+/// The `k` of `topk`/`bottomk`/`limitk` as Prometheus reads it: an error beyond int64,
+/// truncated, at most `n`; `None` (an empty result) below 1.
+fn k_param(k: f64, n: usize) -> Result<Option<usize>, QueryError> {
+    if !(-9.223_372_036_854_776e18..=9.223_372_036_854_776e18).contains(&k) {
+        return Err(QueryError::execution(format!(
+            "Scalar value {} overflows int64",
+            go_float_v(k)
+        )));
+    }
+    let k = (k as i64).min(i64::try_from(n).unwrap_or(i64::MAX));
+    Ok(usize::try_from(k).ok().filter(|&k| k >= 1))
+}
+
+/// Prometheus' `limitk`: the first `k` elements of each group, in input (label) order.
+fn limitk(elems: Vec<Elem>, k: f64, modifier: Option<&LabelModifier>) -> Result<Val, QueryError> {
+    let Some(k) = k_param(k, elems.len())? else {
+        return Ok(Val::Vector(Vec::new()));
+    };
+    let mut taken: BTreeMap<ResultLabels, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for e in elems {
+        let n = taken
+            .entry(grouping_labels(&e.labels, modifier))
+            .or_insert(0);
+        if *n < k {
+            *n += 1;
+            out.push(e);
+        }
     }
     Ok(Val::Vector(out))
 }

@@ -13,7 +13,7 @@
 //!   unless`; vector matching `on`/`ignoring`, `group_left`/`group_right` with extra labels,
 //!   and Prometheus' matching errors ("many-to-many matching not allowed", "multiple matches
 //!   for labels").
-//! - Aggregations `sum avg min max count group stddev stdvar topk bottomk quantile
+//! - Aggregations `sum avg min max count group stddev stdvar topk bottomk limitk quantile
 //!   count_values` with `by`/`without`.
 //! - Functions: `rate increase delta irate idelta deriv predict_linear changes resets`,
 //!   `{sum,avg,min,max,count,last,first,present,quantile,stddev,stdvar,mad,absent}_over_time`,
@@ -37,14 +37,14 @@
 //!
 //! # Not supported
 //! Native histograms: `histogram_count sum avg stddev stdvar` return an empty vector (Assay
-//! stores only floats, which Prometheus skips there). `limitk`, `limit_ratio`,
-//! `info`, `step()`/`range()`/`start()`/`end()` as functions,
+//! stores only floats, which Prometheus skips there). `limit_ratio` (it samples
+//! by Prometheus' label hash), `info`, `step()`/`range()`/`start()`/`end()` as functions,
 //! `min_of`/`max_of` and the `fill` modifiers are a [`QueryError`] naming the feature.
 //!
 //! # Known differences from Prometheus
 //! - No annotations (warnings/infos), e.g. for φ outside [0, 1] or non-monotonic buckets.
 //! - Experimental functions (`sort_by_label*`, `double_exponential_smoothing`,
-//!   `mad_over_time`, `first_over_time`, `ts_of_*`) are always enabled.
+//!   `mad_over_time`, `first_over_time`, `ts_of_*`, `limitk`) are always enabled.
 //! - Ties keep the input (label) order where Prometheus' unstable sorts may not: `sort*`,
 //!   and `topk`/`bottomk` among equal values; `topk`/`bottomk` groups come in the order of
 //!   their first series by labels.

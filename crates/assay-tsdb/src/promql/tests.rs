@@ -683,10 +683,10 @@ fn literals_and_errors() {
     // Unsupported features name themselves.
     check(
         &db,
-        "limitk(1, temperature)",
+        "limit_ratio(0.5, temperature)",
         0,
         expect![
-            "error(bad_data): aggregation `limitk` is not supported by Assay's PromQL engine yet"
+            "error(bad_data): aggregation `limit_ratio` is not supported by Assay's PromQL engine yet"
         ],
     );
     check(
@@ -1003,6 +1003,22 @@ fn topk_and_bottomk_keep_labels_and_order() {
         expect![[r#"
         {__name__="nan_requests", instance="3"} 5
     "#]],
+    );
+    // limitk: the first k series of each group, by labels.
+    check(
+        &db,
+        "limitk by (group) (1, http_requests)",
+        50 * M,
+        expect![[r#"
+        {__name__="http_requests", group="canary", instance="0", job="api-server"} 300
+        {__name__="http_requests", group="production", instance="0", job="api-server"} 100
+    "#]],
+    );
+    check(
+        &db,
+        "limitk(NaN, http_requests)",
+        0,
+        expect!["error(execution): Scalar value NaN overflows int64"],
     );
     check(&db, "topk(0, http_requests)", 0, expect!["empty vector"]);
     check(&db, "topk(-1, http_requests)", 0, expect!["empty vector"]);
