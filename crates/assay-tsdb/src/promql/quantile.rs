@@ -76,12 +76,19 @@ pub(super) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
         return f64::NAN;
     }
     let mut rank = q * observations;
-    // Go's sort.Search over all but the +Inf bucket: the first with count >= rank.
+    // Go's sort.Search over all but the +Inf bucket: the first with count >= rank. A binary
+    // search, as Go's, so NaN counts lead to the same bucket.
     let last = buckets.len() - 1;
-    let b = buckets[..last]
-        .iter()
-        .position(|b| b.count >= rank)
-        .unwrap_or(last);
+    let (mut lo, mut hi) = (0, last);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if buckets[mid].count >= rank {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let b = lo;
     if b == last {
         return buckets[last - 1].upper;
     }
