@@ -17,10 +17,9 @@
 //!   count_values` with `by`/`without`.
 //! - Functions: `rate increase delta irate idelta deriv predict_linear changes resets`,
 //!   `{sum,avg,min,max,count,last,first,present,quantile,stddev,stdvar,mad,absent}_over_time`,
-//!   `ts_of_{min,max,first,last}_over_time`,
-//!   `double_exponential_smoothing`, `histogram_quantile` and `histogram_fraction` (classic
-//!   `le` buckets),
-//!   `absent` (labels from equality matchers), `label_replace label_join`, `abs ceil floor
+//!   `ts_of_{min,max,first,last}_over_time`, `double_exponential_smoothing`,
+//!   `histogram_quantile` and `histogram_fraction` (classic `le` buckets), `absent` (labels
+//!   from equality matchers), `label_replace label_join`, `abs ceil floor
 //!   round clamp clamp_min clamp_max sgn exp ln log2 log10 sqrt`, trigonometry (`sin` … `atanh
 //!   deg rad pi`), `time timestamp vector scalar`, `sort sort_desc sort_by_label
 //!   sort_by_label_desc`, the date functions (`year` … `minute`, default `vector(time())`).
@@ -48,8 +47,6 @@
 //! - Ties keep the input (label) order where Prometheus' unstable sorts may not: `sort*`,
 //!   and `topk`/`bottomk` among equal values; `topk`/`bottomk` groups come in the order of
 //!   their first series by labels.
-//! - A step-invariant `predict_linear(x[r] @ t, d)` in a range query uses each step's time
-//!   as the intercept; Prometheus evaluates it once, at the query start.
 //! - Date functions of NaN, ±Inf or values beyond ±2^63 s return Assay's proleptic
 //!   Gregorian date of `i64::MIN` seconds, not Go's `time` package's.
 //! - `count_values` accepts any non-empty label name (as Prometheus 3's UTF-8 names).
