@@ -56,6 +56,8 @@ pub(super) struct Evaluator<'a> {
     db: &'a Tsdb,
     start_ms: i64,
     end_ms: i64,
+    /// The range query's step; 0 for an instant query.
+    step_ms: i64,
     /// Matching series per selector node (keyed by its address in the parsed query, which
     /// lives as long as the query), in label order: matching does not depend on time.
     selections: HashMap<usize, Rc<Vec<SeriesId>>>,
@@ -98,6 +100,7 @@ impl<'a> Evaluator<'a> {
             db,
             start_ms,
             end_ms,
+            step_ms: 0,
             selections: HashMap::new(),
             series_touched: 0,
             samples_loaded: 0,
@@ -161,6 +164,7 @@ impl<'a> Evaluator<'a> {
                 "invalid expression type \"{kind}\" for range query, must be Scalar or instant Vector"
             )));
         }
+        self.step_ms = step_ms;
         let mut out: BTreeMap<ResultLabels, Vec<(i64, f64)>> = BTreeMap::new();
         let mut t = start_ms;
         while t <= end_ms {
@@ -221,6 +225,11 @@ impl<'a> Evaluator<'a> {
             Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, t)?.series)),
             Expr::Extension(_) => Err(QueryError::unsupported("extension expression")),
         }
+    }
+
+    /// The query's `(start, end, step)` in ms, for `start()`, `end()`, `range()`, `step()`.
+    pub(super) fn query_times(&self) -> (i64, i64, i64) {
+        (self.start_ms, self.end_ms, self.step_ms)
     }
 
     /// A range-vector argument (matrix selector or subquery, maybe in parentheses) at `t`.

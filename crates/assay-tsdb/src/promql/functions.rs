@@ -16,6 +16,27 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Quer
     let out = match name {
         "time" => return Ok(Val::Scalar(t as f64 / 1000.0)),
         "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
+        "start" | "end" | "range" | "step" => {
+            let (start, end, step) = ev.query_times();
+            let ms = match name {
+                "start" => start,
+                "end" => end,
+                "range" => end.saturating_sub(start),
+                _ => step,
+            };
+            return Ok(Val::Scalar(ms as f64 / 1000.0));
+        }
+        "min_of" | "max_of" => {
+            let (a, b) = (
+                scalar_arg(ev, args, 0, t, name)?,
+                scalar_arg(ev, args, 1, t, name)?,
+            );
+            return Ok(Val::Scalar(if name == "min_of" {
+                go_min(a, b)
+            } else {
+                go_max(a, b)
+            }));
+        }
         "scalar" => {
             let elems = vector_arg(ev, args, 0, t, name)?;
             return Ok(Val::Scalar(match elems.as_slice() {
@@ -32,6 +53,11 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Quer
             return ordering(ev, name, args, t).map(Val::Vector)
         }
         "timestamp" => timestamp(ev, args, t)?,
+        // Assay keeps no start timestamps: empty, as Prometheus without them.
+        "start_timestamp" => {
+            vector_arg(ev, args, 0, t, name)?;
+            Vec::new()
+        }
         "absent" => absent(ev, args, t)?,
         "label_replace" | "label_join" => label_function(ev, name, args, t)?,
         "round" | "clamp" | "clamp_min" | "clamp_max" => rounding(ev, name, args, t)?,

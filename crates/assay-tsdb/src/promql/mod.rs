@@ -22,7 +22,8 @@
 //!   from equality matchers), `label_replace label_join`, `abs ceil floor
 //!   round clamp clamp_min clamp_max sgn exp ln log2 log10 sqrt`, trigonometry (`sin` … `atanh
 //!   deg rad pi`), `time timestamp vector scalar`, `sort sort_desc sort_by_label
-//!   sort_by_label_desc`, the date functions (`year` … `minute`, default `vector(time())`).
+//!   sort_by_label_desc`, the date functions (`year` … `minute`, default `vector(time())`),
+//!   `start() end() range() step() min_of max_of`.
 //! - Subqueries `expr[range:step]`, steps aligned to multiples of the step in absolute time;
 //!   without a step, [`SUBQUERY_DEFAULT_STEP_MS`] (Prometheus' default evaluation interval).
 //!
@@ -37,13 +38,15 @@
 //! # Not supported
 //! Native histograms: `histogram_count sum avg stddev stdvar` return an empty vector (Assay
 //! stores only floats, which Prometheus skips there). `limit_ratio` (it samples
-//! by Prometheus' label hash), `info`, `step()`/`range()`/`start()`/`end()` as functions,
-//! `min_of`/`max_of` and the `fill` modifiers are a [`QueryError`] naming the feature.
+//! by Prometheus' label hash), `info` and the `fill` modifiers are a
+//! [`QueryError`] naming the feature. `start_timestamp` returns an empty vector (Assay keeps
+//! no start timestamps).
 //!
 //! # Known differences from Prometheus
 //! - No annotations (warnings/infos), e.g. for φ outside [0, 1] or non-monotonic buckets.
 //! - Experimental functions (`sort_by_label*`, `double_exponential_smoothing`,
-//!   `mad_over_time`, `first_over_time`, `ts_of_*`, `limitk`) are always enabled.
+//!   `mad_over_time`, `first_over_time`, `ts_of_*`, `limitk`, `start()` …) are always
+//!   enabled.
 //! - Ties keep the input (label) order where Prometheus' unstable sorts may not: `sort*`,
 //!   and `topk`/`bottomk` among equal values; `topk`/`bottomk` groups come in the order of
 //!   their first series by labels.

@@ -3693,3 +3693,41 @@ fn at_modifier_in_selectors_and_subqueries() {
     "#]]
     .assert_debug_eq(&got);
 }
+
+#[test]
+fn query_context_functions() {
+    let db = load(1000, "metric 1 2 3 4 5");
+    let r =
+        |q: &str, start: i64, end: i64, step: i64| render(range_query(&db, q, start, end, step));
+    // The values of Prometheus' functions.test.
+    expect![[r#"
+        {} 5@0s 5@5s 5@10s
+    "#]]
+    .assert_eq(&r("step()", 0, 10_000, 5_000));
+    expect![[r#"
+        {} 40@10s 40@20s 40@30s 40@40s 40@50s
+    "#]]
+    .assert_eq(&r("range()", 10_000, 50_000, 10_000));
+    expect![[r#"
+        {} 100@100s 100@110s 100@120s 100@130s
+    "#]]
+    .assert_eq(&r("start()", 100_000, 130_000, 10_000));
+    expect![[r#"
+        {} 10@10s 10@15s 10@20s
+    "#]]
+    .assert_eq(&r("end() - start()", 10_000, 20_000, 5_000));
+    expect![[r#"
+        {} 3@0s 4@1s 5@2s
+    "#]]
+    .assert_eq(&r("metric + range()", 0, 2_000, 1_000));
+    check(&db, "step()", 0, expect!["scalar 0"]);
+    check(&db, "end()", 50_000, expect!["scalar 50"]);
+    check(
+        &db,
+        "min_of(3, 5) + max_of(-2, -5) * 10",
+        0,
+        expect!["scalar -17"],
+    );
+    check(&db, "min_of(NaN, 3)", 0, expect!["scalar NaN"]);
+    check(&db, "start_timestamp(metric)", 0, expect!["empty vector"]);
+}
