@@ -375,8 +375,10 @@ fn extrapolated_rate(
             }
         }
     }
-    let mut duration_to_start = (first_t - w.start_ms) as f64 / 1000.0;
-    let mut duration_to_end = (w.end_ms - last_t) as f64 / 1000.0;
+    // In i128: a window reaching far back starts near i64::MIN.
+    let seconds = |from: i64, to: i64| (i128::from(to) - i128::from(from)) as f64 / 1000.0;
+    let mut duration_to_start = seconds(w.start_ms, first_t);
+    let mut duration_to_end = seconds(last_t, w.end_ms);
     let sampled_interval = (last_t - first_t) as f64 / 1000.0;
     let average_between_samples = sampled_interval / (points.len() - 1) as f64;
     let extrapolation_threshold = average_between_samples * 1.1;

@@ -3491,6 +3491,7 @@ fn odd_inputs_return_values_or_errors_never_panics() {
         r#"count_values("a", x)"#,
         "x[5s:1ms]",
         "rate(x[1ms:1ms])",
+        "rate(x[292000000y]) + delta(x[292000000y] @ -1e9) + deriv(x[292000000y])",
         "max_over_time(x[1h:7s] offset -1h)",
         "sum_over_time(x[5m:1m] @ 1e12)",
         "x @ -1e12",
