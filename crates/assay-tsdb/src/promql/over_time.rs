@@ -297,7 +297,8 @@ fn linear_regression(points: &[(i64, f64)], intercept_ms: i64) -> (f64, f64) {
             const_y = false;
         }
         n += 1.0;
-        let x = (t - intercept_ms) as f64 / 1e3;
+        // In i128: the intercept is the evaluation time, which may be far from the samples.
+        let x = (i128::from(t) - i128::from(intercept_ms)) as f64 / 1e3;
         (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
         (sum_y, c_y) = kahan_inc(y, sum_y, c_y);
         (sum_xy, c_xy) = kahan_inc(x * y, sum_xy, c_xy);

@@ -3507,10 +3507,12 @@ fn odd_inputs_return_values_or_errors_never_panics() {
         "changes(x[5m:30s]) + resets(x[5m:30s])",
     ];
     for q in queries {
-        for at in [0, 2 * M, 10 * M] {
+        for at in [0, 2 * M, 10 * M, i64::MAX, i64::MIN] {
             let _ = instant_query(&db, q, at);
         }
         let _ = range_query(&db, q, 0, 10 * M, 30_000);
+        let _ = range_query(&db, q, i64::MAX - 10 * M, i64::MAX, 60_000);
+        let _ = range_query(&db, q, i64::MIN, i64::MIN + 10 * M, 60_000);
     }
     let got: Vec<String> = queries[..15]
         .iter()
