@@ -81,7 +81,7 @@ fn param(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Val, Query
     ev.eval(p, t)
 }
 
-/// `topk`, `bottomk`, `quantile` and `count_values`: the ones with a parameter.
+/// `topk`, `bottomk`, `limitk`, `quantile` and `count_values`: those with a parameter.
 fn parametric(
     ev: &mut Evaluator<'_>,
     a: &AggregateExpr,
@@ -214,15 +214,13 @@ fn top_bottom(
         let Some(mut heap) = heaps.remove(&key) else {
             continue;
         };
-        // Largest (smallest) first, NaN last: the heap order reversed.
-        heap.sort_by(|a, b| {
-            if less(b.v, a.v) {
-                Ordering::Less
-            } else if less(a.v, b.v) {
-                Ordering::Greater
-            } else {
-                Ordering::Equal
-            }
+        // Largest (smallest) first, NaN last: the heap order reversed, as a total order.
+        heap.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            _ if top => b.v.partial_cmp(&a.v).unwrap_or(Ordering::Equal),
+            _ => a.v.partial_cmp(&b.v).unwrap_or(Ordering::Equal),
         });
         out.extend(heap);
     }

@@ -1020,6 +1020,32 @@ fn topk_and_bottomk_keep_labels_and_order() {
         0,
         expect!["error(execution): Scalar value NaN overflows int64"],
     );
+    // Several NaNs: still below every number, and no panic sorting them.
+    let nans = load(
+        M,
+        "n{i=\"1\"} NaN\nn{i=\"2\"} 1\nn{i=\"3\"} NaN\nn{i=\"4\"} NaN",
+    );
+    check(
+        &nans,
+        "topk(3, n)",
+        0,
+        expect![[r#"
+        {__name__="n", i="2"} 1
+        {__name__="n", i="3"} NaN
+        {__name__="n", i="1"} NaN
+    "#]],
+    );
+    check(
+        &nans,
+        "bottomk(4, n)",
+        0,
+        expect![[r#"
+        {__name__="n", i="2"} 1
+        {__name__="n", i="4"} NaN
+        {__name__="n", i="3"} NaN
+        {__name__="n", i="1"} NaN
+    "#]],
+    );
     check(&db, "topk(0, http_requests)", 0, expect!["empty vector"]);
     check(&db, "topk(-1, http_requests)", 0, expect!["empty vector"]);
     check(
