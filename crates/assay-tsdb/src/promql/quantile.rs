@@ -61,7 +61,7 @@ pub(super) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(Ordering::Equal));
+    sort_buckets(buckets);
     match buckets.last() {
         Some(b) if b.upper == f64::INFINITY => {}
         _ => return f64::NAN,
@@ -104,6 +104,12 @@ pub(super) fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
         rank -= buckets[b - 1].count;
     }
     start + (end - start) * (rank / count)
+}
+
+/// By upper bound, in a total order (a `le="NaN"` bucket sorts last, after +Inf, so the
+/// histogram has no quantile), so no input can make the sort panic.
+fn sort_buckets(buckets: &mut [Bucket]) {
+    buckets.sort_by(|a, b| a.upper.total_cmp(&b.upper));
 }
 
 /// Merges buckets with the same upper bound (sorted input), summing their counts.
@@ -159,7 +165,7 @@ fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
 /// at 0 if its bound is positive (as for quantiles); an infinitely wide bucket adds none
 /// of its observations (Prometheus' arithmetic gives NaN there, which it does not define).
 pub(super) fn bucket_fraction(lower: f64, upper: f64, buckets: &mut Vec<Bucket>) -> f64 {
-    buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(Ordering::Equal));
+    sort_buckets(buckets);
     match buckets.last() {
         Some(b) if b.upper == f64::INFINITY => {}
         _ => return f64::NAN,

@@ -2840,6 +2840,12 @@ fn histogram_quantile_over_classic_buckets() {
         no_inf_bucket{le="2"} 3
         bad_le_bucket{le="x"} 1
         bad_le_bucket{le="+Inf"} 1
+        nan_le_bucket{le="NaN"} 1
+        nan_le_bucket{le="1"} 1
+        nan_le_bucket{le="NaN", x="1"} 1
+        nan_le_bucket{le="-0", x="1"} 1
+        nan_le_bucket{le="0", x="1"} 2
+        nan_le_bucket{le="+Inf"} 1
         "#,
     );
     let at = 50 * M;
@@ -3031,6 +3037,16 @@ fn histogram_quantile_over_classic_buckets() {
     "#]],
     );
     check(&db, "histogram_quantile(0.5, {__name__=~\"request_duration_seconds\\\\d*_bucket\", job=\"job1\", instance=\"ins1\"})", at, expect![[r#"error(execution): vector cannot contain metrics with the same labelset"#]]);
+    // A NaN bound sorts after +Inf: no quantile, and no panic.
+    check(
+        &db,
+        "histogram_quantile(0.5, nan_le_bucket)",
+        0,
+        expect![[r#"
+            {} NaN
+            {x="1"} NaN
+        "#]],
+    );
     check(
         &db,
         "histogram_quantile(0.5, nothing)",
