@@ -1113,7 +1113,7 @@ fn quantile_and_count_values() {
         {test="uneven samples"} 2.8000000000000003
     "#]],
     );
-    // φ outside [0, 1] gives ∓Inf, NaN gives NaN.
+    // φ below 0 gives -Inf, above 1 +Inf, NaN gives NaN.
     check(
         &db,
         r#"quantile(-1, data{test="two samples"})"#,
