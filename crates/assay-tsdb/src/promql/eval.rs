@@ -1,5 +1,6 @@
 //! The evaluator: one expression at one time. A range query runs it once per step.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -7,13 +8,13 @@ use std::time::{Duration, SystemTime};
 use promql_parser::label::METRIC_NAME;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{
-    AggregateExpr, AtModifier, BinaryExpr, Expr, LabelModifier, MatrixSelector, Offset,
-    VectorMatchCardinality, VectorSelector,
+    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
 use super::{
-    functions, parse, QueryError, ResultLabels, Sample, Series, Value, LOOKBACK_DELTA_MS,
-    QUERY_SAMPLES_LOADED_MAX, QUERY_SERIES_TOUCHED_MAX,
+    aggregate, binary, functions, parse, QueryError, ResultLabels, Sample, Series, Value,
+    LOOKBACK_DELTA_MS, QUERY_SAMPLES_LOADED_MAX, QUERY_SERIES_TOUCHED_MAX,
+    QUERY_SUBQUERY_STEPS_MAX, SUBQUERY_DEFAULT_STEP_MS,
 };
 use crate::{SeriesId, Tsdb};
 
@@ -34,6 +35,13 @@ pub(super) struct RangeElem {
     pub(super) points: Vec<(i64, f64)>,
 }
 
+/// A range-vector argument of a function: its series and the window `(end - range, end]`.
+pub(super) struct RangeArg {
+    pub(super) series: Vec<RangeElem>,
+    pub(super) end_ms: i64,
+    pub(super) range_ms: i64,
+}
+
 /// An intermediate value.
 #[derive(Clone, Debug)]
 pub(super) enum Val {
@@ -48,11 +56,16 @@ pub(super) struct Evaluator<'a> {
     db: &'a Tsdb,
     start_ms: i64,
     end_ms: i64,
+    /// The range query's step; 0 for an instant query.
+    step_ms: i64,
     /// Matching series per selector node (keyed by its address in the parsed query, which
     /// lives as long as the query), in label order: matching does not depend on time.
     selections: HashMap<usize, Rc<Vec<SeriesId>>>,
     series_touched: usize,
     samples_loaded: u64,
+    subquery_steps: u64,
+    /// Per subquery node (keyed by address, as `selections`), its inner results by step.
+    subquery_cache: HashMap<usize, BTreeMap<i64, Vec<Elem>>>,
     limits: Limits,
 }
 
@@ -61,6 +74,7 @@ pub(super) struct Evaluator<'a> {
 pub(super) struct Limits {
     pub(super) series_touched_max: usize,
     pub(super) samples_loaded_max: u64,
+    pub(super) subquery_steps_max: u64,
 }
 
 impl Default for Limits {
@@ -68,6 +82,7 @@ impl Default for Limits {
         Limits {
             series_touched_max: QUERY_SERIES_TOUCHED_MAX,
             samples_loaded_max: QUERY_SAMPLES_LOADED_MAX,
+            subquery_steps_max: QUERY_SUBQUERY_STEPS_MAX,
         }
     }
 }
@@ -85,9 +100,12 @@ impl<'a> Evaluator<'a> {
             db,
             start_ms,
             end_ms,
+            step_ms: 0,
             selections: HashMap::new(),
             series_touched: 0,
             samples_loaded: 0,
+            subquery_steps: 0,
+            subquery_cache: HashMap::new(),
             limits: Limits::default(),
         }
     }
@@ -99,7 +117,9 @@ impl<'a> Evaluator<'a> {
             Val::Str(v) => Value::String { t_ms: t, v },
             Val::Vector(mut elems) => {
                 check_unique(&elems)?;
-                elems.sort_by(|a, b| a.labels.cmp(&b.labels));
+                if !keeps_order(expr) {
+                    elems.sort_by(|a, b| a.labels.cmp(&b.labels));
+                }
                 Value::Vector(
                     elems
                         .into_iter()
@@ -144,6 +164,7 @@ impl<'a> Evaluator<'a> {
                 "invalid expression type \"{kind}\" for range query, must be Scalar or instant Vector"
             )));
         }
+        self.step_ms = step_ms;
         let mut out: BTreeMap<ResultLabels, Vec<(i64, f64)>> = BTreeMap::new();
         let mut t = start_ms;
         while t <= end_ms {
@@ -193,13 +214,38 @@ impl<'a> Evaluator<'a> {
                     "unary minus needs a scalar or an instant vector",
                 )),
             },
-            Expr::VectorSelector(vs) => Ok(Val::Vector(self.select_instant(vs, t)?)),
+            Expr::VectorSelector(vs) => {
+                let elems = self.select_instant(vs, t)?;
+                Ok(Val::Vector(elems.into_iter().map(|(e, _)| e).collect()))
+            }
             Expr::MatrixSelector(ms) => Ok(Val::Matrix(self.select_range(ms, t)?)),
             Expr::Call(c) => functions::call(self, c, t),
-            Expr::Aggregate(a) => self.aggregate(a, t),
-            Expr::Binary(b) => self.binary(b, t),
-            Expr::Subquery(_) => Err(QueryError::unsupported("subquery")),
+            Expr::Aggregate(a) => aggregate::aggregate(self, a, t),
+            Expr::Binary(b) => binary::binary(self, b, t),
+            Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, t)?.series)),
             Expr::Extension(_) => Err(QueryError::unsupported("extension expression")),
+        }
+    }
+
+    /// The query's `(start, end, step)` in ms, for `start()`, `end()`, `range()`, `step()`.
+    pub(super) fn query_times(&self) -> (i64, i64, i64) {
+        (self.start_ms, self.end_ms, self.step_ms)
+    }
+
+    /// A range-vector argument (matrix selector or subquery, maybe in parentheses) at `t`.
+    pub(super) fn range_arg(&mut self, e: &Expr, t: i64) -> Result<RangeArg, QueryError> {
+        match e {
+            Expr::Paren(p) => self.range_arg(&p.expr, t),
+            Expr::MatrixSelector(ms) => Ok(RangeArg {
+                series: self.select_range(ms, t)?,
+                end_ms: self.selector_time(&ms.vs, t),
+                range_ms: duration_ms(&ms.range),
+            }),
+            Expr::Subquery(sq) => self.subquery(sq, t),
+            _ => Err(QueryError::bad_data(format!(
+                "expected a range vector, got {}",
+                e.value_type()
+            ))),
         }
     }
 
@@ -240,20 +286,29 @@ impl<'a> Evaluator<'a> {
 
     /// The time a selector reads at: `@` replaces the evaluation time, then `offset` shifts.
     pub(super) fn selector_time(&self, vs: &VectorSelector, t: i64) -> i64 {
-        let base = match &vs.at {
+        self.modified_time(vs.at.as_ref(), vs.offset.as_ref(), t)
+    }
+
+    fn modified_time(&self, at: Option<&AtModifier>, offset: Option<&Offset>, t: i64) -> i64 {
+        let base = match at {
             None => t,
             Some(AtModifier::Start) => self.start_ms,
             Some(AtModifier::End) => self.end_ms,
             Some(AtModifier::At(at)) => system_time_ms(at),
         };
-        match &vs.offset {
+        match offset {
             None => base,
             Some(Offset::Pos(d)) => base.saturating_sub(duration_ms(d)),
             Some(Offset::Neg(d)) => base.saturating_add(duration_ms(d)),
         }
     }
 
-    fn select_instant(&mut self, vs: &VectorSelector, t: i64) -> Result<Vec<Elem>, QueryError> {
+    /// The instant vector of a selector, each element with its sample's timestamp.
+    pub(super) fn select_instant(
+        &mut self,
+        vs: &VectorSelector,
+        t: i64,
+    ) -> Result<Vec<(Elem, i64)>, QueryError> {
         let ids = self.selection(vs)?;
         let at = self.selector_time(vs, t);
         // Left-open lookback window (at - delta, at], as Prometheus 3.
@@ -261,25 +316,19 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         for &id in ids.iter() {
             let entry = self.db.entry(id);
-            let Some((_, v)) = entry.samples.last_in(min, at) else {
+            let Some((ts, v)) = entry.samples.last_in(min, at) else {
                 continue;
             };
             self.load(1)?;
             if v.to_bits() != STALE_NAN_BITS {
-                out.push(Elem {
-                    labels: result_labels(&entry.labels),
-                    v,
-                });
+                let labels = result_labels(&entry.labels);
+                out.push((Elem { labels, v }, ts));
             }
         }
         Ok(out)
     }
 
-    pub(super) fn select_range(
-        &mut self,
-        ms: &MatrixSelector,
-        t: i64,
-    ) -> Result<Vec<RangeElem>, QueryError> {
+    fn select_range(&mut self, ms: &MatrixSelector, t: i64) -> Result<Vec<RangeElem>, QueryError> {
         let ids = self.selection(&ms.vs)?;
         let end = self.selector_time(&ms.vs, t);
         let start = end.saturating_sub(duration_ms(&ms.range)).saturating_add(1);
@@ -303,382 +352,101 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
-    fn aggregate(&mut self, a: &AggregateExpr, t: i64) -> Result<Val, QueryError> {
-        let op = a.op.to_string();
-        let kind = match op.as_str() {
-            "sum" => AggKind::Sum,
-            "avg" => AggKind::Avg,
-            "min" => AggKind::Min,
-            "max" => AggKind::Max,
-            "count" => AggKind::Count,
-            "group" => AggKind::Group,
-            other => return Err(QueryError::unsupported(&format!("aggregation `{other}`"))),
-        };
-        let Val::Vector(elems) = self.eval(&a.expr, t)? else {
-            return Err(QueryError::bad_data(format!(
-                "`{op}` needs an instant vector"
-            )));
-        };
-        let mut groups: BTreeMap<ResultLabels, Accumulator> = BTreeMap::new();
-        for e in elems {
-            let key = grouping_labels(&e.labels, a.modifier.as_ref());
-            match groups.get_mut(&key) {
-                Some(acc) => acc.add(kind, e.v),
-                None => {
-                    groups.insert(key, Accumulator::new(e.v));
-                }
-            }
-        }
-        let out = groups.into_iter().map(|(labels, acc)| Elem {
-            labels,
-            v: acc.result(kind),
-        });
-        Ok(Val::Vector(out.collect()))
-    }
-
-    fn binary(&mut self, b: &BinaryExpr, t: i64) -> Result<Val, QueryError> {
-        let op = BinOp::parse(&b.op.to_string())?;
-        let return_bool = b.return_bool();
-        let lhs = self.eval(&b.lhs, t)?;
-        let rhs = self.eval(&b.rhs, t)?;
-        let out = match (lhs, rhs) {
-            (Val::Scalar(l), Val::Scalar(r)) => {
-                return Ok(Val::Scalar(match op.compare(l, r) {
-                    Some(keep) => f64::from(u8::from(keep)),
-                    None => op.arith(l, r),
-                }));
-            }
-            (Val::Vector(v), Val::Scalar(s)) => vector_scalar(op, v, s, false, return_bool),
-            (Val::Scalar(s), Val::Vector(v)) => vector_scalar(op, v, s, true, return_bool),
-            (Val::Vector(l), Val::Vector(r)) => {
-                let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
-                if let Some(m) = &b.modifier {
-                    let set_op = matches!(op, BinOp::And | BinOp::Or | BinOp::Unless);
-                    if !set_op && m.card != VectorMatchCardinality::OneToOne {
-                        return Err(QueryError::unsupported("group_left/group_right matching"));
-                    }
-                    if m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some() {
-                        return Err(QueryError::unsupported("fill modifier"));
-                    }
-                }
-                match op {
-                    BinOp::And | BinOp::Or | BinOp::Unless => set_operation(op, l, r, matching),
-                    _ => vector_vector(op, l, r, matching, return_bool)?,
-                }
-            }
-            _ => {
-                return Err(QueryError::bad_data(
-                    "binary expression must contain only scalar and instant vector types",
-                ))
-            }
-        };
-        check_unique(&out)?;
-        Ok(Val::Vector(out))
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum AggKind {
-    Sum,
-    Avg,
-    Min,
-    Max,
-    Count,
-    Group,
-}
-
-/// Running state of one aggregation group.
-struct Accumulator {
-    sum: KahanSum,
-    count: u64,
-    min: f64,
-    max: f64,
-}
-
-impl Accumulator {
-    fn new(v: f64) -> Accumulator {
-        let mut sum = KahanSum::default();
-        sum.add(v);
-        Accumulator {
-            sum,
-            count: 1,
-            min: v,
-            max: v,
-        }
-    }
-
-    fn add(&mut self, kind: AggKind, v: f64) {
-        self.count += 1;
-        match kind {
-            AggKind::Sum | AggKind::Avg => self.sum.add(v),
-            // As Prometheus: a NaN so far is replaced by any later value.
-            AggKind::Min if self.min > v || self.min.is_nan() => self.min = v,
-            AggKind::Max if self.max < v || self.max.is_nan() => self.max = v,
-            _ => {}
-        }
-    }
-
-    fn result(&self, kind: AggKind) -> f64 {
-        match kind {
-            AggKind::Sum => self.sum.value(),
-            AggKind::Avg => self.sum.value() / self.count as f64,
-            AggKind::Min => self.min,
-            AggKind::Max => self.max,
-            AggKind::Count => self.count as f64,
-            AggKind::Group => 1.0,
-        }
-    }
-}
-
-/// Kahan-Neumaier summation, as Prometheus' `kahanSumInc`, so sums agree bit for bit.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct KahanSum {
-    sum: f64,
-    c: f64,
-}
-
-impl KahanSum {
-    pub(super) fn add(&mut self, inc: f64) {
-        let t = self.sum + inc;
-        if t.is_infinite() {
-            self.c = 0.0;
-        } else if self.sum.abs() >= inc.abs() {
-            self.c += (self.sum - t) + inc;
-        } else {
-            self.c += (inc - t) + self.sum;
-        }
-        self.sum = t;
-    }
-
-    pub(super) fn value(&self) -> f64 {
-        if self.sum.is_infinite() {
-            self.sum
-        } else {
-            self.sum + self.c
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BinOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Mod,
-    Pow,
-    Atan2,
-    Eq,
-    Ne,
-    Gt,
-    Lt,
-    Ge,
-    Le,
-    And,
-    Or,
-    Unless,
-}
-
-impl BinOp {
-    fn parse(token: &str) -> Result<BinOp, QueryError> {
-        Ok(match token {
-            "+" => BinOp::Add,
-            "-" => BinOp::Sub,
-            "*" => BinOp::Mul,
-            "/" => BinOp::Div,
-            "%" => BinOp::Mod,
-            "^" => BinOp::Pow,
-            "atan2" => BinOp::Atan2,
-            "==" => BinOp::Eq,
-            "!=" => BinOp::Ne,
-            ">" => BinOp::Gt,
-            "<" => BinOp::Lt,
-            ">=" => BinOp::Ge,
-            "<=" => BinOp::Le,
-            "and" => BinOp::And,
-            "or" => BinOp::Or,
-            "unless" => BinOp::Unless,
-            other => {
-                return Err(QueryError::unsupported(&format!(
-                    "binary operator `{other}`"
-                )))
-            }
-        })
-    }
-
-    /// `Some(result)` for a comparison, `None` for arithmetic.
-    fn compare(self, l: f64, r: f64) -> Option<bool> {
-        Some(match self {
-            BinOp::Eq => l == r,
-            BinOp::Ne => l != r,
-            BinOp::Gt => l > r,
-            BinOp::Lt => l < r,
-            BinOp::Ge => l >= r,
-            BinOp::Le => l <= r,
-            _ => return None,
-        })
-    }
-
-    fn arith(self, l: f64, r: f64) -> f64 {
-        match self {
-            BinOp::Add => l + r,
-            BinOp::Sub => l - r,
-            BinOp::Mul => l * r,
-            BinOp::Div => l / r,
-            // Rust's `%` on floats is C's fmod, as Go's math.Mod.
-            BinOp::Mod => l % r,
-            BinOp::Pow => l.powf(r),
-            BinOp::Atan2 => l.atan2(r),
-            _ => f64::NAN,
-        }
-    }
-}
-
-fn vector_scalar(op: BinOp, elems: Vec<Elem>, s: f64, swap: bool, return_bool: bool) -> Vec<Elem> {
-    let mut out = Vec::with_capacity(elems.len());
-    for e in elems {
-        let (l, r) = if swap { (s, e.v) } else { (e.v, s) };
-        match op.compare(l, r) {
-            Some(keep) if return_bool => out.push(Elem {
-                labels: drop_name(e.labels),
-                v: f64::from(u8::from(keep)),
-            }),
-            // A filtering comparison keeps the vector's value and name, whichever side it is.
-            Some(true) => out.push(e),
-            Some(false) => {}
-            None => out.push(Elem {
-                labels: drop_name(e.labels),
-                v: op.arith(l, r),
-            }),
-        }
-    }
-    out
-}
-
-/// The labels two elements must share to match: `on` keeps the listed ones, `ignoring`
-/// (or no modifier) drops the listed ones and the metric name.
-fn signature(labels: &ResultLabels, matching: Option<&LabelModifier>) -> ResultLabels {
-    match matching {
-        Some(LabelModifier::Include(on)) => labels
-            .iter()
-            .filter(|(n, _)| on.labels.contains(n))
-            .cloned()
-            .collect(),
-        Some(LabelModifier::Exclude(ign)) => labels
-            .iter()
-            .filter(|(n, _)| n != METRIC_NAME && !ign.labels.contains(n))
-            .cloned()
-            .collect(),
-        None => labels
-            .iter()
-            .filter(|(n, _)| n != METRIC_NAME)
-            .cloned()
-            .collect(),
-    }
-}
-
-fn vector_vector(
-    op: BinOp,
-    lhs: Vec<Elem>,
-    rhs: Vec<Elem>,
-    matching: Option<&LabelModifier>,
-    return_bool: bool,
-) -> Result<Vec<Elem>, QueryError> {
-    let mut right: BTreeMap<ResultLabels, Elem> = BTreeMap::new();
-    for r in rhs {
-        let sig = signature(&r.labels, matching);
-        if let Some(dup) = right.get(&sig) {
+    /// The inner expression of a subquery at one of its steps, counted against the limit.
+    fn subquery_step(&mut self, sq: &SubqueryExpr, ts: i64) -> Result<Vec<Elem>, QueryError> {
+        self.subquery_steps += 1;
+        if self.subquery_steps > self.limits.subquery_steps_max {
             return Err(QueryError::execution(format!(
-                "found duplicate series for the match group {} on the right hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                format_labels(&sig), format_labels(&r.labels), format_labels(&dup.labels)
+                "query evaluates more than {} subquery steps; use a larger subquery step or a shorter range",
+                self.limits.subquery_steps_max
             )));
         }
-        right.insert(sig, r);
-    }
-    let mut matched: BTreeSet<ResultLabels> = BTreeSet::new();
-    let mut out = Vec::new();
-    for l in lhs {
-        let sig = signature(&l.labels, matching);
-        let Some(r) = right.get(&sig) else { continue };
-        if !matched.insert(sig) {
-            return Err(QueryError::execution(
-                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+        let Val::Vector(elems) = self.eval(&sq.expr, ts)? else {
+            return Err(QueryError::bad_data(
+                "subquery is only allowed on instant vector",
             ));
-        }
-        let v = match op.compare(l.v, r.v) {
-            Some(keep) if return_bool => f64::from(u8::from(keep)),
-            Some(true) => l.v,
-            Some(false) => continue,
-            None => op.arith(l.v, r.v),
         };
-        let mut labels = l.labels;
-        if op.compare(0.0, 0.0).is_none() || return_bool {
-            labels = drop_name(labels);
-        }
-        match matching {
-            Some(LabelModifier::Include(on)) => labels.retain(|(n, _)| on.labels.contains(n)),
-            Some(LabelModifier::Exclude(ign)) => labels.retain(|(n, _)| !ign.labels.contains(n)),
-            None => {}
-        }
-        out.push(Elem { labels, v });
+        check_unique(&elems)?;
+        Ok(elems)
     }
-    Ok(out)
-}
 
-fn set_operation(
-    op: BinOp,
-    lhs: Vec<Elem>,
-    rhs: Vec<Elem>,
-    matching: Option<&LabelModifier>,
-) -> Vec<Elem> {
-    let right: BTreeSet<ResultLabels> =
-        rhs.iter().map(|r| signature(&r.labels, matching)).collect();
-    match op {
-        BinOp::And => lhs
+    /// `expr[range:step]` at `t`: the inner expression at every multiple of the step (in
+    /// absolute time) within `(end - range, end]`, as Prometheus aligns subquery steps.
+    fn subquery(&mut self, sq: &SubqueryExpr, t: i64) -> Result<RangeArg, QueryError> {
+        let end = self.modified_time(sq.at.as_ref(), sq.offset.as_ref(), t);
+        let range = duration_ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map_or(SUBQUERY_DEFAULT_STEP_MS, duration_ms);
+        if step <= 0 {
+            return Err(QueryError::bad_data("subquery step must be positive"));
+        }
+        let lo = end.saturating_sub(range);
+        let mut ts = lo.div_euclid(step).saturating_mul(step);
+        if ts <= lo {
+            ts = ts.saturating_add(step);
+        }
+        // Steps are absolute multiples of `step`, so consecutive evaluations (range query
+        // steps) share most of them: keep the inner results still inside the window.
+        let key = sq as *const SubqueryExpr as usize;
+        let mut cache = self.subquery_cache.remove(&key).unwrap_or_default();
+        cache = cache.split_off(&ts);
+        let mut out: BTreeMap<ResultLabels, Vec<(i64, f64)>> = BTreeMap::new();
+        while ts <= end {
+            let elems = match cache.entry(ts) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => v.insert(self.subquery_step(sq, ts)?),
+            };
+            for e in elems.iter() {
+                match out.get_mut(&e.labels) {
+                    Some(points) => points.push((ts, e.v)),
+                    None => {
+                        out.insert(e.labels.clone(), vec![(ts, e.v)]);
+                    }
+                }
+            }
+            let Some(next) = ts.checked_add(step) else {
+                break;
+            };
+            ts = next;
+        }
+        self.subquery_cache.insert(key, cache);
+        let series = out
             .into_iter()
-            .filter(|l| right.contains(&signature(&l.labels, matching)))
-            .collect(),
-        BinOp::Unless => lhs
-            .into_iter()
-            .filter(|l| !right.contains(&signature(&l.labels, matching)))
-            .collect(),
-        _ => {
-            let left: BTreeSet<ResultLabels> =
-                lhs.iter().map(|l| signature(&l.labels, matching)).collect();
-            let extra = rhs
-                .into_iter()
-                .filter(|r| !left.contains(&signature(&r.labels, matching)));
-            lhs.into_iter().chain(extra).collect()
-        }
+            .map(|(labels, points)| RangeElem { labels, points })
+            .collect();
+        Ok(RangeArg {
+            series,
+            end_ms: end,
+            range_ms: range,
+        })
     }
 }
 
-/// Output labels of an aggregation group.
-fn grouping_labels(labels: &ResultLabels, modifier: Option<&LabelModifier>) -> ResultLabels {
-    match modifier {
-        None => Vec::new(),
-        Some(LabelModifier::Include(by)) => labels
-            .iter()
-            .filter(|(n, _)| by.labels.contains(n))
-            .cloned()
-            .collect(),
-        Some(LabelModifier::Exclude(without)) => labels
-            .iter()
-            .filter(|(n, _)| n != METRIC_NAME && !without.labels.contains(n))
-            .cloned()
-            .collect(),
+/// Whether an instant query returns its vector in the evaluator's order rather than
+/// sorted by labels: Prometheus keeps the order of `sort*` and of `topk`/`bottomk`.
+fn keeps_order(expr: &Expr) -> bool {
+    match expr {
+        Expr::Paren(p) => keeps_order(&p.expr),
+        Expr::Call(c) => matches!(
+            c.func.name,
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
+        ),
+        Expr::Aggregate(a) => matches!(a.op.to_string().as_str(), "topk" | "bottomk"),
+        _ => false,
     }
 }
 
-/// Prometheus refuses a vector whose elements share a label set (e.g. after names drop).
+/// Prometheus refuses a vector whose elements share a label set (e.g. after names drop),
+/// with this message and without naming the label set.
 pub(super) fn check_unique(elems: &[Elem]) -> Result<(), QueryError> {
     let mut seen = BTreeSet::new();
     for e in elems {
         if !seen.insert(&e.labels) {
-            return Err(QueryError::execution(format!(
-                "vector cannot contain metrics with the same labelset {}",
-                format_labels(&e.labels)
-            )));
+            return Err(QueryError::execution(
+                "vector cannot contain metrics with the same labelset",
+            ));
         }
     }
     Ok(())
@@ -687,6 +455,26 @@ pub(super) fn check_unique(elems: &[Elem]) -> Result<(), QueryError> {
 pub(super) fn drop_name(mut labels: ResultLabels) -> ResultLabels {
     labels.retain(|(n, _)| n != METRIC_NAME);
     labels
+}
+
+/// The value of a label, empty when absent (as Prometheus' `Labels.Get`).
+pub(super) fn label_value<'l>(labels: &'l ResultLabels, name: &str) -> &'l str {
+    labels
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// Sets a label, keeping the pairs sorted; an empty value removes it, as Prometheus.
+pub(super) fn set_label(labels: &mut ResultLabels, name: &str, value: &str) {
+    match labels.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+        Ok(i) if value.is_empty() => {
+            labels.remove(i);
+        }
+        Ok(i) => labels[i].1 = value.to_string(),
+        Err(_) if value.is_empty() => {}
+        Err(i) => labels.insert(i, (name.to_string(), value.to_string())),
+    }
 }
 
 /// Stored labels as result labels; an empty value means "no label" in PromQL.
@@ -700,7 +488,7 @@ fn result_labels(labels: &assay_ledger::Labels) -> ResultLabels {
 }
 
 /// `{a="1", b="2"}` as Prometheus prints label sets in messages.
-fn format_labels(labels: &ResultLabels) -> String {
+pub(super) fn format_labels(labels: &ResultLabels) -> String {
     let inner: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
 }
@@ -714,4 +502,18 @@ fn system_time_ms(t: &SystemTime) -> i64 {
         Ok(d) => duration_ms(&d),
         Err(e) => duration_ms(&e.duration()).saturating_neg(),
     }
+}
+
+/// Prometheus' `kahanSumInc` (Kahan-Neumaier): adds `inc` to `sum` with compensation `c`,
+/// so sums agree with Prometheus bit for bit.
+pub(super) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
 }

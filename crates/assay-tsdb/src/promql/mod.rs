@@ -1,28 +1,83 @@
-//! A PromQL evaluator subset over a [`Tsdb`], with Prometheus' HTTP API result shapes.
+//! A PromQL evaluator over a [`Tsdb`], with Prometheus' HTTP API result shapes.
 //!
 //! Parsing is `promql-parser`'s; evaluation is ours. A range query evaluates the expression
 //! as an instant query at each step (the private `eval::Evaluator` is the one place a faster
-//! step-vectorised engine would replace). Supported: vector and range selectors with all
-//! four matchers, `offset`, `@` (incl. `start()`/`end()`), number and string literals,
-//! parentheses, unary minus, arithmetic (`+ - * / % ^ atan2`), comparisons (with and without
-//! `bool`), set operators (`and or unless`), one-to-one vector matching with `on`/`ignoring`,
-//! aggregations `sum avg min max count group` with `by`/`without`, and the functions listed
-//! in `functions.rs` (`rate`, `increase`, `delta`, `irate`, `*_over_time`, `abs`, `time`,
-//! `vector`, `scalar`, …). Anything else is a [`QueryError`] naming the feature.
+//! step-vectorised engine would replace). Each operator and function follows the Prometheus
+//! 3 implementation of the same name (`promql/engine.go`, `functions.go`, `quantile.go`):
+//! same algorithms, so the same floats (Kahan sums, extrapolation, interpolation).
+//!
+//! # Supported
+//! - Selectors with all four matchers, `offset`, `@` (incl. `start()`/`end()`), number and
+//!   string literals, parentheses, unary minus.
+//! - Binary operators `+ - * / % ^ atan2`, comparisons with and without `bool`, `and or
+//!   unless`; vector matching `on`/`ignoring`, `group_left`/`group_right` with extra labels,
+//!   and Prometheus' matching errors ("many-to-many matching not allowed", "multiple matches
+//!   for labels").
+//! - Aggregations `sum avg min max count group stddev stdvar topk bottomk limitk quantile
+//!   count_values` with `by`/`without`.
+//! - Functions: `rate increase delta irate idelta deriv predict_linear changes resets`,
+//!   `{sum,avg,min,max,count,last,first,present,quantile,stddev,stdvar,mad,absent}_over_time`,
+//!   `ts_of_{min,max,first,last}_over_time`, `double_exponential_smoothing`,
+//!   `histogram_quantile` and `histogram_fraction` (classic `le` buckets), `absent` (labels
+//!   from equality matchers), `label_replace label_join`, `abs ceil floor
+//!   round clamp clamp_min clamp_max sgn exp ln log2 log10 sqrt`, trigonometry (`sin` … `atanh
+//!   deg rad pi`), `time timestamp vector scalar`, `sort sort_desc sort_by_label
+//!   sort_by_label_desc`, the date functions (`year` … `minute`, default `vector(time())`),
+//!   `start() end() range() step() min_of max_of`.
+//! - Subqueries `expr[range:step]`, steps aligned to multiples of the step in absolute time;
+//!   without a step, [`SUBQUERY_DEFAULT_STEP_MS`] (Prometheus' default evaluation interval).
 //!
 //! Semantics follow Prometheus 3: the instant-vector lookback window and range windows are
 //! left-open, `(t - window, t]`; a sample whose value is Prometheus' stale marker ends a
 //! series (it is never returned); `__name__` is dropped by functions (except
-//! `last_over_time`), arithmetic, `bool` comparisons and aggregations without `by (__name__)`.
+//! `last_over_time`, `first_over_time`, `label_*`, `sort*`), arithmetic, `bool` comparisons
+//! and aggregations without `by (__name__)` (`topk`/`bottomk` keep all labels). An instant
+//! query's vector is sorted by labels unless the outermost expression is `sort*`,
+//! `topk` or `bottomk`, whose order Prometheus returns; range queries are sorted by labels.
+//!
+//! # Not supported
+//! Native histograms: `histogram_count sum avg stddev stdvar` return an empty vector (Assay
+//! stores only floats, which Prometheus skips there). `limit_ratio` (it samples
+//! by Prometheus' label hash), `info` and the `fill` modifiers are a
+//! [`QueryError`] naming the feature. `start_timestamp` returns an empty vector (Assay keeps
+//! no start timestamps).
+//!
+//! # Known differences from Prometheus
+//! - No annotations (warnings/infos), e.g. for φ outside [0, 1] or non-monotonic buckets.
+//! - Experimental functions (`sort_by_label*`, `double_exponential_smoothing`,
+//!   `mad_over_time`, `first_over_time`, `ts_of_*`, `limitk`, `start()` …) are always
+//!   enabled.
+//! - Ties keep the input (label) order where Prometheus' unstable sorts may not: `sort*`,
+//!   and `topk`/`bottomk` among equal values; `topk`/`bottomk` groups come in the order of
+//!   their first series by labels.
+//! - Date functions of NaN, ±Inf or values beyond ±2^63 s return Assay's proleptic
+//!   Gregorian date of `i64::MIN` seconds, not Go's `time` package's.
+//! - `count_values` accepts any non-empty label name (as Prometheus 3's UTF-8 names).
+//! - `histogram_fraction` on classic buckets is recent in Prometheus; where a bound falls
+//!   in a bucket of infinite width Assay counts none of it (Prometheus' arithmetic gives
+//!   NaN), and the lowest bucket starts at 0 when its bound is positive.
+//! - Limits: [`QUERY_SERIES_TOUCHED_MAX`], [`QUERY_SAMPLES_LOADED_MAX`],
+//!   [`QUERY_SUBQUERY_STEPS_MAX`] and the others below are Assay's, with Assay's messages.
 
+mod aggregate;
+mod binary;
+mod calendar;
 mod eval;
 mod functions;
+mod labels;
+mod over_time;
 mod parse;
+mod quantile;
 
 use crate::{Matcher, Tsdb};
 
 /// Instant-vector lookback: the newest sample at most this old is a series' value.
 pub const LOOKBACK_DELTA_MS: i64 = 5 * 60 * 1000;
+/// Step of a subquery written without one (`x[5m:]`), as Prometheus' default global
+/// evaluation interval.
+pub const SUBQUERY_DEFAULT_STEP_MS: i64 = 60 * 1000;
+/// Inner evaluations all subqueries of a query may run, summed over steps.
+pub const QUERY_SUBQUERY_STEPS_MAX: u64 = 1_000_000;
 /// Distinct series a query may select, summed over its selectors.
 pub const QUERY_SERIES_TOUCHED_MAX: usize = 100_000;
 /// Samples a query may read, summed over all selectors and steps.
