@@ -11,9 +11,15 @@ use super::eval::{label_value, set_label, Elem};
 use super::{QueryError, ResultLabels};
 use crate::MATCHER_REGEX_BYTES_MAX;
 
-/// Prometheus 3 accepts any non-empty UTF-8 label name (Rust strings are UTF-8 already).
+/// Label names as Assay stores them, `[a-zA-Z_][a-zA-Z0-9_]*` (Prometheus 2's rule; 3
+/// accepts any UTF-8 but Assay's ingest does not, so a query must not make names a write
+/// could not, e.g. in a recording rule's output).
 fn valid_label_name(name: &str) -> bool {
-    !name.is_empty()
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `label_replace(v, dst, replacement, src, regex)`: where the anchored regex matches the

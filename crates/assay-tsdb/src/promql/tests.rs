@@ -2218,6 +2218,13 @@ fn label_replace_and_label_join() {
         0,
         expect!["error(execution): invalid destination label name in label_replace(): "],
     );
+    // Names Assay could not store (Prometheus 3 would accept any UTF-8; 2 refuses these).
+    check(
+        &db,
+        &lr(r#""1invalid", "x", "src", ".*""#),
+        0,
+        expect!["error(execution): invalid destination label name in label_replace(): 1invalid"],
+    );
     check(
         &db,
         &lr(r#""src", "", "", """#),
@@ -3775,4 +3782,36 @@ fn query_context_functions() {
     );
     check(&db, "min_of(NaN, 3)", 0, expect!["scalar NaN"]);
     check(&db, "start_timestamp(metric)", 0, expect!["empty vector"]);
+}
+
+/// A range query is its instant queries at each step: subqueries' inner results, cached
+/// across steps, must not change that.
+#[test]
+fn range_query_steps_equal_instant_queries_with_subqueries() {
+    let db = load(
+        15_000,
+        "c{job=\"a\"} 0+7x600
+         g{job=\"a\"} 1+0.5x200 50-0.25x400",
+    );
+    for q in [
+        "increase(c[1h:5m])",
+        "max_over_time(max_over_time(g[5m:1m])[15m:5m])",
+        "sum_over_time(c[20m:1m] offset 3m)",
+        "rate(c[10m:30s])",
+    ] {
+        // Start off the subquery grid, as a dashboard's range usually is.
+        let (start, end, step) = (65 * M + 250, 150 * M + 250, M);
+        let Ok(Value::Matrix(range)) = range_query(&db, q, start, end, step) else {
+            panic!("{q}: not a matrix");
+        };
+        for s in &range {
+            for &(t, v) in &s.points {
+                let Ok(Value::Vector(inst)) = instant_query(&db, q, t) else {
+                    panic!("{q} at {t}: not a vector");
+                };
+                let one = inst.iter().find(|e| e.labels == s.labels).expect("same series");
+                assert_eq!(one.v.to_bits(), v.to_bits(), "{q} at {t}: range {v}, instant {}", one.v);
+            }
+        }
+    }
 }
