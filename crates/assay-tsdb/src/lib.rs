@@ -1,16 +1,24 @@
-//! Assay's time-series view: a series index and samples derived from the ledger, and a
-//! PromQL evaluator over them.
+//! Assay's time-series view: a series index and compressed samples derived from the
+//! ledger, metric metadata, retention, admission of new writes, and a PromQL evaluator.
 //!
 //! Start reading at [`Tsdb`] (the view, `apply_batch`) and [`promql::instant_query`].
+//! Where things live: `store.rs` (a series' samples: sealed Gorilla chunks from `chunk.rs`
+//! and an open chunk), `admit.rs` (which writes Prometheus would refuse), `metadata.rs`,
+//! `snapshot.rs` (the canonical traversal: digest and snapshot bytes), `promql/`.
 //!
 //! # Invariants
-//! - **Apply is pure.** [`Tsdb::apply_batch`] reads no clock, no randomness and no I/O, and
-//!   never fails: every batch the ledger committed is applied. Replicas applying the same
-//!   batches in ledger order hold equal states and equal [`Tsdb::digest`]s, however the
+//! - **Apply is pure.** [`Tsdb::apply_batch`], [`Tsdb::apply_metadata`] and
+//!   [`Tsdb::enforce_retention`] (given a block's time) read no clock, no randomness and no
+//!   I/O, and never fail: every batch the ledger committed is applied. Replicas applying the
+//!   same batches in ledger order hold equal states and equal [`Tsdb::digest`]s, however the
 //!   samples were split into batches.
 //! - **Order of writes.** Samples may arrive out of timestamp order; they are inserted in
 //!   order. A second sample at a timestamp a series already has *replaces* the value: the
 //!   later write in ledger order wins. Values keep their exact bits (NaN payloads included).
+//!   (The node's [`Admission`] keeps such writes out of the ledger in the first place.)
+//! - **The chunk layout is state.** Which samples share a chunk follows from the order of
+//!   writes; retention drops whole chunks, so the digest and snapshots include the layout
+//!   and a restored view drops exactly what a replayed one does.
 //! - **No map iteration order leaks.** The index uses ordered maps only; series ids are
 //!   assigned in first-write ledger order; the digest and snapshots walk series sorted by
 //!   labels and samples by timestamp.
@@ -21,17 +29,20 @@
 //!   version, checksum and every canonical rule, and rejects anything else without
 //!   panicking; the snapshot checksum is the state digest.
 //!
-//! The tsdb never writes the ledger and knows nothing of blocks: the node feeds it batches.
+//! The tsdb never writes the ledger and knows nothing of blocks: the node feeds it batches
+//! and block times.
 //!
 //! # Limits
 //! Apply has none of its own: ingest bounds batches before they reach the ledger. Queries
 //! are bounded by [`promql::QUERY_SERIES_TOUCHED_MAX`], [`promql::QUERY_SAMPLES_LOADED_MAX`],
 //! [`promql::RANGE_QUERY_POINTS_MAX`], [`promql::QUERY_BYTES_MAX`],
-//! [`promql::QUERY_EXPR_DEPTH_MAX`] and [`MATCHER_REGEX_BYTES_MAX`].
+//! [`promql::QUERY_EXPR_DEPTH_MAX`] and [`MATCHER_REGEX_BYTES_MAX`]; metadata by
+//! [`METRICS_MAX`] and [`RECORDS_PER_METRIC_MAX`].
 //!
 //! # Not here (yet)
-//! Compressed chunks (the sample store is one small internal type so they can replace the
-//! per-series vector), retention, histograms, subqueries and most PromQL functions.
+//! Samples live in memory (compressed, about 1–2 bytes each for regular scrapes): chunks
+//! are not yet written to disk, so memory grows with retention × active series. Native
+//! histograms are not stored.
 
 mod admit;
 mod chunk;

@@ -3809,8 +3809,16 @@ fn range_query_steps_equal_instant_queries_with_subqueries() {
                 let Ok(Value::Vector(inst)) = instant_query(&db, q, t) else {
                     panic!("{q} at {t}: not a vector");
                 };
-                let one = inst.iter().find(|e| e.labels == s.labels).expect("same series");
-                assert_eq!(one.v.to_bits(), v.to_bits(), "{q} at {t}: range {v}, instant {}", one.v);
+                let one = inst
+                    .iter()
+                    .find(|e| e.labels == s.labels)
+                    .expect("same series");
+                assert_eq!(
+                    one.v.to_bits(),
+                    v.to_bits(),
+                    "{q} at {t}: range {v}, instant {}",
+                    one.v
+                );
             }
         }
     }
