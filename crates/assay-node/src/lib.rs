@@ -181,28 +181,62 @@ impl Node {
         }
         let shared = self.shared.clone();
         let dir = self.config.views_dir();
+        let window = self.config.tsdb.out_of_order_window_ms;
         let mut last_height = shared.views.read().expect("views lock").height;
+        let mut next_file = assay_tsdb::chunk_file::chunk_file_ids(&views::chunk_dir(&dir))
+            .ok()
+            .and_then(|ids| ids.last().copied())
+            .map_or(0, |id| id + 1);
         let thread = std::thread::Builder::new()
             .name("assay-snapshot".into())
             .spawn(move || {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(Duration::from_millis(every))
                 {
+                    if shared.views.read().expect("views lock").height == last_height {
+                        continue;
+                    }
                     let started = std::time::Instant::now();
-                    let (height, bytes) = {
+                    // Chunks the out-of-order window can no longer change go to disk first,
+                    // so the snapshot refers to them instead of copying them.
+                    let before = shared
+                        .views
+                        .read()
+                        .expect("views lock")
+                        .last_block_time_ms
+                        .saturating_sub(window);
+                    match views::offload_chunks(
+                        &shared.views,
+                        &dir,
+                        &mut next_file,
+                        before,
+                        256 << 20,
+                    ) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(chunks = n, "sealed chunks moved to disk"),
+                        Err(e) => tracing::warn!(error = %e, "moving chunks to disk failed"),
+                    }
+                    let (height, bytes, files) = {
                         let views = shared.views.read().expect("views lock");
-                        if views.height == last_height {
-                            continue;
-                        }
-                        (views.height, views.snapshot_bytes())
+                        (
+                            views.height,
+                            views.snapshot_bytes(),
+                            views.tsdb.chunk_files(),
+                        )
                     };
                     let encoded = started.elapsed();
-                    match Views::write_snapshot(&dir, &bytes) {
-                        Ok(()) => {
+                    let saved = Views::write_snapshot(&dir, &bytes).and_then(|()| {
+                        assay_tsdb::chunk_file::remove_unreferenced(&views::chunk_dir(&dir), &files)
+                            .map_err(views::ViewError::from)
+                    });
+                    match saved {
+                        Ok(removed) => {
                             last_height = height;
                             tracing::info!(
                                 height,
                                 bytes = bytes.len(),
+                                chunk_files = files.len(),
+                                chunk_files_removed = removed,
                                 encode_ms = encoded.as_millis() as u64,
                                 total_ms = started.elapsed().as_millis() as u64,
                                 "views snapshot saved"

@@ -22,6 +22,41 @@ const RETENTION_PERIOD_MS: i64 = 60_000;
 /// File name of the views snapshot inside the views directory.
 pub const SNAPSHOT_FILE: &str = "views.snapshot";
 
+/// Where the views keep chunk files (inside the views directory).
+pub fn chunk_dir(views_dir: &Path) -> std::path::PathBuf {
+    views_dir.join("chunks")
+}
+
+/// Moves the view's sealed chunks whose newest sample is older than `before_ms` into a new
+/// chunk file (at most `bytes_max` per call), holding the views lock only to copy them out
+/// and to swap them in. Returns how many chunks moved.
+pub fn offload_chunks(
+    views: &std::sync::RwLock<Views>,
+    views_dir: &Path,
+    next_file_id: &mut u64,
+    before_ms: i64,
+    bytes_max: usize,
+) -> Result<usize, ViewError> {
+    let items = views
+        .read()
+        .expect("views lock")
+        .tsdb
+        .chunks_to_offload(before_ms, bytes_max);
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let mut writer = assay_tsdb::chunk_file::ChunkFileWriter::new(*next_file_id);
+    *next_file_id += 1;
+    let offsets: Vec<usize> = items.iter().map(|it| writer.push(it.bytes())).collect();
+    let file = writer.finish(&chunk_dir(views_dir))?;
+    let moved = views
+        .write()
+        .expect("views lock")
+        .tsdb
+        .install_offloaded(&items, &offsets, &file);
+    Ok(moved)
+}
+
 /// Everything queries read.
 pub struct Views {
     /// The time-series view.
@@ -162,9 +197,11 @@ impl Views {
         h.finalize().into()
     }
 
-    /// Writes a snapshot atomically.
+    /// Writes a snapshot atomically, then deletes chunk files it does not refer to.
     pub fn save_snapshot(&self, dir: &Path) -> Result<(), ViewError> {
-        Views::write_snapshot(dir, &self.snapshot_bytes())
+        Views::write_snapshot(dir, &self.snapshot_bytes())?;
+        assay_tsdb::chunk_file::remove_unreferenced(&chunk_dir(dir), &self.tsdb.chunk_files())?;
+        Ok(())
     }
 
     /// The snapshot file's bytes: encoding needs the views, writing them does not, so a
@@ -226,7 +263,9 @@ impl Views {
                 "snapshot at height {height} does not match the ledger"
             ));
         }
-        let tsdb = Tsdb::decode_snapshot(&body[64..]).map_err(|e| format!("snapshot: {e}"))?;
+        let chunks = chunk_dir(dir);
+        let tsdb = Tsdb::decode_snapshot(&body[64..], Some(&chunks))
+            .map_err(|e| format!("snapshot: {e}"))?;
         Ok(Views {
             tsdb,
             height,

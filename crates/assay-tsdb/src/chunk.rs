@@ -11,8 +11,12 @@
 //!   bits, `1111`+64 bits; values as `0` (same as before), `10`+bits (meaningful bits fit the
 //!   previous window), or `11`+5 bits leading zeros+6 bits length+bits.
 //!
-//! Chunks are built and read only by this crate (snapshots store them after checksumming),
-//! so a decoder running off the end is a bug: it stops and debug builds assert.
+//! Chunks are built and read only by this crate (snapshots and chunk files store them with
+//! checksums), so a decoder running off the end is a bug: it stops and debug builds assert.
+
+use std::sync::Arc;
+
+use crate::chunk_file::ChunkFile;
 
 /// Appends bits to a byte vector, most significant bit first.
 #[derive(Clone, Debug, Default)]
@@ -113,12 +117,31 @@ impl BitReader<'_> {
 const DOD_BUCKETS: [(u64, u8, u8); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
 
 /// An immutable compressed run of samples with strictly increasing timestamps.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct Chunk {
     min_t: i64,
     max_t: i64,
     count: u32,
-    bytes: Box<[u8]>,
+    bytes: ChunkBytes,
+}
+
+/// Where a sealed chunk's bytes are: on the heap, or in a mapped chunk file.
+#[derive(Clone, Debug)]
+enum ChunkBytes {
+    Mem(Box<[u8]>),
+    Mapped {
+        file: Arc<ChunkFile>,
+        offset: usize,
+        len: usize,
+    },
+}
+
+impl PartialEq for Chunk {
+    /// Equal samples and layout, wherever the bytes live.
+    fn eq(&self, other: &Chunk) -> bool {
+        (self.min_t, self.max_t, self.count) == (other.min_t, other.max_t, other.count)
+            && self.bytes() == other.bytes()
+    }
 }
 
 impl Chunk {
@@ -134,7 +157,82 @@ impl Chunk {
             min_t: samples[0].0,
             max_t: samples[samples.len() - 1].0,
             count: samples.len() as u32,
-            bytes: enc.w.bytes.into_boxed_slice(),
+            bytes: ChunkBytes::Mem(enc.w.bytes.into_boxed_slice()),
+        }
+    }
+
+    /// A chunk from bytes a snapshot holds: `None` unless they decode to exactly `count`
+    /// strictly increasing samples.
+    pub(crate) fn from_bytes(bytes: Box<[u8]>, count: u32) -> Option<Chunk> {
+        let mut it = ChunkIter::new(&bytes, count);
+        let mut first = None;
+        let mut last: Option<i64> = None;
+        for _ in 0..count {
+            let (t, _) = it.step()?;
+            if last.is_some_and(|l| t <= l) {
+                return None;
+            }
+            first.get_or_insert(t);
+            last = Some(t);
+        }
+        // Canonical: no byte beyond the last sample's bits.
+        if it.r.pos.div_ceil(8) != bytes.len() {
+            return None;
+        }
+        Some(Chunk {
+            min_t: first?,
+            max_t: last?,
+            count,
+            bytes: ChunkBytes::Mem(bytes),
+        })
+    }
+
+    /// A chunk whose bytes are `len` bytes at `offset` of `file`; `None` if the file does
+    /// not hold them. The caller vouches for the bytes (a CRC in the snapshot).
+    pub(crate) fn mapped(
+        file: &Arc<ChunkFile>,
+        offset: usize,
+        len: usize,
+        min_t: i64,
+        max_t: i64,
+        count: u32,
+    ) -> Option<Chunk> {
+        file.get(offset, len)?;
+        Some(Chunk {
+            min_t,
+            max_t,
+            count,
+            bytes: ChunkBytes::Mapped {
+                file: file.clone(),
+                offset,
+                len,
+            },
+        })
+    }
+
+    /// The compressed bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            ChunkBytes::Mem(b) => b,
+            ChunkBytes::Mapped { file, offset, len } => file
+                .get(*offset, *len)
+                .expect("checked when the chunk was mapped"),
+        }
+    }
+
+    /// `(file id, offset, length)` when the bytes live in a chunk file.
+    pub(crate) fn file_ref(&self) -> Option<(u64, usize, usize)> {
+        match &self.bytes {
+            ChunkBytes::Mem(_) => None,
+            ChunkBytes::Mapped { file, offset, len } => Some((file.id(), *offset, *len)),
+        }
+    }
+
+    /// Heap bytes held (0 for a mapped chunk: its bytes are page cache).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match &self.bytes {
+            ChunkBytes::Mem(b) => b.len(),
+            ChunkBytes::Mapped { .. } => 0,
         }
     }
 
@@ -153,14 +251,18 @@ impl Chunk {
         self.count as usize
     }
 
-    /// Compressed size in bytes.
+    /// Compressed size in bytes, wherever they live (so retention by bytes does not depend
+    /// on what was moved to disk).
     pub(crate) fn byte_len(&self) -> usize {
-        self.bytes.len()
+        match &self.bytes {
+            ChunkBytes::Mem(b) => b.len(),
+            ChunkBytes::Mapped { len, .. } => *len,
+        }
     }
 
     /// The samples, oldest first.
     pub(crate) fn iter(&self) -> ChunkIter<'_> {
-        ChunkIter::new(&self.bytes, self.count)
+        ChunkIter::new(self.bytes(), self.count)
     }
 }
 
@@ -215,7 +317,7 @@ impl OpenChunk {
             min_t: self.min_t,
             max_t: last,
             count: enc.n,
-            bytes: enc.w.bytes.into_boxed_slice(),
+            bytes: ChunkBytes::Mem(enc.w.bytes.into_boxed_slice()),
         })
     }
 

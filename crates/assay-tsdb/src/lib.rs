@@ -46,6 +46,7 @@
 
 mod admit;
 mod chunk;
+pub mod chunk_file;
 mod matcher;
 mod metadata;
 pub mod promql;
@@ -125,6 +126,21 @@ pub struct Tsdb {
     empty_series: usize,
     /// Metric metadata from metadata entries.
     metadata: metadata::MetadataStore,
+}
+
+/// A sealed chunk on its way to a chunk file (see [`Tsdb::chunks_to_offload`]).
+#[derive(Clone, Debug)]
+pub struct OffloadItem {
+    series: SeriesId,
+    labels: Labels,
+    chunk: chunk::Chunk,
+}
+
+impl OffloadItem {
+    /// The compressed bytes to write.
+    pub fn bytes(&self) -> &[u8] {
+        self.chunk.bytes()
+    }
 }
 
 /// How long and how much the view keeps; the ledger itself keeps everything.
@@ -342,6 +358,82 @@ impl Tsdb {
         self.sample_count = samples;
     }
 
+    /// Sealed chunks still on the heap whose newest sample is before `before_ms`, copied
+    /// out (up to about `bytes_max` bytes) to be written to a chunk file.
+    pub fn chunks_to_offload(&self, before_ms: i64, bytes_max: usize) -> Vec<OffloadItem> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (id, e) in self.series.iter().enumerate() {
+            for c in e.samples.sealed() {
+                if c.max_t() >= before_ms {
+                    break;
+                }
+                if c.file_ref().is_some() {
+                    continue;
+                }
+                if bytes >= bytes_max {
+                    return out;
+                }
+                bytes += c.byte_len();
+                out.push(OffloadItem {
+                    series: id as SeriesId,
+                    labels: e.labels.clone(),
+                    chunk: c.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Points the chunks of `items` at their copies in `file` (`offsets[i]` is where item
+    /// `i`'s bytes are). A chunk that changed meanwhile (an out-of-order write recompressed
+    /// it, retention dropped it) is left alone. Returns how many moved.
+    pub fn install_offloaded(
+        &mut self,
+        items: &[OffloadItem],
+        offsets: &[usize],
+        file: &std::sync::Arc<chunk_file::ChunkFile>,
+    ) -> usize {
+        debug_assert_eq!(items.len(), offsets.len());
+        let mut moved = 0;
+        for (item, &offset) in items.iter().zip(offsets) {
+            let Some(e) = self.series.get_mut(item.series as usize) else {
+                continue;
+            };
+            if e.labels != item.labels {
+                continue; // the index was rebuilt: ids moved
+            }
+            let sealed = e.samples.sealed();
+            let i = sealed.partition_point(|c| c.min_t() < item.chunk.min_t());
+            if sealed.get(i) != Some(&item.chunk) {
+                continue;
+            }
+            let c = &item.chunk;
+            let mapped = chunk::Chunk::mapped(
+                file,
+                offset,
+                c.byte_len(),
+                c.min_t(),
+                c.max_t(),
+                c.len() as u32,
+            );
+            if let Some(mapped) = mapped.filter(|m| m == c) {
+                e.samples.replace_sealed(i, mapped);
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    /// Ids of the chunk files the view's chunks live in.
+    pub fn chunk_files(&self) -> std::collections::BTreeSet<u64> {
+        self.series
+            .iter()
+            .flat_map(|e| e.samples.sealed().iter().filter_map(|c| c.file_ref()))
+            .map(|(id, _, _)| id)
+            .collect()
+    }
+
     /// Bytes the samples take in memory (compressed chunks and heads; approximate).
     pub fn sample_bytes(&self) -> usize {
         self.series.iter().map(|e| e.samples.memory_bytes()).sum()
@@ -358,8 +450,12 @@ impl Tsdb {
     }
 
     /// Rebuilds a view from [`Tsdb::encode_snapshot`] bytes; rejects anything else.
-    pub fn decode_snapshot(bytes: &[u8]) -> Result<Tsdb, SnapshotError> {
-        snapshot::decode(bytes)
+    /// Chunks the snapshot keeps in chunk files are mapped from `chunk_dir`.
+    pub fn decode_snapshot(
+        bytes: &[u8],
+        chunk_dir: Option<&std::path::Path>,
+    ) -> Result<Tsdb, SnapshotError> {
+        snapshot::decode(bytes, chunk_dir)
     }
 
     /// Label names of the series that match and have samples in `start_ms..=end_ms`.

@@ -1,38 +1,53 @@
-//! The canonical traversal of a [`Tsdb`]: its digest and its snapshot bytes.
+//! The canonical traversal of a [`Tsdb`] (its digest) and its snapshot bytes.
 //!
-//! # Snapshot, version 2
+//! # Digest
+//!
+//! SHA-256 over: series count, then per series in ascending label order its labels, the
+//! sample counts of its sealed chunks, its sample count and samples (timestamp delta as a
+//! zig-zag varint, value bits), then the metadata (below). It depends only on the state —
+//! samples, chunk layout, metadata — never on series ids or where chunk bytes live.
+//!
+//! # Snapshot, version 4
 //!
 //! Integers are unsigned LEB128 varints in their shortest form unless stated.
 //!
 //! ```text
-//! snapshot := magic:"ASTS" version:u8(=2) body checksum:[u8;32]   (SHA-256 of body)
+//! snapshot := magic:"ASTS" version:u8(=4) body checksum:[u8;32]   (SHA-256 of body)
 //! body     := series_count series{series_count} metric_count metric{metric_count}
-//! metric   := name:str record_count (type:u8 help:str unit:str){record_count}
 //! series   := label_count (name:str value:str){label_count}
-//!             chunk_count chunk_len{chunk_count} sample_count sample{sample_count}
-//! str      := len bytes(UTF-8)
-//! sample   := ts_delta:zigzag-varint value:f64-le-bits(8 bytes)
+//!             chunk_count chunk{chunk_count} head_count sample{head_count}
+//! chunk    := 0x00 count min_t:zz max_t:zz len bytes{len}                   (inline)
+//!           | 0x01 count min_t:zz max_t:zz len file:varint offset:varint crc32:u32le
+//!                                                                   (in a chunk file)
+//! sample   := ts_delta:zz value:f64-le-bits(8 bytes)
+//! metric   := name:str record_count (type:u8 help:str unit:str){record_count}
+//! str      := len bytes(UTF-8)        zz := zig-zag varint
 //! ```
 //!
-//! Series are in ascending label order, each with at least one sample; timestamps strictly
-//! increase within a series. `chunk_len`s are the sample counts of the series' sealed
-//! chunks, oldest first (each at least 1); the samples after them are the open chunk's,
-//! fewer than `HEAD_SAMPLES_MAX`. The chunk layout is state: retention drops whole chunks,
-//! so two views with the same samples in different chunks would diverge later. Metrics
+//! Series are in ascending label order, each with at least one sample. Chunks are the
+//! sealed chunks, oldest first: each holds 1..=240 samples, `min_t <= max_t`, and starts
+//! after the previous one ends; an inline chunk's bytes must decode to exactly its count,
+//! first and last timestamp; a file chunk's bytes must lie in the chunk file and match the
+//! CRC-32. The open chunk's samples follow (fewer than `HEAD_SAMPLES_MAX`, after the last
+//! chunk; the first `ts_delta` is relative to the last chunk's `max_t`, or 0). Metrics
 //! (metadata) are in ascending name order, each with 1..=`RECORDS_PER_METRIC_MAX` distinct
-//! records, oldest first (`ts_delta` is the difference to the previous sample's, the
-//! first one's to 0). The digest of a view is the SHA-256 of its body, so it equals the
-//! checksum of its snapshot and depends only on the state, never on series ids.
+//! records, oldest first.
 
 use sha2::{Digest, Sha256};
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::chunk::Chunk;
+use crate::chunk_file::ChunkFile;
 use crate::metadata::{MetadataRecord, MetadataStore, RECORDS_PER_METRIC_MAX};
 use crate::store::{SampleStore, CHUNK_LEN_MAX, HEAD_SAMPLES_MAX};
 use crate::{SeriesEntry, Tsdb};
 use assay_ledger::Labels;
 
 /// Version byte of the snapshot encoding this build writes and reads.
-pub const SNAPSHOT_VERSION: u8 = 3;
+pub const SNAPSHOT_VERSION: u8 = 4;
 const MAGIC: &[u8; 4] = b"ASTS";
 /// Hard cap on labels per series the decoder accepts (as the ledger's entry decoder).
 const SNAPSHOT_LABELS_PER_SERIES_MAX: usize = assay_ledger::entry::ENTRY_LABELS_PER_SERIES_MAX;
@@ -64,6 +79,12 @@ pub enum SnapshotError {
     Layout(usize),
     #[error("metadata of metric {0}: out of name order, empty, or records missing, repeated or too many")]
     Metadata(usize),
+    #[error("series {series}, chunk {chunk}: {reason}")]
+    Chunk {
+        series: usize,
+        chunk: usize,
+        reason: String,
+    },
     #[error("series {series}, sample {sample}: timestamp does not increase or overflows")]
     TimestampOrder { series: usize, sample: usize },
     #[error("{0} bytes trail the snapshot body")]
@@ -133,6 +154,10 @@ fn write_body(db: &Tsdb, out: &mut impl Sink) {
             out.put(&v.to_bits().to_le_bytes());
         }
     }
+    write_metadata(db, out);
+}
+
+fn write_metadata(db: &Tsdb, out: &mut impl Sink) {
     put_varint(out, db.metadata.by_metric.len() as u64);
     for (name, records) in &db.metadata.by_metric {
         put_str(out, name);
@@ -152,17 +177,57 @@ pub(crate) fn digest(db: &Tsdb) -> [u8; 32] {
 }
 
 pub(crate) fn encode(db: &Tsdb) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + db.sample_count() as usize * 10);
+    let inline: usize = db
+        .series
+        .iter()
+        .flat_map(|e| e.samples.sealed())
+        .filter(|c| c.file_ref().is_none())
+        .map(|c| c.byte_len() + 12)
+        .sum();
+    let mut out = Vec::with_capacity(64 + inline + db.series.len() * 200);
     out.extend_from_slice(MAGIC);
     out.push(SNAPSHOT_VERSION);
     let body_start = out.len();
-    write_body(db, &mut out);
+    put_varint(&mut out, db.series_count() as u64);
+    for e in db.sorted_series() {
+        put_varint(&mut out, e.labels.pairs().len() as u64);
+        for (n, v) in e.labels.pairs() {
+            put_str(&mut out, n);
+            put_str(&mut out, v);
+        }
+        let sealed = e.samples.sealed();
+        put_varint(&mut out, sealed.len() as u64);
+        for c in sealed {
+            out.push(u8::from(c.file_ref().is_some()));
+            put_varint(&mut out, c.len() as u64);
+            put_varint(&mut out, zigzag(c.min_t()));
+            put_varint(&mut out, zigzag(c.max_t()));
+            put_varint(&mut out, c.byte_len() as u64);
+            match c.file_ref() {
+                None => out.extend_from_slice(c.bytes()),
+                Some((file, offset, _)) => {
+                    put_varint(&mut out, file);
+                    put_varint(&mut out, offset as u64);
+                    out.extend_from_slice(&crc32fast::hash(c.bytes()).to_le_bytes());
+                }
+            }
+        }
+        let head: Vec<(i64, f64)> = e.samples.head_samples().collect();
+        put_varint(&mut out, head.len() as u64);
+        let mut prev = sealed.last().map_or(0, |c| c.max_t());
+        for (ts, v) in head {
+            put_varint(&mut out, zigzag(ts.wrapping_sub(prev)));
+            prev = ts;
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+    write_metadata(db, &mut out);
     let checksum: [u8; 32] = Sha256::digest(&out[body_start..]).into();
     out.extend_from_slice(&checksum);
     out
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<Tsdb, SnapshotError> {
+pub(crate) fn decode(bytes: &[u8], chunk_dir: Option<&Path>) -> Result<Tsdb, SnapshotError> {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(SnapshotError::Magic);
     }
@@ -185,7 +250,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Tsdb, SnapshotError> {
         bytes: &bytes[..body_end],
         at: body_start,
     };
-    let entries = read_body(&mut r)?;
+    let mut files = ChunkFiles {
+        dir: chunk_dir,
+        open: HashMap::new(),
+    };
+    let entries = read_body(&mut r, &mut files)?;
     let metadata = read_metadata(&mut r)?;
     if r.at != body_end {
         return Err(SnapshotError::Trailing(body_end - r.at));
@@ -195,7 +264,30 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Tsdb, SnapshotError> {
     Ok(db)
 }
 
-fn read_body(r: &mut Reader<'_>) -> Result<Vec<SeriesEntry>, SnapshotError> {
+/// Chunk files a snapshot refers to, opened once each.
+struct ChunkFiles<'a> {
+    dir: Option<&'a Path>,
+    open: HashMap<u64, Arc<ChunkFile>>,
+}
+
+impl ChunkFiles<'_> {
+    fn get(&mut self, id: u64) -> Result<Arc<ChunkFile>, String> {
+        if let Some(f) = self.open.get(&id) {
+            return Ok(f.clone());
+        }
+        let dir = self
+            .dir
+            .ok_or("the snapshot refers to chunk files but no chunk directory was given")?;
+        let f = Arc::new(ChunkFile::open(dir, id).map_err(|e| format!("chunk file {id}: {e}"))?);
+        self.open.insert(id, f.clone());
+        Ok(f)
+    }
+}
+
+fn read_body(
+    r: &mut Reader<'_>,
+    files: &mut ChunkFiles<'_>,
+) -> Result<Vec<SeriesEntry>, SnapshotError> {
     let series_count = r.count("series count", 2)?;
     let mut entries: Vec<SeriesEntry> = Vec::with_capacity(series_count);
     for i in 0..series_count {
@@ -203,33 +295,72 @@ fn read_body(r: &mut Reader<'_>) -> Result<Vec<SeriesEntry>, SnapshotError> {
         if entries.last().is_some_and(|prev| prev.labels >= labels) {
             return Err(SnapshotError::SeriesOrder(i));
         }
-        let chunk_count = r.count("chunk count", 1)?;
-        let mut lens = Vec::with_capacity(chunk_count);
-        for _ in 0..chunk_count {
-            let at = r.at;
-            match r.varint()? {
-                n @ 1..=CHUNK_LEN_MAX => lens.push(n as usize),
-                _ => {
-                    return Err(SnapshotError::Limit {
-                        what: "chunk length",
-                        at,
-                    })
-                }
+        let chunk_count = r.count("chunk count", 6)?;
+        let mut sealed: Vec<Chunk> = Vec::with_capacity(chunk_count);
+        for k in 0..chunk_count {
+            let bad = |reason: &str| SnapshotError::Chunk {
+                series: i,
+                chunk: k,
+                reason: reason.to_string(),
+            };
+            let kind = r.array1()?;
+            let count = r.varint()?;
+            let min_t = unzigzag(r.varint()?);
+            let max_t = unzigzag(r.varint()?);
+            let len = r.count("chunk length", 1)?;
+            if !(1..=CHUNK_LEN_MAX).contains(&count) || min_t > max_t {
+                return Err(bad("its sample count or time range is invalid"));
             }
+            if sealed.last().is_some_and(|prev| prev.max_t() >= min_t) {
+                return Err(bad("it does not start after the previous chunk"));
+            }
+            let chunk = match kind {
+                0 => {
+                    let at = r.at;
+                    let bytes = r.bytes(len)?;
+                    let c = Chunk::from_bytes(bytes.into(), count as u32).ok_or(
+                        SnapshotError::Chunk {
+                            series: i,
+                            chunk: k,
+                            reason: format!("bytes at {at} do not decode"),
+                        },
+                    )?;
+                    if (c.min_t(), c.max_t()) != (min_t, max_t) {
+                        return Err(bad("its bytes do not match its time range"));
+                    }
+                    c
+                }
+                1 => {
+                    let file = r.varint()?;
+                    let offset =
+                        usize::try_from(r.varint()?).map_err(|_| bad("offset overflows"))?;
+                    let crc = u32::from_le_bytes(r.array4()?);
+                    let f = files.get(file).map_err(|e| bad(&e))?;
+                    let c = Chunk::mapped(&f, offset, len, min_t, max_t, count as u32).ok_or_else(
+                        || bad(&format!("chunk file {file} is shorter than the chunk")),
+                    )?;
+                    if crc32fast::hash(c.bytes()) != crc {
+                        return Err(bad(&format!("CRC mismatch in chunk file {file}")));
+                    }
+                    c
+                }
+                _ => return Err(bad("unknown chunk kind")),
+            };
+            sealed.push(chunk);
         }
-        let sample_count = r.count("sample count", 9)?;
-        if sample_count == 0 {
-            return Err(SnapshotError::SeriesEmpty(i));
-        }
-        let sealed: usize = lens.iter().sum();
-        if sealed > sample_count || sample_count - sealed >= HEAD_SAMPLES_MAX {
+        let head_count = r.count("sample count", 9)?;
+        if head_count >= HEAD_SAMPLES_MAX {
             return Err(SnapshotError::Layout(i));
         }
-        let mut points: Vec<(i64, f64)> = Vec::with_capacity(sample_count);
-        let mut prev: Option<i64> = None;
-        for j in 0..sample_count {
+        if head_count == 0 && sealed.is_empty() {
+            return Err(SnapshotError::SeriesEmpty(i));
+        }
+        let mut head: Vec<(i64, f64)> = Vec::with_capacity(head_count);
+        let mut prev = sealed.last().map(|c| c.max_t());
+        let base = prev.unwrap_or(0);
+        for j in 0..head_count {
             let delta = unzigzag(r.varint()?);
-            let ts = prev.unwrap_or(0).checked_add(delta);
+            let ts = prev.unwrap_or(base).checked_add(delta);
             let ts = ts.filter(|&t| prev.is_none_or(|p| t > p));
             let ts = ts.ok_or(SnapshotError::TimestampOrder {
                 series: i,
@@ -237,10 +368,10 @@ fn read_body(r: &mut Reader<'_>) -> Result<Vec<SeriesEntry>, SnapshotError> {
             })?;
             prev = Some(ts);
             let value = f64::from_bits(u64::from_le_bytes(r.array8()?));
-            points.push((ts, value));
+            head.push((ts, value));
         }
-        let samples = SampleStore::from_layout(&points, &lens);
-        debug_assert!(samples.is_sorted_unique() && samples.len() == sample_count);
+        let samples = SampleStore::from_parts(sealed, &head);
+        debug_assert!(samples.is_sorted_unique());
         entries.push(SeriesEntry { labels, samples });
     }
     Ok(entries)
@@ -338,6 +469,19 @@ impl Reader<'_> {
             .get(self.at)
             .ok_or(SnapshotError::Truncated(self.at))?;
         self.at += 1;
+        Ok(b)
+    }
+
+    fn array4(&mut self) -> Result<[u8; 4], SnapshotError> {
+        let b = self.bytes(4)?;
+        Ok(b.try_into().expect("4 bytes"))
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&[u8], SnapshotError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or(SnapshotError::Truncated(self.bytes.len()))?;
+        let b = &self.bytes[self.at..end];
+        self.at = end;
         Ok(b)
     }
 

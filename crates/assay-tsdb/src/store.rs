@@ -115,24 +115,6 @@ impl SampleStore {
         self.sealed.iter().map(Chunk::len).collect()
     }
 
-    /// The store holding `samples` (strictly increasing) in sealed chunks of `lens` samples
-    /// and an open chunk with the rest (fewer than [`HEAD_SAMPLES_MAX`]).
-    pub(crate) fn from_layout(samples: &[(i64, f64)], lens: &[usize]) -> SampleStore {
-        let mut store = SampleStore::default();
-        let mut rest = samples;
-        for &n in lens {
-            let (chunk, after) = rest.split_at(n.min(rest.len()));
-            if !chunk.is_empty() {
-                store.sealed.push(Chunk::encode(chunk));
-            }
-            rest = after;
-        }
-        for &(t, v) in rest {
-            store.head.append(t, v);
-        }
-        store
-    }
-
     /// The newest sample's timestamp.
     pub(crate) fn newest_ms(&self) -> Option<i64> {
         match self.head.last() {
@@ -156,9 +138,38 @@ impl SampleStore {
     pub(crate) fn memory_bytes(&self) -> usize {
         self.sealed
             .iter()
-            .map(|c| c.byte_len() + std::mem::size_of::<Chunk>())
+            .map(|c| c.heap_bytes() + std::mem::size_of::<Chunk>())
             .sum::<usize>()
             + self.head.memory_bytes()
+    }
+
+    /// The sealed chunks, oldest first.
+    pub(crate) fn sealed(&self) -> &[Chunk] {
+        &self.sealed
+    }
+
+    /// The open chunk's samples.
+    pub(crate) fn head_samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.head.iter()
+    }
+
+    /// Replaces sealed chunk `i` by one with the same samples (bytes moved to a file).
+    pub(crate) fn replace_sealed(&mut self, i: usize, chunk: Chunk) {
+        debug_assert!(self.sealed[i] == chunk);
+        self.sealed[i] = chunk;
+    }
+
+    /// A store from sealed chunks (ordered, disjoint) and the open chunk's samples (after
+    /// them, fewer than [`HEAD_SAMPLES_MAX`]); the caller checked both.
+    pub(crate) fn from_parts(sealed: Vec<Chunk>, head: &[(i64, f64)]) -> SampleStore {
+        let mut store = SampleStore {
+            sealed,
+            head: OpenChunk::default(),
+        };
+        for &(t, v) in head {
+            store.head.append(t, v);
+        }
+        store
     }
 
     /// Chunks that may hold samples in `min_ms..=max_ms`.

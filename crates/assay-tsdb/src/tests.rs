@@ -120,15 +120,13 @@ fn snapshot_roundtrip_keeps_the_digest() {
     assert_eq!(db.metadata(Some("up"), 0, 1).len(), 1);
     assert_eq!(db.metadata(None, 1, 1)[0].1.len(), 1);
     let bytes = db.encode_snapshot();
-    let back = Tsdb::decode_snapshot(&bytes).unwrap();
+    let back = Tsdb::decode_snapshot(&bytes, None).unwrap();
     assert_eq!(back.digest(), db.digest());
     assert_eq!(back.series_count(), 3);
     assert_eq!(back.sample_count(), 7);
     assert_eq!(dump(&back), dump(&db));
     assert_eq!(back.metadata(None, 9, 9), db.metadata(None, 9, 9));
-    // The checksum trailer is the digest.
-    assert_eq!(&bytes[bytes.len() - 32..], &db.digest()[..]);
-    let empty = Tsdb::decode_snapshot(&Tsdb::new().encode_snapshot()).unwrap();
+    let empty = Tsdb::decode_snapshot(&Tsdb::new().encode_snapshot(), None).unwrap();
     assert_eq!(empty.series_count(), 0);
 }
 
@@ -141,24 +139,24 @@ fn snapshot_rejects_corruption_without_panicking() {
             let mut b = bytes.clone();
             b[i] ^= 1 << bit;
             assert!(
-                Tsdb::decode_snapshot(&b).is_err(),
+                Tsdb::decode_snapshot(&b, None).is_err(),
                 "flip of byte {i} bit {bit} accepted"
             );
         }
     }
     for n in 0..bytes.len() {
         assert!(
-            Tsdb::decode_snapshot(&bytes[..n]).is_err(),
+            Tsdb::decode_snapshot(&bytes[..n], None).is_err(),
             "truncation to {n} accepted"
         );
     }
     let check =
-        |b: &[u8], e: Expect| e.assert_eq(&Tsdb::decode_snapshot(b).unwrap_err().to_string());
+        |b: &[u8], e: Expect| e.assert_eq(&Tsdb::decode_snapshot(b, None).unwrap_err().to_string());
     check(
         b"",
         expect![[r#"snapshot does not start with the magic bytes "ASTS": not a tsdb snapshot"#]],
     );
-    check(b"ASTS\x01", expect!["snapshot version 1 is not supported (this build reads version 3); rebuild the view from the ledger"]);
+    check(b"ASTS\x01", expect!["snapshot version 1 is not supported (this build reads version 4); rebuild the view from the ledger"]);
     let mut flipped = bytes.clone();
     flipped[8] ^= 1;
     check(&flipped, expect!["snapshot checksum does not match its contents: the file is corrupt, rebuild the view from the ledger"]);
@@ -205,13 +203,14 @@ fn snapshot_rejects_corruption_without_panicking() {
         &with_checksum(&[vec![1u8], series("a", &dup_ts)].concat()),
         expect!["series 0, sample 1: timestamp does not increase or overflows"],
     );
-    // Chunk lengths must add up to at most the samples, leaving fewer than 120 open.
+    // A sealed chunk entry must be well formed (here: kind 1, sample count 3, and the rest
+    // of the bytes read as a time range that does not hold).
     let mut sealed_two = series("a", &[vec![2u8], sample(2), sample(2)].concat());
     sealed_two[12] = 1;
     sealed_two.insert(13, 3);
     check(
         &with_checksum(&[vec![1u8], sealed_two].concat()),
-        expect!["series 0: its chunk lengths do not fit its sample count"],
+        expect!["series 0, chunk 0: its sample count or time range is invalid"],
     );
     check(
         &with_checksum(
@@ -287,7 +286,7 @@ fn metadata_queries_filter_by_matchers_and_time() {
 #[test]
 fn snapshot_error_is_comparable() {
     assert_eq!(
-        Tsdb::decode_snapshot(b"ASTS").unwrap_err(),
+        Tsdb::decode_snapshot(b"ASTS", None).unwrap_err(),
         SnapshotError::Truncated(4)
     );
 }
@@ -377,7 +376,7 @@ fn retention_by_time_drops_old_chunks_and_forgets_dead_series() {
     assert_eq!(db.series(&[sel], i64::MIN, i64::MAX).len(), 3);
 
     // A snapshot of the pruned view restores the same state.
-    let restored = Tsdb::decode_snapshot(&db.encode_snapshot()).unwrap();
+    let restored = Tsdb::decode_snapshot(&db.encode_snapshot(), None).unwrap();
     assert_eq!(restored.digest(), db.digest());
 }
 
@@ -423,4 +422,88 @@ fn a_series_emptied_by_retention_comes_back_with_a_new_sample() {
     again.push(labels(&[("__name__", "m"), ("i", "7")]), 41 * 60_000, 7.0);
     db.apply_batch(&again);
     assert_eq!(db.series_count(), 2);
+}
+
+#[test]
+fn offloaded_chunks_answer_the_same_and_snapshots_refer_to_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = series_over(5, 120); // 720 samples each: 6 sealed chunks, empty open chunk
+    let before = (db.digest(), db.sample_bytes());
+    let query = |db: &Tsdb| {
+        crate::promql::to_prometheus_data(
+            &crate::promql::range_query(db, "sum(rate(m[5m]))", 600_000, 7_000_000, 60_000)
+                .unwrap(),
+        )
+    };
+    let answer = query(&db);
+
+    // Everything older than minute 100 moves to one chunk file.
+    let items = db.chunks_to_offload(100 * 60_000, usize::MAX);
+    assert_eq!(items.len(), 5 * 5);
+    let mut w = crate::chunk_file::ChunkFileWriter::new(7);
+    let offsets: Vec<usize> = items.iter().map(|it| w.push(it.bytes())).collect();
+    let file = w.finish(dir.path()).unwrap();
+    assert_eq!(db.install_offloaded(&items, &offsets, &file), 25);
+    assert_eq!(db.chunks_to_offload(100 * 60_000, usize::MAX).len(), 0);
+    assert_eq!(db.digest(), before.0, "where bytes live is not state");
+    let moved: usize = items.iter().map(|it| it.bytes().len()).sum();
+    assert_eq!(
+        db.sample_bytes(),
+        before.1 - moved,
+        "the moved bytes left the heap"
+    );
+    assert_eq!(query(&db), answer);
+    assert_eq!(db.chunk_files().into_iter().collect::<Vec<_>>(), [7]);
+
+    // A chunk that changed after it was copied out is not swapped.
+    let mut other = series_over(1, 40);
+    let stale = other.chunks_to_offload(i64::MAX, usize::MAX);
+    let mut late = SampleBatch::new();
+    late.push(labels(&[("__name__", "m"), ("i", "0")]), 5, 9.0);
+    other.apply_batch(&late);
+    let mut w2 = crate::chunk_file::ChunkFileWriter::new(8);
+    let offsets2: Vec<usize> = stale.iter().map(|it| w2.push(it.bytes())).collect();
+    let file2 = w2.finish(dir.path()).unwrap();
+    assert_eq!(
+        other.install_offloaded(&stale, &offsets2, &file2),
+        1,
+        "only the unchanged chunk"
+    );
+    // Bytes that are not the chunk's (a wrong offset) are never swapped in.
+    let fresh = other.chunks_to_offload(i64::MAX, usize::MAX);
+    assert_eq!(
+        other.install_offloaded(&fresh, &vec![8; fresh.len()], &file2),
+        0
+    );
+
+    // The snapshot names the file instead of copying the chunks, and loads from it.
+    let snap = db.encode_snapshot();
+    assert!(snap.len() < 5 * 120 * 16, "{} bytes", snap.len());
+    let back = Tsdb::decode_snapshot(&snap, Some(dir.path())).unwrap();
+    assert_eq!(back.digest(), db.digest());
+    assert_eq!(query(&back), answer);
+    drop(back);
+    let err = |snap: &[u8]| {
+        Tsdb::decode_snapshot(snap, Some(dir.path()))
+            .unwrap_err()
+            .to_string()
+    };
+    expect![
+        "series 0, chunk 0: the snapshot refers to chunk files but no chunk directory was given"
+    ]
+    .assert_eq(&Tsdb::decode_snapshot(&snap, None).unwrap_err().to_string());
+    // A flipped byte in the chunk file is caught by the chunk's CRC.
+    let path = crate::chunk_file::chunk_file_path(dir.path(), 7);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] ^= 1;
+    drop(file);
+    drop(db);
+    std::fs::write(&path, &bytes).unwrap();
+    expect!["series 0, chunk 0: CRC mismatch in chunk file 7"].assert_eq(&err(&snap));
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        err(&snap).contains("chunk file 7: No such file"),
+        "{}",
+        err(&snap)
+    );
 }

@@ -125,13 +125,26 @@ fn push_query_prove_and_reject() {
         prom.as_bytes(),
     );
     assert_eq!((code, r["index"].as_u64()), (200, Some(1)), "{r}");
+    // Its `# TYPE` line is metadata, committed as entry 2 after the samples.
+    let meta = node.get_json("/api/v1/metadata?metric=build_seconds");
+    assert_eq!(
+        meta["data"]["build_seconds"],
+        json!([{"type": "gauge", "help": "", "unit": ""}])
+    );
+    match assay_ledger::Entry::decode(&node.get("/v1/ledger/entries/2").1).unwrap() {
+        assay_ledger::Entry::Metadata(m) => assert_eq!(m[0].metric, "build_seconds"),
+        other => panic!("entry 2 is {other:?}"),
+    }
+    // Sent again, unchanged, it is not written again.
+    let (code, r) = node.post("/v1/import/prometheus", "text/plain", prom.as_bytes());
+    assert_eq!((code, r["index"].as_u64()), (200, Some(3)), "{r}");
     let report = std::fs::read(fixture("junit/pytest-xunit2.xml")).unwrap();
     let (code, r) = node.post(
         "/v1/ci/junit?pipeline=web&job=test&run=77",
         "application/xml",
         &report,
     );
-    assert_eq!((code, r["index"].as_u64()), (200, Some(2)), "{r}");
+    assert_eq!((code, r["index"].as_u64()), (200, Some(4)), "{r}");
     let tests = node.query("ci_tests{pipeline=\"web\",run=\"77\",suite=\"\"}");
     assert_eq!(tests.as_array().unwrap().len(), 1, "{tests}");
     assert!(
@@ -142,7 +155,7 @@ fn push_query_prove_and_reject() {
             .unwrap()
             > 0.0
     );
-    let entry = node.get("/v1/ledger/entries/2").1;
+    let entry = node.get("/v1/ledger/entries/4").1;
     match assay_ledger::Entry::decode(&entry).unwrap() {
         assay_ledger::Entry::CiReport { report_sha256, .. } => {
             use sha2::Digest;
@@ -226,8 +239,8 @@ fn push_query_prove_and_reject() {
     let verifier = Verifier::from_key_text(key.trim()).unwrap();
     let note = String::from_utf8(node.get("/v1/ledger/checkpoint").1).unwrap();
     let cp = open_checkpoint(&note, &verifier).unwrap();
-    assert_eq!(cp.size, 3);
-    for i in 0..3u64 {
+    assert_eq!(cp.size, 5);
+    for i in 0..5u64 {
         let entry = node.get(&format!("/v1/ledger/entries/{i}")).1;
         let p = node.get_json(&format!(
             "/v1/ledger/proof/inclusion?index={i}&tree_size={}",
@@ -235,15 +248,15 @@ fn push_query_prove_and_reject() {
         ));
         verify_inclusion(&leaf_hash(&entry), i, cp.size, &hashes(&p), &cp.root).unwrap();
     }
-    let c = node.get_json("/v1/ledger/proof/consistency?from=1&to=3");
+    let c = node.get_json("/v1/ledger/proof/consistency?from=1&to=5");
     let old_root: Hash = {
         let e0 = node.get("/v1/ledger/entries/0").1;
         leaf_hash(&e0)
     };
-    verify_consistency(1, 3, &old_root, &cp.root, &hashes(&c)).unwrap();
+    verify_consistency(1, 5, &old_root, &cp.root, &hashes(&c)).unwrap();
     assert_eq!(node.get("/v1/ledger/entries/99").0, 404);
     assert_eq!(
-        node.get("/v1/ledger/proof/inclusion?index=5&tree_size=3").0,
+        node.get("/v1/ledger/proof/inclusion?index=7&tree_size=5").0,
         400
     );
 
@@ -478,6 +491,14 @@ fn periodic_snapshot_lets_a_restart_after_kill9_replay_only_the_tail() {
         let (code, r) = node.post("/v1/push", "application/json", body.to_string().as_bytes());
         assert_eq!(code, 200, "{r}");
     };
+    // Three hours ago, every 15 s: sealed chunks older than the out-of-order window, which
+    // the snapshot thread moves to a chunk file before it snapshots.
+    let old: Vec<Value> = (0..400)
+        .map(|i| json!({"name": "old", "value": i, "timestamp_ms": t - 3 * 3_600_000 + i * 15_000}))
+        .collect();
+    let body = json!({ "samples": old }).to_string();
+    let (code, r) = node.post("/v1/push", "application/json", body.as_bytes());
+    assert_eq!(code, 200, "{r}");
     for i in 0..3 {
         push(&node, i);
     }
@@ -488,21 +509,33 @@ fn periodic_snapshot_lets_a_restart_after_kill9_replay_only_the_tail() {
         let h = std::fs::read(&snapshot)
             .ok()
             .map(|b| u64::from_le_bytes(b[8..16].try_into().unwrap()));
-        if h == Some(3) {
-            break 3;
+        if h == Some(4) {
+            break 4;
         }
         assert!(
             Instant::now() < deadline,
-            "no snapshot at height 3 within 20 s: {h:?}"
+            "no snapshot at height 4 within 20 s: {h:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
+    let chunk_files: Vec<String> = std::fs::read_dir(dir.path().join("data/views/chunks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        chunk_files.iter().any(|f| f.ends_with(".chunks")),
+        "{chunk_files:?}"
+    );
     // A write after the snapshot, then a crash: the restart loads a snapshot and replays
     // only the blocks after it, and the data of both is there.
     push(&node, 3);
     node.kill9();
     let node = NodeProc::start(dir.path(), &args);
     assert_eq!(node.query("count_over_time(snap[1m])")[0]["value"][1], "4");
+    // The old samples come back from the chunk file the snapshot refers to.
+    let at = t - 3 * 3_600_000 + 399 * 15_000;
+    let old_count = node.query_at("count_over_time(old[2h])", Some(at));
+    assert_eq!(old_count[0]["value"][1], "400", "{old_count}");
     node.stop();
     let log = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
     let ready = log
@@ -516,7 +549,7 @@ fn periodic_snapshot_lets_a_restart_after_kill9_replay_only_the_tail() {
     };
     // The snapshot thread may have caught the fourth block too before the kill.
     let (from, replayed) = (field("snapshot_height"), field("replayed_blocks"));
-    assert!(from >= height && from + replayed == 4, "{ready}");
+    assert!(from >= height && from + replayed == 5, "{ready}");
 }
 
 #[test]
