@@ -20,7 +20,10 @@
 //!                                   # accepted; older ones are refused (400), as Prometheus
 //!                                   # refuses out-of-order samples
 //! snapshot_every_ms = 300000        # views snapshot while running (restart replays only
-//!                                   # the ledger after it); 0 = only at a clean stop
+//!                                   # the ledger after it); each pass first moves sealed
+//!                                   # chunks older than the out-of-order window to
+//!                                   # memory-mapped files (views/chunks); 0 = only at a
+//!                                   # clean stop, and samples stay in memory
 //! retention_ms = 2678400000         # the view drops samples older than 31 days (checked
 //!                                   # once a minute of block time); the ledger keeps all
 //! retention_bytes = 0               # and the oldest beyond this many bytes (0 = no limit)
@@ -67,8 +70,10 @@ pub struct TsdbSettings {
     /// order). Edge agents replaying a spool need a window; exact duplicates always pass.
     pub out_of_order_window_ms: i64,
     /// How often a live node snapshots the views (when blocks were committed since), ms;
-    /// a restart loads the snapshot and replays only the ledger after it. 0 = only at a
-    /// clean stop. Encoding holds the views lock, so commits wait for it.
+    /// a restart loads the snapshot and replays only the ledger after it. Each pass first
+    /// moves sealed chunks older than the out-of-order window to memory-mapped chunk files
+    /// (at most 256 MiB per pass), which bounds the heap. 0 = only at a clean stop (and no
+    /// chunk files). Encoding holds the views lock, so commits wait for it.
     pub snapshot_every_ms: u64,
     /// Samples older than this before the newest block's time leave the view, ms (0: keep
     /// all). The ledger keeps everything; `assay rebuild` applies the same rule.

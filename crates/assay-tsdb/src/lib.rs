@@ -2,8 +2,8 @@
 //! ledger, metric metadata, retention, admission of new writes, and a PromQL evaluator.
 //!
 //! Start reading at [`Tsdb`] (the view, `apply_batch`) and [`promql::instant_query`].
-//! Where things live: `store.rs` (a series' samples: sealed Gorilla chunks from `chunk.rs`
-//! and an open chunk), `admit.rs` (which writes Prometheus would refuse), `metadata.rs`,
+//! Where things live: `store.rs` (a series' samples: sealed Gorilla chunks from `chunk.rs`,
+//! on the heap or in `chunk_file.rs` files, and an open chunk), `admit.rs` (which writes Prometheus would refuse), `metadata.rs`,
 //! `snapshot.rs` (the canonical traversal: digest and snapshot bytes), `promql/`.
 //!
 //! # Invariants
@@ -39,10 +39,15 @@
 //! [`promql::QUERY_EXPR_DEPTH_MAX`] and [`MATCHER_REGEX_BYTES_MAX`]; metadata by
 //! [`METRICS_MAX`] and [`RECORDS_PER_METRIC_MAX`].
 //!
+//! # Memory
+//! Samples are compressed (about 1–2 bytes each for regular scrapes). Sealed chunks can be
+//! moved to memory-mapped chunk files (`chunk_file.rs`, driven by the node), after which
+//! they cost page cache, not heap; the heap holds the series index, the open chunks and
+//! recent sealed chunks. A view rebuilt by replaying the ledger holds every chunk on the
+//! heap until the node's first snapshot pass moves them.
+//!
 //! # Not here (yet)
-//! Samples live in memory (compressed, about 1–2 bytes each for regular scrapes): chunks
-//! are not yet written to disk, so memory grows with retention × active series. Native
-//! histograms are not stored.
+//! Native histograms.
 
 mod admit;
 mod chunk;
