@@ -325,6 +325,9 @@ impl WindowAggregator {
             }
         }
         self.advance(out);
+        if self.series.len() >= self.sweep_at.min(self.spec.series_max) {
+            self.sweep();
+        }
     }
 
     fn route(&mut self, labels: &Labels) -> Route {
@@ -336,11 +339,10 @@ impl WindowAggregator {
         if let Some(slot) = self.series.get(labels) {
             return Route::To(slot.id, slot.group.clone());
         }
-        if self.series.len() >= self.sweep_at.min(self.spec.series_max) {
-            self.sweep();
-            if self.series.len() >= self.spec.series_max {
-                return Route::Drop;
-            }
+        // No sweep here: series routed earlier in this batch have no samples in a window
+        // yet, and forgetting them would let a retried write count twice.
+        if self.series.len() >= self.spec.series_max {
+            return Route::Drop;
         }
         let key: Vec<(String, String)> = self
             .spec
@@ -372,7 +374,8 @@ impl WindowAggregator {
         Route::To(id, group)
     }
 
-    /// Forgets series and keys no open window references: they can hold no duplicate.
+    /// Forgets series and keys no open window references (they can hold no duplicate);
+    /// runs between batches, once the series have doubled since the last sweep.
     fn sweep(&mut self) {
         let live: FxHashSet<u64> = self
             .windows
