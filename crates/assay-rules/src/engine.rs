@@ -9,6 +9,9 @@ use crate::rule_file::{Rule, RuleGroup};
 /// Missed evaluations of one group that one block may catch up; older ones are skipped
 /// and counted in [`GroupSchedule::missed`].
 pub const CATCH_UP_EVALUATIONS_MAX: u64 = 10;
+/// Block times beyond ±this (about ±285,000 years) make nothing due: the schedule's
+/// arithmetic stays far from i64's ends.
+pub const BLOCK_TIME_ABS_MAX_MS: i64 = 1 << 53;
 /// Series one rule may record per evaluation, whatever the group's `limit`.
 pub const RULE_SERIES_MAX: usize = 100_000;
 
@@ -134,13 +137,16 @@ impl RuleEngine {
     }
 
     /// Advances the schedule to a committed block's time and returns the evaluations now
-    /// due, by time then group. A block no newer than the previous one makes nothing due.
+    /// due, by time then group. A block no newer than the previous one, or beyond
+    /// [`BLOCK_TIME_ABS_MAX_MS`], makes nothing due.
     ///
     /// A group's evaluations are at multiples of its interval (no per-group offset). The
     /// first block makes the newest multiple at or before it due; later blocks make every
     /// multiple since due, at most [`CATCH_UP_EVALUATIONS_MAX`] (the newest) per block.
     pub fn on_block(&mut self, block_time_ms: i64) -> Vec<Due> {
-        if self.last_block_ms.is_some_and(|t| block_time_ms <= t) {
+        if self.last_block_ms.is_some_and(|t| block_time_ms <= t)
+            || block_time_ms.unsigned_abs() > BLOCK_TIME_ABS_MAX_MS as u64
+        {
             return Vec::new();
         }
         self.last_block_ms = Some(block_time_ms);

@@ -35,6 +35,9 @@ use sha2::{Digest, Sha256};
 
 /// Windows one sample may fall into (`size_ms / hop_ms`, rounded up).
 pub const WINDOWS_PER_SAMPLE_MAX: i64 = 64;
+/// Samples with a timestamp beyond ±this (about ±285,000 years) are dropped and counted
+/// in [`WindowStats::out_of_range`]: window arithmetic stays far from i64's ends.
+pub const TIMESTAMP_ABS_MAX_MS: i64 = 1 << 53;
 /// Default [`WindowSpec::open_windows_max`].
 pub const OPEN_WINDOWS_MAX_DEFAULT: usize = 1024;
 /// Default [`WindowSpec::keys_per_window_max`].
@@ -187,6 +190,8 @@ pub struct WindowStats {
     pub too_late: u64,
     /// Stale markers skipped.
     pub stale_markers: u64,
+    /// Samples dropped: timestamp beyond [`TIMESTAMP_ABS_MAX_MS`].
+    pub out_of_range: u64,
     /// Assignments dropped by `open_windows_max`.
     pub dropped_open_windows: u64,
     /// Assignments dropped by `keys_per_window_max`.
@@ -394,6 +399,10 @@ impl WindowAggregator {
             self.stats.stale_markers += 1;
             return;
         }
+        if t_ms.unsigned_abs() > TIMESTAMP_ABS_MAX_MS as u64 {
+            self.stats.out_of_range += 1;
+            return;
+        }
         let (size, hop) = (self.spec.size_ms, self.spec.hop_ms);
         let mut start = t_ms.div_euclid(hop) * hop;
         while start > t_ms - size {
@@ -411,7 +420,9 @@ impl WindowAggregator {
         t_ms: i64,
         value: f64,
     ) {
-        let closes = (start + self.spec.size_ms).saturating_add(self.spec.allowed_lateness_ms);
+        let closes = start
+            .saturating_add(self.spec.size_ms)
+            .saturating_add(self.spec.allowed_lateness_ms);
         if self.watermark_ms().is_some_and(|w| closes <= w) {
             self.stats.too_late += 1;
             return;
@@ -486,7 +497,7 @@ impl WindowAggregator {
         };
         let size = self.spec.size_ms;
         for (&start, w) in self.windows.iter_mut() {
-            if start + size > wm {
+            if start.saturating_add(size) > wm {
                 break;
             }
             if w.emitted && !w.dirty {
@@ -508,7 +519,7 @@ impl WindowAggregator {
                 key.dirty = false;
                 out.push(WindowResult {
                     start_ms: start,
-                    end_ms: start + size,
+                    end_ms: start.saturating_add(size),
                     key: key.group.labels.clone(),
                     revision: key.revision,
                     aggregate: key.aggregate,
@@ -519,7 +530,7 @@ impl WindowAggregator {
         }
         let lateness = self.spec.allowed_lateness_ms;
         while let Some(e) = self.windows.first_entry() {
-            if (*e.key() + size).saturating_add(lateness) > wm {
+            if e.key().saturating_add(size).saturating_add(lateness) > wm {
                 break;
             }
             debug_assert!(e.get().emitted, "a window is emitted before it closes");

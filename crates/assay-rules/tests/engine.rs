@@ -375,3 +375,20 @@ groups:
     assert_eq!(resumed.on_block(95_000), cont.on_block(95_000));
     assert_eq!(resumed.digest(), cont.digest());
 }
+
+#[test]
+fn extreme_block_times() {
+    check_schedule(
+        TWO_GROUPS,
+        &[i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX, 60_000],
+        expect![[r#"
+            block -9223372036854775808: 
+            block -9223372036854775807: 
+            block 9223372036854775806: 
+            block 9223372036854775807: 
+            block 60000: fast@60000 slow@60000
+            fast: next=Some(70000) evaluations=1 missed=0
+            slow: next=Some(120000) evaluations=1 missed=0
+        "#]],
+    );
+}

@@ -98,6 +98,7 @@ fn tumbling_emits_when_watermark_passes_end() {
                 replacements: 0,
                 too_late: 1,
                 stale_markers: 0,
+                out_of_range: 0,
                 dropped_open_windows: 0,
                 dropped_keys: 0,
                 dropped_series: 0,
@@ -154,6 +155,7 @@ fn late_samples_update_without_double_counting() {
                 replacements: 2,
                 too_late: 1,
                 stale_markers: 0,
+                out_of_range: 0,
                 dropped_open_windows: 0,
                 dropped_keys: 0,
                 dropped_series: 0,
@@ -187,6 +189,7 @@ fn watermark_delay_holds_emission() {
                 replacements: 0,
                 too_late: 1,
                 stale_markers: 0,
+                out_of_range: 0,
                 dropped_open_windows: 0,
                 dropped_keys: 0,
                 dropped_series: 0,
@@ -231,6 +234,7 @@ fn hopping_windows_and_nan() {
                 replacements: 0,
                 too_late: 0,
                 stale_markers: 1,
+                out_of_range: 0,
                 dropped_open_windows: 0,
                 dropped_keys: 0,
                 dropped_series: 0,
@@ -273,6 +277,7 @@ fn bounds_drop_and_count() {
                 replacements: 0,
                 too_late: 0,
                 stale_markers: 0,
+                out_of_range: 0,
                 dropped_open_windows: 1,
                 dropped_keys: 2,
                 dropped_series: 1,
@@ -440,4 +445,32 @@ fn sweep_keeps_series_of_open_windows() {
     );
     assert_ne!(before, w.digest());
     assert_eq!(out.iter().map(|r| r.aggregate.count).sum::<u64>(), 2_001);
+}
+
+/// Timestamps at the ends of i64 neither panic nor wrap around.
+#[test]
+fn extreme_timestamps() {
+    let mut w = WindowAggregator::new(WindowSpec {
+        hop_ms: 30_000,
+        allowed_lateness_ms: i64::MAX,
+        ..WindowSpec::tumbling(60_000, &["job"])
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    w.push_batch(
+        &batch(&[
+            ("m{job=a}", i64::MIN, 1.0),
+            ("m{job=a}", i64::MAX, 2.0),
+            ("m{job=a}", -(1 << 53), 3.0),
+            ("m{job=a}", 1 << 53, 4.0),
+        ]),
+        &mut out,
+    );
+    let mut got: String = out.iter().map(show).collect();
+    got += &format!("out of range: {}\n", w.stats().out_of_range);
+    expect![[r#"
+          [-9007199254800000,-9007199254740000) {job=a} rev0: count=1 sum=3 min=3 max=3 last=3@-9007199254740992 avg=3
+          [-9007199254770000,-9007199254710000) {job=a} rev0: count=1 sum=3 min=3 max=3 last=3@-9007199254740992 avg=3
+        out of range: 2
+    "#]].assert_eq(&got);
 }
