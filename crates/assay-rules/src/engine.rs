@@ -107,6 +107,20 @@ impl RuleEngine {
         }
     }
 
+    /// An engine for which the block at `block_time_ms` was already handled: the first
+    /// evaluations it makes due are those after that block. What a node builds at start-up
+    /// (after its last applied block) or when the rules change, so that an evaluation is
+    /// never made due twice. The schedule needs no other history: after a block at `T`,
+    /// every group's next evaluation is the first multiple of its interval after `T`.
+    pub fn after_block(groups: Vec<RuleGroup>, block_time_ms: i64) -> RuleEngine {
+        let mut engine = RuleEngine::new(groups);
+        engine.on_block(block_time_ms);
+        for s in &mut engine.schedule {
+            s.evaluations = 0;
+        }
+        engine
+    }
+
     /// An engine resumed from [`RuleEngine::schedule`] and [`RuleEngine::last_block_ms`]
     /// of a snapshot; `schedule` must have one entry per group.
     pub fn resume(

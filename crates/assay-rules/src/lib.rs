@@ -14,18 +14,33 @@
 //!
 //! # How the node wires it (not done here)
 //! ```text
-//! apply block B (time T):  tsdb.apply_batch(..) for B's entries
-//!                          windows.push_batch(batch, &mut results) for B's entries
-//!                          due = rules.on_block(T)           ← on every replica, on replay too
-//! after commit, live only: for d in due { out = rules.evaluate(&d, &mut TsdbEvaluator) }
-//!                          submit out.batch as an Entry::Samples  → in the ledger, applied
-//!                          like any write; replay applies it and never re-evaluates
+//! start-up / rules changed:  rules = RuleEngine::after_block(groups, time of last applied block)
+//!                            windows = WindowAggregator::new(spec)   (a view: rebuilt by replay)
+//! apply block B (time T):    tsdb.apply_batch(..) and windows.push_batch(batch, &mut results)
+//!                            for each of B's entries, in ledger order
+//! after B commits (leader):  for d in rules.on_block(T) {
+//!                                out = rules.evaluate(&d, &mut TsdbEvaluator { tsdb, .. });
+//!                                submit out.batch as Entry::Samples; log out.failures
+//!                            }
 //! ```
-//! [`RuleEngine::run_block`] does `on_block` and every `evaluate` in one call. The rule
-//! results are data in the ledger, so the tsdb stays a pure function of the ledger even
-//! though evaluation reads a view. The [`Evaluate`] over the tsdb must make the
-//! `recorded` batch visible to later rules of the same evaluation (an overlay): see
-//! [`Evaluate::instant`].
+//! [`RuleEngine::run_block`] does `on_block` and every `evaluate` in one call. Rule results
+//! are ordinary ledger entries, applied like any write: replay applies them and never
+//! re-evaluates, and the tsdb stays a pure function of the ledger although evaluation
+//! reads it. The schedule after a block at `T` depends only on `T` (the next multiple of
+//! each interval), so a new leader or a restarted node that builds its engine with
+//! [`RuleEngine::after_block`] continues without repeating an evaluation; evaluations due
+//! at a block whose results never reached the ledger (a crash in between) are a gap, as a
+//! Prometheus restart leaves one. Rule files must be the same on every node (best: in
+//! the ledger), or leaders will record different rules.
+//!
+//! The [`Evaluate`] over the tsdb must make the `recorded` batch visible to later rules of
+//! the same evaluation (an overlay; the tsdb's `instant_query` reads one `Tsdb`): see
+//! [`Evaluate::instant`]. A scalar result is one sample without labels.
+//!
+//! Window results ([`WindowResult`]) are a view, like the tsdb: deterministic from the
+//! ledger, so they need not be committed; a node that wants them queryable turns each
+//! into samples (e.g. `<name>_sum{job=..}` at the window end, a later revision replacing
+//! the earlier value at the same timestamp, as the tsdb does).
 //!
 //! # Invariants
 //! - **Block time is the only clock.** `on_block` takes it; windows use event time (the

@@ -392,3 +392,17 @@ fn extreme_block_times() {
         "#]],
     );
 }
+
+#[test]
+fn after_block_never_repeats_an_evaluation() {
+    let groups = || parse_rule_file("f", TWO_GROUPS).unwrap().groups;
+    // A node that applied blocks up to 61,500 and restarts: 60,000 was due at that block.
+    let mut restarted = RuleEngine::after_block(groups(), 61_500);
+    let mut continuous = RuleEngine::new(groups());
+    continuous.on_block(61_500);
+    for t in [65_000, 70_000, 125_000] {
+        assert_eq!(restarted.on_block(t), continuous.on_block(t), "block {t}");
+    }
+    assert_eq!(restarted.schedule()[0].next_ms, Some(130_000));
+    assert_eq!(restarted.schedule()[0].evaluations, 7 - 1);
+}
