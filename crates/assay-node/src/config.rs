@@ -4,6 +4,8 @@
 //! data_dir = "./assay-data"
 //! listen = "127.0.0.1:9470"
 //! origin = ""                       # checkpoint origin / key name; "" = assay.local/<key id>
+//! rule_files = []                   # Prometheus rule files (recording rules), paths
+//!                                   # relative to the working directory
 //!
 //! [limits]
 //! body_bytes_max = 33554432         # request body, bytes (413 above)
@@ -54,6 +56,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Checkpoint origin and key name; empty means `assay.local/<key id>` chosen at first start.
     pub origin: String,
+    /// Prometheus rule files whose recording rules the node evaluates (see `crate::rules`).
+    pub rule_files: Vec<PathBuf>,
     /// Input limits.
     pub limits: assay_ingest::Limits,
     /// Time-series view settings.
@@ -110,6 +114,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./assay-data"),
             listen: "127.0.0.1:9470".parse().expect("valid default address"),
             origin: String::new(),
+            rule_files: Vec::new(),
             limits: assay_ingest::Limits::default(),
             tsdb: TsdbSettings::default(),
             ledger: LedgerSettings::default(),

@@ -16,6 +16,7 @@ pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod params;
+pub mod rules;
 pub mod sequencer;
 pub mod views;
 
@@ -55,6 +56,9 @@ pub enum NodeError {
     /// Serving failed.
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    /// A rule file is missing or invalid.
+    #[error("{0}")]
+    Rules(String),
     /// Another process holds the data directory.
     #[error("data directory {0} is in use by another assay process (its LOCK file is held); stop that process or pick another --data-dir")]
     Locked(String),
@@ -85,6 +89,7 @@ pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {
 /// An opened node, ready to serve.
 pub struct Node {
     config: NodeConfig,
+    rules: Vec<assay_rules::RuleGroup>,
     shared: Arc<Shared>,
     _lock: std::fs::File,
 }
@@ -93,6 +98,7 @@ impl Node {
     /// Opens the data directory: creates it and the key on first start, recovers the
     /// ledger (truncating a torn last block), loads or rebuilds the views.
     pub fn open(config: NodeConfig) -> Result<Node, NodeError> {
+        let rules = rules::load(&config.rule_files)?;
         let lock = lock_data_dir(&config.data_dir)?;
         let signer = identity::load_or_create(&config.key_file(), &config.origin)?;
         let storage =
@@ -115,6 +121,7 @@ impl Node {
         });
         Ok(Node {
             config,
+            rules,
             shared,
             _lock: lock,
         })
@@ -139,6 +146,7 @@ impl Node {
                 queue_max: self.config.ledger.queue_batches_max,
                 persist_every: persist,
                 out_of_order_window_ms: self.config.tsdb.out_of_order_window_ms,
+                rules: self.rules.clone(),
             },
         );
         let state = api::AppState {

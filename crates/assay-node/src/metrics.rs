@@ -56,6 +56,8 @@ pub struct Metrics {
     entries: AtomicU64,
     samples: AtomicU64,
     entry_bytes: AtomicU64,
+    rule_samples: AtomicU64,
+    rule_failures: AtomicU64,
     commit_durable: Histogram,
     commit_applied: Histogram,
     /// Rejected requests by endpoint and status.
@@ -78,6 +80,12 @@ impl Metrics {
         self.entry_bytes.fetch_add(bytes as u64, Relaxed);
         self.commit_durable.observe(durable);
         self.commit_applied.observe(applied);
+    }
+
+    /// Records one recording-rule group evaluation: samples recorded, rules that failed.
+    pub fn rules_evaluated(&self, samples: usize, failures: usize) {
+        self.rule_samples.fetch_add(samples as u64, Relaxed);
+        self.rule_failures.fetch_add(failures as u64, Relaxed);
     }
 
     /// Records a rejected request.
@@ -122,6 +130,18 @@ impl Metrics {
             "assay_samples_committed_total",
             "Samples committed since start.",
             self.samples.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "assay_rule_samples_recorded_total",
+            "Samples recording rules recorded since start.",
+            self.rule_samples.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "assay_rule_evaluation_failures_total",
+            "Recording-rule evaluations that recorded nothing (see the log for why).",
+            self.rule_failures.load(Relaxed),
         );
         counter(
             &mut out,

@@ -73,7 +73,7 @@ pub struct Sequencer {
 }
 
 /// How the sequencer queues, admits and persists.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SequencerSettings {
     /// Requests waiting for a block; beyond it requests get [`CommitError::Busy`].
     pub queue_max: usize,
@@ -81,6 +81,8 @@ pub struct SequencerSettings {
     pub persist_every: Duration,
     /// Admission's out-of-order window, ms (see [`assay_tsdb::Admission`]).
     pub out_of_order_window_ms: i64,
+    /// Recording-rule groups to evaluate (see [`crate::rules`]).
+    pub rules: Vec<assay_rules::RuleGroup>,
 }
 
 /// Shared state the sequencer writes and handlers read.
@@ -130,6 +132,19 @@ impl Sequencer {
 
 fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
     let persist_every = settings.persist_every.max(Duration::from_millis(10));
+    // The schedule continues after the last block the views hold, so a restart does not
+    // evaluate again what was recorded before it.
+    let mut rules = (!settings.rules.is_empty()).then(|| {
+        let last = shared.views.read().expect("views lock").last_block_time_ms;
+        assay_rules::RuleEngine::after_block(settings.rules.clone(), last)
+    });
+    let window = settings.out_of_order_window_ms;
+    // Rules also run while no writes arrive: the queue is polled at least this often.
+    let poll = if rules.is_some() {
+        persist_every.min(Duration::from_secs(1))
+    } else {
+        persist_every
+    };
     let (entries_max, bytes_max) = {
         let l = shared.ledger.read().expect("ledger lock");
         (l.config().block_entries_max, l.config().block_bytes_max)
@@ -142,9 +157,17 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
     };
     loop {
         // Waking up when idle lets the checkpoint file catch up with the last blocks.
-        let first = match rx.recv_timeout(persist_every) {
+        let first = match rx.recv_timeout(poll) {
             Ok(p) => p,
             Err(RecvTimeoutError::Timeout) => {
+                if let (Some(engine), None) = (rules.as_mut(), &failed) {
+                    if let Err(why) = crate::rules::run_due(shared, engine, wall_ms(), window) {
+                        tracing::error!(error = %why, "ledger append failed; the node accepts no more writes until restarted");
+                        failed = Some(why);
+                    } else {
+                        checkpoint.dirty = true;
+                    }
+                }
                 checkpoint.persist_if_due(shared, failed.is_some());
                 continue;
             }
@@ -167,15 +190,23 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
             }
             continue;
         }
-        let batch = admit(shared, batch, settings.out_of_order_window_ms);
+        let batch = admit(shared, batch, window);
         if batch.is_empty() {
             continue;
         }
-        match commit_block(shared, &batch) {
-            Ok(receipts) => {
+        let bytes: Vec<&[u8]> = batch.iter().map(|p| p.bytes.as_slice()).collect();
+        let entries: Vec<&Entry> = batch.iter().map(|p| &p.entry).collect();
+        match commit_entries(shared, &bytes, &entries) {
+            Ok((block_time, receipts)) => {
                 checkpoint.dirty = true;
                 for (p, r) in batch.into_iter().zip(receipts) {
                     p.answer(Ok(r));
+                }
+                if let Some(engine) = rules.as_mut() {
+                    if let Err(why) = crate::rules::run_due(shared, engine, block_time, window) {
+                        tracing::error!(error = %why, "ledger append failed; the node accepts no more writes until restarted");
+                        failed = Some(why);
+                    }
                 }
             }
             Err(why) => {
@@ -235,20 +266,30 @@ fn admit(shared: &Shared, batch: Vec<Proposal>, window_ms: i64) -> Vec<Proposal>
     admitted
 }
 
-fn commit_block(shared: &Shared, batch: &[Proposal]) -> Result<Vec<Receipt>, String> {
-    let started = Instant::now();
-    let refs: Vec<&[u8]> = batch.iter().map(|p| p.bytes.as_slice()).collect();
-    let now_ms = std::time::SystemTime::now()
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Appends one block of `entries` (`refs` are their encodings) and applies it to the
+/// views; the block's time and a receipt per entry. Only the sequencer thread calls it.
+pub(crate) fn commit_entries(
+    shared: &Shared,
+    refs: &[&[u8]],
+    entries: &[&Entry],
+) -> Result<(i64, Vec<Receipt>), String> {
+    debug_assert_eq!(refs.len(), entries.len());
+    let started = Instant::now();
+    let now_ms = wall_ms();
     let (block, leaves) = {
         let mut ledger = shared.ledger.write().expect("ledger lock");
         let block = ledger
             .append_block(now_ms, &refs)
             .map_err(|e| e.to_string())?;
         let first = block.header.first_index;
-        let leaves: Vec<Hash> = (0..batch.len() as u64)
+        let leaves: Vec<Hash> = (0..refs.len() as u64)
             .map(|i| ledger.tree().leaf(first + i).expect("leaf just appended"))
             .collect();
         (block, leaves)
@@ -258,16 +299,16 @@ fn commit_block(shared: &Shared, batch: &[Proposal]) -> Result<Vec<Receipt>, Str
         .views
         .write()
         .expect("views lock")
-        .apply_block(&block, batch.iter().map(|p| &p.entry));
-    let samples: usize = batch.iter().map(|p| p.entry.batch().len()).sum();
+        .apply_block(&block, entries.iter().copied());
+    let samples: usize = entries.iter().map(|e| e.batch().len()).sum();
     shared.metrics.block_committed(
-        batch.len(),
+        entries.len(),
         samples,
         refs.iter().map(|r| r.len()).sum(),
         durable,
         started.elapsed(),
     );
-    Ok(leaves
+    let receipts = leaves
         .into_iter()
         .enumerate()
         .map(|(i, leaf_hash)| Receipt {
@@ -276,5 +317,6 @@ fn commit_block(shared: &Shared, batch: &[Proposal]) -> Result<Vec<Receipt>, Str
             height: block.header.height,
             tree_size: block.header.tree_size,
         })
-        .collect())
+        .collect();
+    Ok((block.header.time_ms, receipts))
 }
