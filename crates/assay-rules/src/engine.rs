@@ -29,7 +29,10 @@ pub trait Evaluate {
     /// The value of `expr` at `t_ms` as an instant vector (a scalar is one sample with no
     /// labels). `recorded` holds what earlier rules of the same group recorded in this
     /// evaluation, not yet in the ledger: the answer must be as if they were stored
-    /// (Prometheus semantics). The error is a human-readable reason.
+    /// (Prometheus semantics). It is empty when `expr` cannot select any of them (no
+    /// selector names an earlier rule's `record`, and every selector names a metric), so
+    /// an evaluator pays for an overlay only when a rule builds on another. The error is
+    /// a human-readable reason.
     fn instant(
         &mut self,
         expr: &str,
@@ -87,6 +90,9 @@ pub struct GroupOutput {
 #[derive(Clone, Debug)]
 pub struct RuleEngine {
     groups: Vec<RuleGroup>,
+    /// Per group, per rule: whether its expression may select a series an earlier rule
+    /// of the group records (only then is it shown the earlier results).
+    reads_earlier: Vec<Vec<bool>>,
     schedule: Vec<GroupSchedule>,
     /// Time of the newest block seen.
     last_block_ms: Option<i64>,
@@ -100,8 +106,10 @@ impl RuleEngine {
             "group intervals are validated positive"
         );
         let schedule = vec![GroupSchedule::default(); groups.len()];
+        let reads_earlier = groups.iter().map(reads_earlier_records).collect();
         RuleEngine {
             groups,
+            reads_earlier,
             schedule,
             last_block_ms: None,
         }
@@ -196,6 +204,7 @@ impl RuleEngine {
         let g = &self.groups[due.group];
         let t = due.t_ms - g.query_offset_ms;
         let mut out = GroupOutput::default();
+        let nothing = SampleBatch::new();
         for (ri, rule) in g.rules.iter().enumerate() {
             let Rule::Record {
                 record,
@@ -205,8 +214,14 @@ impl RuleEngine {
             else {
                 continue;
             };
+            // A rule that cannot read earlier results gets none: the evaluator can skip
+            // its overlay.
+            let recorded = match self.reads_earlier[due.group][ri] {
+                true => &out.batch,
+                false => &nothing,
+            };
             let result = ev
-                .instant(expr, t, &out.batch)
+                .instant(expr, t, recorded)
                 .and_then(|samples| record_samples(record, labels, samples, g.limit));
             match result {
                 Ok(samples) => {
@@ -289,4 +304,67 @@ fn record_samples(
         ));
     }
     Ok(out)
+}
+
+/// For each rule of `g`: whether its expression may select a series named like an
+/// earlier recording rule of the group (a selector without a fixed name may).
+fn reads_earlier_records(g: &RuleGroup) -> Vec<bool> {
+    let mut earlier: Vec<&str> = Vec::new();
+    let mut out = Vec::with_capacity(g.rules.len());
+    for rule in &g.rules {
+        let Rule::Record { record, expr, .. } = rule else {
+            out.push(false);
+            continue;
+        };
+        let reads = match promql_parser::parser::parse(expr) {
+            Ok(e) => {
+                let mut names = Vec::new();
+                selector_names(&e, &mut names);
+                names
+                    .iter()
+                    .any(|n| n.as_deref().is_none_or(|n| earlier.contains(&n)))
+            }
+            Err(_) => true,
+        };
+        out.push(reads && !earlier.is_empty());
+        earlier.push(record);
+    }
+    out
+}
+
+/// The metric name of every selector in `e`; `None` for one without a fixed name.
+fn selector_names(e: &promql_parser::parser::Expr, out: &mut Vec<Option<String>>) {
+    use promql_parser::label::MatchOp;
+    use promql_parser::parser::{Expr, VectorSelector};
+    let vs_name = |vs: &VectorSelector| {
+        vs.name.clone().or_else(|| {
+            vs.matchers
+                .matchers
+                .iter()
+                .find(|m| m.name == METRIC_NAME_LABEL && m.op == MatchOp::Equal)
+                .filter(|_| vs.matchers.or_matchers.is_empty())
+                .map(|m| m.value.clone())
+        })
+    };
+    match e {
+        Expr::VectorSelector(vs) => out.push(vs_name(vs)),
+        Expr::MatrixSelector(ms) => out.push(vs_name(&ms.vs)),
+        Expr::Aggregate(a) => {
+            selector_names(&a.expr, out);
+            if let Some(p) = &a.param {
+                selector_names(p, out);
+            }
+        }
+        Expr::Unary(u) => selector_names(&u.expr, out),
+        Expr::Binary(b) => {
+            selector_names(&b.lhs, out);
+            selector_names(&b.rhs, out);
+        }
+        Expr::Paren(p) => selector_names(&p.expr, out),
+        Expr::Subquery(s) => selector_names(&s.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| selector_names(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+        // Unknown node: assume it may read anything.
+        Expr::Extension(_) => out.push(None),
+    }
 }

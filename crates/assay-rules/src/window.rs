@@ -42,6 +42,8 @@ pub const TIMESTAMP_ABS_MAX_MS: i64 = 1 << 53;
 pub const OPEN_WINDOWS_MAX_DEFAULT: usize = 1024;
 /// Default [`WindowSpec::keys_per_window_max`].
 pub const KEYS_PER_WINDOW_MAX_DEFAULT: usize = 10_000;
+/// Default [`WindowSpec::samples_per_window_max`].
+pub const SAMPLES_PER_WINDOW_MAX_DEFAULT: usize = 1_000_000;
 /// Default [`WindowSpec::series_max`].
 pub const SERIES_MAX_DEFAULT: usize = 1_000_000;
 /// Prometheus' stale marker: a NaN with this exact bit pattern ends a series.
@@ -68,6 +70,9 @@ pub struct WindowSpec {
     pub open_windows_max: usize,
     /// Keys one window may hold; a sample with one more key is dropped.
     pub keys_per_window_max: usize,
+    /// Distinct samples (series, timestamp) one window may hold (each is kept until the
+    /// window closes, for duplicates and replacements); one more is dropped.
+    pub samples_per_window_max: usize,
     /// Series tracked (for duplicate detection); a sample of one more is dropped.
     pub series_max: usize,
 }
@@ -85,6 +90,7 @@ impl WindowSpec {
             allowed_lateness_ms: 0,
             open_windows_max: OPEN_WINDOWS_MAX_DEFAULT,
             keys_per_window_max: KEYS_PER_WINDOW_MAX_DEFAULT,
+            samples_per_window_max: SAMPLES_PER_WINDOW_MAX_DEFAULT,
             series_max: SERIES_MAX_DEFAULT,
         }
     }
@@ -103,7 +109,14 @@ impl WindowSpec {
         if self.watermark_delay_ms < 0 || self.allowed_lateness_ms < 0 {
             return bad("watermark_delay_ms and allowed_lateness_ms must not be negative");
         }
-        if self.open_windows_max == 0 || self.keys_per_window_max == 0 || self.series_max == 0 {
+        if [
+            self.open_windows_max,
+            self.keys_per_window_max,
+            self.samples_per_window_max,
+            self.series_max,
+        ]
+        .contains(&0)
+        {
             return bad("limits must be positive");
         }
         Ok(())
@@ -196,6 +209,8 @@ pub struct WindowStats {
     pub dropped_open_windows: u64,
     /// Assignments dropped by `keys_per_window_max`.
     pub dropped_keys: u64,
+    /// Assignments dropped by `samples_per_window_max`.
+    pub dropped_samples: u64,
     /// Samples dropped by `series_max`.
     pub dropped_series: u64,
     /// Results emitted for the first time.
@@ -432,6 +447,7 @@ impl WindowAggregator {
             return;
         }
         let keys_max = self.spec.keys_per_window_max;
+        let samples_max = self.spec.samples_per_window_max;
         let w = self.windows.entry(start).or_default();
         let Window {
             keys,
@@ -440,6 +456,7 @@ impl WindowAggregator {
             emitted,
             dirty,
         } = w;
+        let full = seen.len() >= samples_max;
         match seen.entry((series, t_ms)) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 let (k, c) = *e.get();
@@ -454,6 +471,9 @@ impl WindowAggregator {
                 key.dirty |= *emitted;
                 *dirty |= *emitted;
                 self.stats.replacements += 1;
+            }
+            std::collections::hash_map::Entry::Vacant(_) if full => {
+                self.stats.dropped_samples += 1;
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 let k = match key_index.get(&group.id) {

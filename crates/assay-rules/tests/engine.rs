@@ -258,6 +258,10 @@ groups:
         labels: {unit: double}
       - record: total
         expr: count(job:req:sum)
+      - record: independent
+        expr: sum(req)
+      - record: any_name
+        expr: count({job='api'})
       - alert: NotEvaluated
         expr: up == 0
 ",
@@ -275,10 +279,14 @@ groups:
               [("__name__", "job:req:sum_x2"), ("job", "api"), ("unit", "double")] @60000 = 14
               [("__name__", "job:req:sum_x2"), ("job", "web"), ("unit", "double")] @60000 = 20
               [("__name__", "total")] @60000 = 2
+              [("__name__", "independent")] @60000 = 17
+              [("__name__", "any_name")] @60000 = 4
             calls:
               sum by (job) (req) @60000 recorded=0
               job:req:sum * 2 @60000 recorded=2
               count(job:req:sum) @60000 recorded=4
+              sum(req) @60000 recorded=0
+              count({job='api'}) @60000 recorded=6
         "#]],
     );
 }

@@ -101,6 +101,7 @@ fn tumbling_emits_when_watermark_passes_end() {
                 out_of_range: 0,
                 dropped_open_windows: 0,
                 dropped_keys: 0,
+                dropped_samples: 0,
                 dropped_series: 0,
                 emitted: 3,
                 updates: 0,
@@ -158,6 +159,7 @@ fn late_samples_update_without_double_counting() {
                 out_of_range: 0,
                 dropped_open_windows: 0,
                 dropped_keys: 0,
+                dropped_samples: 0,
                 dropped_series: 0,
                 emitted: 2,
                 updates: 3,
@@ -192,6 +194,7 @@ fn watermark_delay_holds_emission() {
                 out_of_range: 0,
                 dropped_open_windows: 0,
                 dropped_keys: 0,
+                dropped_samples: 0,
                 dropped_series: 0,
                 emitted: 1,
                 updates: 0,
@@ -237,6 +240,7 @@ fn hopping_windows_and_nan() {
                 out_of_range: 0,
                 dropped_open_windows: 0,
                 dropped_keys: 0,
+                dropped_samples: 0,
                 dropped_series: 0,
                 emitted: 3,
                 updates: 0,
@@ -251,6 +255,7 @@ fn bounds_drop_and_count() {
         WindowSpec {
             open_windows_max: 2,
             keys_per_window_max: 1,
+            samples_per_window_max: 2,
             series_max: 3,
             allowed_lateness_ms: 1_000_000,
             metric: Some("m".into()),
@@ -264,14 +269,16 @@ fn bounds_drop_and_count() {
             ("m{job=a}", 120_000, 1.0),
             ("m{job=c}", 60_001, 1.0),
             ("m{job=d}", 60_002, 1.0),
+            ("m{job=a}", 10_000, 2.0),
+            ("m{job=a}", 20_000, 3.0),
         ]],
         expect![[r#"
             batch 0 (watermark Some(120000))
-              [0,60000) {job=a} rev0: count=1 sum=1 min=1 max=1 last=1@0 avg=1
+              [0,60000) {job=a} rev0: count=2 sum=3 min=1 max=2 last=2@10000 avg=1.5
               [60000,120000) {job=a} rev0: count=1 sum=1 min=1 max=1 last=1@60000 avg=1
             open windows 2
             WindowStats {
-                counted: 2,
+                counted: 3,
                 filtered: 1,
                 duplicates: 0,
                 replacements: 0,
@@ -280,6 +287,7 @@ fn bounds_drop_and_count() {
                 out_of_range: 0,
                 dropped_open_windows: 1,
                 dropped_keys: 2,
+                dropped_samples: 1,
                 dropped_series: 1,
                 emitted: 2,
                 updates: 0,
