@@ -122,7 +122,9 @@ pub(crate) fn run_due(
             let rule = engine.groups()[due.group].rules[f.rule].name();
             tracing::warn!(group = %group, rule = %rule, error = %f.message, "recording rule failed");
         }
-        shared.metrics.rules_evaluated(out.batch.len(), out.failures.len());
+        shared
+            .metrics
+            .rules_evaluated(out.batch.len(), out.failures.len());
         if let Some(e) = ev.ledger_error {
             return Err(e);
         }

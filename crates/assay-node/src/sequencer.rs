@@ -286,7 +286,7 @@ pub(crate) fn commit_entries(
     let (block, leaves) = {
         let mut ledger = shared.ledger.write().expect("ledger lock");
         let block = ledger
-            .append_block(now_ms, &refs)
+            .append_block(now_ms, refs)
             .map_err(|e| e.to_string())?;
         let first = block.header.first_index;
         let leaves: Vec<Hash> = (0..refs.len() as u64)

@@ -553,6 +553,100 @@ fn periodic_snapshot_lets_a_restart_after_kill9_replay_only_the_tail() {
 }
 
 #[test]
+fn recording_rules_record_into_the_ledger_and_later_rules_see_earlier_results() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n\
+         - name: jobs\n\
+        \x20 interval: 1s\n\
+        \x20 rules:\n\
+        \x20 - record: job:up_test:sum\n\
+        \x20   expr: sum by (job) (up_test)\n\
+        \x20 - record: job:up_test:double\n\
+        \x20   expr: job:up_test:sum * 2\n\
+        \x20   labels: {team: core}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("assay.toml");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &config,
+        format!("rule_files = [{:?}]\n", rules.to_str().unwrap()),
+    )
+    .unwrap();
+    let node = NodeProc::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let t = now_ms();
+    let body = json!({"samples": [
+        {"name": "up_test", "labels": {"job": "a", "i": "1"}, "value": 1, "timestamp_ms": t},
+        {"name": "up_test", "labels": {"job": "a", "i": "2"}, "value": 2, "timestamp_ms": t},
+    ]});
+    let (code, r) = node.post("/v1/push", "application/json", body.to_string().as_bytes());
+    assert_eq!(code, 200, "{r}");
+    // Rules run once a second even with no further writes; wait for an evaluation after t.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let double = loop {
+        let d = node.query("job:up_test:double");
+        if d.as_array().is_some_and(|a| !a.is_empty()) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no recorded series in 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The second rule saw the first one's result of the same evaluation: 2 × (1 + 2).
+    assert_eq!(
+        double[0]["metric"],
+        json!({"__name__": "job:up_test:double", "job": "a", "team": "core"})
+    );
+    assert_eq!(double[0]["value"][1], "6", "{double}");
+    // Results are ledger entries like any write: find them by decoding the entries.
+    let size = node.get_json("/healthz")["entries"].as_u64().unwrap();
+    let recorded: Vec<String> = (1..size)
+        .filter_map(|i| {
+            assay_ledger::Entry::decode(&node.get(&format!("/v1/ledger/entries/{i}")).1).ok()
+        })
+        .flat_map(|e| {
+            e.batch()
+                .series()
+                .iter()
+                .map(|l| l.metric_name().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        recorded.iter().any(|n| n == "job:up_test:sum"),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded.iter().any(|n| n == "job:up_test:double"),
+        "{recorded:?}"
+    );
+    node.stop();
+
+    // A broken rule file stops the node at start, naming the problem.
+    std::fs::write(
+        &rules,
+        "groups:\n- name: x\n  rules:\n  - record: 1bad\n    expr: up\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("rules.yml") && err.contains("1bad"), "{err}");
+}
+
+#[test]
 fn restart_and_rebuild_give_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(dir.path(), &[]);
