@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Proof(a) => proof(a, json),
         Command::Checkpoint(a) => checkpoint(a, json),
         Command::Rebuild(a) => rebuild(a, json),
+        Command::CheckRules(a) => check_rules(a, json),
     }
 }
 
@@ -376,6 +377,59 @@ fn checkpoint(args: ServerArgs, json: bool) -> anyhow::Result<i32> {
         print!("{note}");
     }
     Ok(0)
+}
+
+/// Exit 0 when every file is valid, 1 when one is not (as promtool), 3 when one is unreadable.
+fn check_rules(args: crate::CheckRulesArgs, json: bool) -> anyhow::Result<i32> {
+    let mut results = Vec::new();
+    let mut code = 0;
+    for path in &args.files {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(3, format!("reading rule file {name}: {e}")))?;
+        match assay_rules::parse_rule_file(&name, &text) {
+            Ok(file) => {
+                let rules: usize = file.groups.iter().map(|g| g.rules.len()).sum();
+                results.push(
+                    json!({"file": name, "ok": true, "groups": file.groups.len(), "rules": rules}),
+                );
+            }
+            Err(errors) => {
+                code = 1;
+                let problems: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+                results.push(json!({"file": name, "ok": false, "errors": problems}));
+            }
+        }
+    }
+    let v = json!({"files": results});
+    print(json, &v, || {
+        results
+            .iter()
+            .map(|r| match r["ok"].as_bool() {
+                Some(true) => format!(
+                    "{}: ok, {} groups, {} rules",
+                    r["file"].as_str().unwrap_or(""),
+                    r["groups"],
+                    r["rules"]
+                ),
+                _ => {
+                    let errs: Vec<&str> = r["errors"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e.as_str())
+                        .collect();
+                    format!(
+                        "{}: invalid\n  {}",
+                        r["file"].as_str().unwrap_or(""),
+                        errs.join("\n  ")
+                    )
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(code)
 }
 
 fn rebuild(args: NodeArgs, json: bool) -> anyhow::Result<i32> {

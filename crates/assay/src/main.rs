@@ -44,6 +44,8 @@ enum Command {
     Checkpoint(ServerArgs),
     /// Drop the views and replay the whole ledger into them (node stopped).
     Rebuild(NodeArgs),
+    /// Check Prometheus rule files as the node will load them (as `promtool check rules`).
+    CheckRules(CheckRulesArgs),
 }
 
 /// Where the node keeps its data and how it is configured.
@@ -64,6 +66,13 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:9470, or listen in the config].
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckRulesArgs {
+    /// Rule files (YAML); every problem of every file is reported.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 /// The node to talk to.

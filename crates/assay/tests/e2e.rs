@@ -622,6 +622,9 @@ fn recording_rules_record_into_the_ledger_and_later_rules_see_earlier_results() 
         "{recorded:?}"
     );
     node.stop();
+    let (code, out) = cli(&["check-rules", rules.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok, 1 groups, 2 rules"), "{out}");
 
     // A broken rule file stops the node at start, naming the problem.
     std::fs::write(
@@ -644,6 +647,16 @@ fn recording_rules_record_into_the_ledger_and_later_rules_see_earlier_results() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("rules.yml") && err.contains("1bad"), "{err}");
+    let (code, out) = cli_json(&["check-rules", rules.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out["files"][0]["ok"], false, "{out}");
+    assert!(
+        out["files"][0]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("1bad"),
+        "{out}"
+    );
 }
 
 #[test]
