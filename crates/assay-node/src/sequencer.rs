@@ -254,11 +254,18 @@ impl CheckpointSchedule {
 /// Answers the proposals that conflict with the view (or with one admitted before them in
 /// this block) and returns the rest, in order.
 fn admit(shared: &Shared, batch: Vec<Proposal>, window_ms: i64) -> Vec<Proposal> {
-    let views = shared.views.read().expect("views lock");
-    let mut admission = assay_tsdb::Admission::new(&views.tsdb, window_ms);
+    // Verdicts first, while the admission borrows the batches; then move them.
+    let verdicts: Vec<Result<(), assay_tsdb::Conflict>> = {
+        let views = shared.views.read().expect("views lock");
+        let mut admission = assay_tsdb::Admission::new(&views.tsdb, window_ms);
+        batch
+            .iter()
+            .map(|p| admission.admit(p.entry.batch()))
+            .collect()
+    };
     let mut admitted = Vec::with_capacity(batch.len());
-    for p in batch {
-        match admission.admit(p.entry.batch()) {
+    for (p, verdict) in batch.into_iter().zip(verdicts) {
+        match verdict {
             Ok(()) => admitted.push(p),
             Err(conflict) => p.answer(Err(CommitError::Conflict(conflict))),
         }
