@@ -16,7 +16,7 @@
 #   SERVERS="assay victoriametrics prometheus"   which servers, in this order
 #   SERIES=10000 HOURS=24 INTERVAL=15            the history (24 h × 10k = 57.6M samples)
 #   CONNECTIONS=4 BATCH=5000                      the generator
-#   REPS=7                                        timed runs per query
+#   REPS=7                                        timed runs per query (0: no queries)
 #   BIG_SERIES=1000000 BIG_ROUNDS=3               the high-cardinality ingest (0: skip)
 #   PROFILE=1 PROFILE_ROUNDS=240                  perf profile of Assay (0: skip)
 #   RESULTS=FILE TMPBASE=/tmp                     JSON lines out; where data dirs live
@@ -237,11 +237,21 @@ for name in $SERVERS; do
     t0="$(jq .start_ms <<<"$rw")"
     t1="$(jq .end_ms <<<"$rw")"
     measure_disk "$samples"
-    log "$name: queries (load $(loadavg))"
-    out="$("$benchbin" --json queries --url "$url" --start-ms "$t0" --end-ms "$t1" --step 60 --reps "$REPS")"
-    printf '%s\n' "$out" | sed '$d'
-    record "$(printf '%s\n' "$out" | tail -n 1)"
+    if [[ "$REPS" != "0" ]]; then
+        log "$name: queries (load $(loadavg))"
+        out="$("$benchbin" --json queries --url "$url" --start-ms "$t0" --end-ms "$t1" --step 60 --reps "$REPS")"
+        printf '%s\n' "$out" | sed '$d'
+        record "$(printf '%s\n' "$out" | tail -n 1)"
+    fi
     peak_rss
+    if [[ "$name" == assay ]]; then
+        # The view's in-memory compressed samples (what the time-series store holds; its
+        # snapshot file stores raw values).
+        record "$(curl -sf "$url/metrics" | awk -v n="$samples" '
+            $1 == "assay_tsdb_sample_bytes" {b = $2} $1 == "assay_tsdb_samples" {s = $2}
+            END {printf "{\"bench\":\"tsdb_memory\",\"sample_bytes\":%d,\"tsdb_samples\":%d,\"bytes_per_sample\":%.3f}\n", b, s, b / (s ? s : n)}')"
+        tail -n 1 "$RESULTS"
+    fi
     stop_server
     if [[ "$name" == assay ]]; then
         measure_assay_disk_after_stop "$samples"
@@ -311,11 +321,12 @@ jq -s -r '
   "",
   (.[] | select(.bench == "disk") | "disk \(.server): \(del(.bench, .server, .phase, .load) | tostring)"),
   (.[] | select(.bench == "rss") | "peak RSS \(.server) \(.phase): \(mb(.peak_rss_bytes))"),
+  (.[] | select(.bench == "tsdb_memory") | "assay view in memory: \(.sample_bytes) B for \(.tsdb_samples) samples = \(.bytes_per_sample) B/sample"),
   "",
   "| query | " + ([.[] | select(.bench == "queries") | .server] | join(" | ")) + " |",
   "|---|---|---|---|",
   ([.[] | select(.bench == "queries")] as $q |
     ($q[0].queries | keys | sort_by(ltrimstr("q") | split("_")[0] | tonumber)[]) as $k |
     "| \($k) | " + ([$q[] | .queries[$k] |
-        if .status == "ok" then "\(.p50_ms) / \(.p90_ms) ms (\(.series) series)" else "\(.status)" end] | join(" | ")) + " |")
+        if .status == "ok" then "\(.p50_ms) / \(.p90_ms) ms (\(.series) series)" else "\(.status) (\(.http))" end] | join(" | ")) + " |")
 ' "$RESULTS"

@@ -3,7 +3,8 @@
 //! Each query is run once untimed (warm caches, as a refreshing dashboard has) and then
 //! `reps` times (2 when a run takes over 10 s); median and p90 of the timed runs are reported, with the number of series
 //! and points returned so results can be compared across servers. A query a server refuses
-//! (4xx, e.g. an unsupported function) is reported as `unsupported` with its error text.
+//! (4xx, e.g. an unsupported function) is reported as `unsupported` with its error text, one
+//! it refuses on a resource limit (422) as `refused`.
 
 use crate::http::{encode_query_value, Conn, Target};
 use crate::stats::round3;
@@ -118,7 +119,11 @@ pub async fn run(p: QueriesParams) -> Result<(String, serde_json::Value)> {
             let dt = t.elapsed();
             if r.status != 200 {
                 let text: String = String::from_utf8_lossy(&r.body).chars().take(200).collect();
-                let status = if (400..500).contains(&r.status) {
+                // 422 is a query the server runs but refuses on a resource limit (Prometheus
+                // API: "execution"); other 4xx are queries it cannot parse or evaluate.
+                let status = if r.status == 422 {
+                    "refused"
+                } else if (400..500).contains(&r.status) {
                     "unsupported"
                 } else {
                     "error"
