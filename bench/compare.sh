@@ -323,9 +323,10 @@ jq -s -r '
   (.[] | select(.bench == "rss") | "peak RSS \(.server) \(.phase): \(mb(.peak_rss_bytes))"),
   (.[] | select(.bench == "tsdb_memory") | "assay view in memory: \(.sample_bytes) B for \(.tsdb_samples) samples = \(.bytes_per_sample) B/sample"),
   "",
-  "| query | " + ([.[] | select(.bench == "queries") | .server] | join(" | ")) + " |",
-  "|---|---|---|---|",
-  ([.[] | select(.bench == "queries")] as $q |
+  ([.[] | select(.bench == "queries")] | select(length > 0) |
+    "| query | " + ([.[] | .server] | join(" | ")) + " |",
+    "|---" + ("|---" * length) + "|"),
+  ([.[] | select(.bench == "queries")] | select(length > 0) as $q |
     ($q[0].queries | keys | sort_by(ltrimstr("q") | split("_")[0] | tonumber)[]) as $k |
     "| \($k) | " + ([$q[] | .queries[$k] |
         if .status == "ok" then "\(.p50_ms) / \(.p90_ms) ms (\(.series) series)" else "\(.status) (\(.http))" end] | join(" | ")) + " |")
