@@ -96,6 +96,22 @@ impl Conn {
         self.read_response().await
     }
 
+    /// POSTs `body` with extra header lines (each ending in CRLF) and reads the response.
+    pub async fn post_with(&mut self, path: &str, headers: &str, body: &[u8]) -> Result<Response> {
+        self.outbuf.clear();
+        self.outbuf.extend_from_slice(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Length: {}\r\n\r\n",
+                self.target.authority,
+                body.len()
+            )
+            .as_bytes(),
+        );
+        self.outbuf.extend_from_slice(body);
+        self.stream.write_all(&self.outbuf).await?;
+        self.read_response().await
+    }
+
     /// GETs `path_and_query` and reads the whole response.
     pub async fn get(&mut self, path_and_query: &str) -> Result<Response> {
         let head = format!(
@@ -123,6 +139,10 @@ impl Conn {
             match resp.parse(&self.inbuf)? {
                 httparse::Status::Complete(n) => {
                     let status = resp.code.unwrap_or(0);
+                    // 204 and 304 have no body, and Go's net/http sends no framing for them.
+                    if status == 204 || status == 304 {
+                        break (status, n, Framing::Length(0));
+                    }
                     break (status, n, Framing::of(resp.headers)?);
                 }
                 httparse::Status::Partial => {

@@ -15,6 +15,9 @@ mod latency;
 mod node;
 mod pipeline;
 mod proof;
+mod queries;
+mod remote_write;
+mod series;
 mod stats;
 
 use anyhow::Result;
@@ -100,6 +103,62 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         consistency_samples: usize,
     },
+    /// Prometheus remote write 1.0 load (any receiver): pre-encoded, in time order per series.
+    RemoteWrite {
+        /// Receiver URL, e.g. http://127.0.0.1:9470.
+        #[arg(long)]
+        url: String,
+        /// Request path (Assay, VictoriaMetrics and Prometheus: /api/v1/write).
+        #[arg(long, default_value = "/api/v1/write")]
+        path: String,
+        /// Concurrent connections; series are split over them.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Samples per request.
+        #[arg(long, default_value_t = 5_000)]
+        batch: usize,
+        /// Active series (100 per instance, node_exporter-like).
+        #[arg(long, default_value_t = 10_000)]
+        series: u64,
+        /// Scrape rounds: samples per series.
+        #[arg(long, default_value_t = 20)]
+        rounds: u64,
+        /// Sample time between rounds.
+        #[arg(long, default_value = "15s", value_parser = stats::parse_duration)]
+        interval: Duration,
+        /// Timestamp of round 0, ms since the epoch (default: the last round lands 1 min
+        /// before now).
+        #[arg(long)]
+        start_ms: Option<i64>,
+        /// The receiver's pid: report its CPU seconds and peak RSS.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Rounds a connection may run ahead of the slowest (Prometheus refuses samples
+        /// an hour behind its newest).
+        #[arg(long, default_value_t = 20)]
+        max_lead_rounds: u64,
+        /// Generator runtime threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Latency of ten dashboard queries over /api/v1/query_range (any Prometheus API).
+    Queries {
+        /// Server URL.
+        #[arg(long)]
+        url: String,
+        /// Range start, ms since the epoch.
+        #[arg(long)]
+        start_ms: i64,
+        /// Range end, ms since the epoch.
+        #[arg(long)]
+        end_ms: i64,
+        /// Step, seconds.
+        #[arg(long, default_value_t = 60)]
+        step: u64,
+        /// Timed repetitions per query.
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+    },
     /// Bytes of DIR/ledger per committed sample.
     Disk {
         /// The node's data directory.
@@ -174,6 +233,43 @@ fn main() -> Result<()> {
             series,
             sample_every,
             connections,
+        }))?,
+        Command::RemoteWrite {
+            url,
+            path,
+            connections,
+            batch,
+            series,
+            rounds,
+            interval,
+            start_ms,
+            server_pid,
+            max_lead_rounds,
+            threads,
+        } => runtime(threads)?.block_on(remote_write::run(remote_write::RemoteWriteParams {
+            target: http::Target::parse(&url)?,
+            path,
+            connections,
+            batch,
+            series,
+            rounds,
+            interval_ms: interval.as_millis() as i64,
+            start_ms,
+            server_pid,
+            max_lead_rounds,
+        }))?,
+        Command::Queries {
+            url,
+            start_ms,
+            end_ms,
+            step,
+            reps,
+        } => runtime(1)?.block_on(queries::run(queries::QueriesParams {
+            target: http::Target::parse(&url)?,
+            start_ms,
+            end_ms,
+            step_s: step,
+            reps,
         }))?,
         Command::Proof {
             leaves,

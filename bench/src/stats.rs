@@ -127,7 +127,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if readable.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_bytes_of("self")
+}
+
+/// Peak resident set size of process `pid` (`self` or a number) in bytes (`VmHWM`).
+pub fn peak_rss_bytes_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
@@ -135,7 +140,12 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// CPU seconds (user + system) this process has used, from `/proc/self/stat` (Linux).
 pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    process_cpu_seconds_of("self")
+}
+
+/// CPU seconds (user + system, all threads) process `pid` (`self` or a number) has used.
+pub fn process_cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesized command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut f = rest.split_whitespace().skip(11);
