@@ -79,6 +79,7 @@ fn serve(args: ServeArgs, json: bool) -> anyhow::Result<i32> {
             .await
             .map_err(|e| fail(3, format!("cannot listen on {}: {e}", config.listen)))?;
         let addr = listener.local_addr().context("reading the bound address")?;
+        let shutdown = shutdown_signal()?;
         let url = format!("http://{addr}");
         let (size, height) = {
             let l = node.shared().ledger.read().expect("ledger lock");
@@ -88,20 +89,25 @@ fn serve(args: ServeArgs, json: bool) -> anyhow::Result<i32> {
         print(json, &info, || {
             format!("Assay is serving on {url}  (data dir {}, {size} entries in {height} blocks; Ctrl-C stops)", config.data_dir.display())
         });
-        node.serve(listener, shutdown_signal()).await.map_err(|e| fail(3, e.to_string()))?;
+        node.serve(listener, shutdown).await.map_err(|e| fail(3, e.to_string()))?;
         Ok(0)
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+/// Installs the SIGINT and SIGTERM handlers now (a signal that arrives after this returns
+/// is a clean stop) and resolves when one arrives. Installing them lazily, on the first
+/// poll, left a window after the URL was printed in which SIGTERM killed the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }
 
 fn push(args: PushArgs, json: bool) -> anyhow::Result<i32> {

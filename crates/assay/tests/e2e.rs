@@ -660,6 +660,16 @@ fn recording_rules_record_into_the_ledger_and_later_rules_see_earlier_results() 
 }
 
 #[test]
+fn sigterm_right_after_the_url_is_printed_is_a_clean_stop() {
+    // The signal handlers are installed before the URL is printed: a supervisor that
+    // stops the node as soon as it is up gets exit 0, not death by SIGTERM.
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..5 {
+        NodeProc::start(dir.path(), &[]).stop();
+    }
+}
+
+#[test]
 fn restart_and_rebuild_give_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProc::start(dir.path(), &[]);
