@@ -19,7 +19,16 @@ const STEP_MS: i64 = 60_000;
 /// A round start time, as Grafana aligns ranges to the step.
 const T0_MS: i64 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000;
 const JOBS: [&str; 10] = [
-    "api", "api-internal", "web", "worker", "db", "cache", "queue", "auth", "search", "billing",
+    "api",
+    "api-internal",
+    "web",
+    "worker",
+    "db",
+    "cache",
+    "queue",
+    "auth",
+    "search",
+    "billing",
 ];
 const INSTANCES_PER_JOB: usize = 20;
 const CODES: [&str; 4] = ["200", "404", "500", "503"];
@@ -82,7 +91,10 @@ fn series_set() -> Vec<(Labels, bool)> {
             }
             for le in LES {
                 let mut l = base.to_vec();
-                l.extend([("__name__", "http_request_duration_seconds_bucket"), ("le", le)]);
+                l.extend([
+                    ("__name__", "http_request_duration_seconds_bucket"),
+                    ("le", le),
+                ]);
                 out.push((labels(&l), true));
             }
             let mut l = base.to_vec();
