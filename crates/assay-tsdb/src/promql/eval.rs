@@ -12,8 +12,8 @@ use promql_parser::parser::{
 };
 
 use super::steps::{
-    lookback_column, tabulable_nodes, unparen, window_column, Column, StepGrid, StepTable,
-    STALE_NAN_BITS, STEP_TABLE_CELLS_MAX,
+    lookback_column, tabulable_nodes, unparen, window_column, Column, Grouping, StepGrid,
+    StepTable, STALE_NAN_BITS, STEP_TABLE_CELLS_MAX,
 };
 use super::{
     aggregate, binary, functions, over_time, parse, QueryError, ResultLabels, Sample, Series,
@@ -75,6 +75,8 @@ pub(super) struct Evaluator<'a> {
     tables: HashMap<usize, Rc<StepTable>>,
     /// Cells of all tables, against [`STEP_TABLE_CELLS_MAX`].
     table_cells: u64,
+    /// Per aggregation node over a table (by address), its groups.
+    groupings: HashMap<usize, Rc<Grouping>>,
     /// Whether range queries use tables (tests compare with the per-step evaluation).
     tabulate: bool,
     limits: Limits,
@@ -134,6 +136,7 @@ impl<'a> Evaluator<'a> {
             tabulable: HashSet::new(),
             tables: HashMap::new(),
             table_cells: 0,
+            groupings: HashMap::new(),
             tabulate: true,
             limits: Limits::default(),
         }
@@ -199,6 +202,15 @@ impl<'a> Evaluator<'a> {
             self.tabulable = tabulable_nodes(expr);
         }
         let mut out: BTreeMap<ResultLabels, Vec<(i64, f64)>> = BTreeMap::new();
+        if let Some((table, _)) = self.operand_table(expr, start_ms)? {
+            // Nothing above the table: its columns are the result.
+            out.extend(table.to_series(StepGrid::new(start_ms, end_ms, step_ms)));
+            return Ok(Value::Matrix(
+                out.into_iter()
+                    .map(|(labels, points)| Series { labels, points })
+                    .collect(),
+            ));
+        }
         let mut t = start_ms;
         while t <= end_ms {
             match self.eval(expr, t)? {
@@ -420,6 +432,42 @@ impl<'a> Evaluator<'a> {
         let table = Rc::new(table);
         self.tables.insert(key, Rc::clone(&table));
         Ok(Some((table, i)))
+    }
+
+    /// The table of `e` (a selector or a range function, maybe in parentheses) and the
+    /// step of `t`, when the range query has one whose label sets are distinct: then its
+    /// vector at the step is exactly what evaluating `e` returns.
+    pub(super) fn operand_table(
+        &mut self,
+        e: &Expr,
+        t: i64,
+    ) -> Result<Option<(Rc<StepTable>, usize)>, QueryError> {
+        let table = match unparen(e) {
+            Expr::VectorSelector(vs) => {
+                let key = vs as *const VectorSelector as usize;
+                self.table(key, t, |ev, grid| ev.build_selector_table(vs, grid))?
+            }
+            Expr::Call(c) => {
+                let key = c as *const Call as usize;
+                self.table(key, t, |ev, grid| ev.build_range_function_table(c, grid))?
+            }
+            _ => None,
+        };
+        Ok(table.filter(|(table, _)| table.distinct))
+    }
+
+    /// The groups of aggregation node `key` over `table`, computed on first use.
+    pub(super) fn grouping(
+        &mut self,
+        key: usize,
+        table: &StepTable,
+        key_of: impl Fn(&ResultLabels) -> ResultLabels,
+    ) -> Rc<Grouping> {
+        let g = self
+            .groupings
+            .entry(key)
+            .or_insert_with(|| Rc::new(Grouping::new(table.labels(), key_of)));
+        Rc::clone(g)
     }
 
     /// Reserves the cells of a table of `series` over the grid; false when the query's

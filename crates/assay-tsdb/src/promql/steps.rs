@@ -98,6 +98,30 @@ impl StepTable {
         self
     }
 
+    /// Series in the table, in evaluation order.
+    pub(super) fn labels(&self) -> &[ResultLabels] {
+        &self.labels
+    }
+
+    /// Series `k`'s value at step `i`, if it has an element there.
+    pub(super) fn value(&self, k: usize, i: usize) -> Option<f64> {
+        let cell = k * self.steps + i;
+        self.present[cell].then(|| self.values[cell])
+    }
+
+    /// The whole table as range-query series: `(labels, points)` at the grid's times.
+    pub(super) fn to_series(&self, grid: StepGrid) -> Vec<(ResultLabels, Vec<(i64, f64)>)> {
+        assert_eq!(grid.len, self.steps);
+        (0..self.labels.len())
+            .map(|k| {
+                let points = (0..self.steps)
+                    .filter_map(|i| Some((grid.time(i), self.value(k, i)?)))
+                    .collect();
+                (self.labels[k].clone(), points)
+            })
+            .collect()
+    }
+
     /// The vector at step `i`.
     pub(super) fn at(&self, i: usize) -> Vec<Elem> {
         assert!(i < self.steps);
@@ -112,6 +136,41 @@ impl StepTable {
             }
         }
         out
+    }
+}
+
+/// An aggregation's groups over a table: computed once, so a step adds up values without
+/// building a group key per element.
+#[derive(Debug)]
+pub(super) struct Grouping {
+    /// The group of each table series, an index into `keys`.
+    pub(super) of_series: Vec<usize>,
+    /// Group label sets, sorted (the order the per-step aggregation returns groups in).
+    pub(super) keys: Vec<ResultLabels>,
+}
+
+impl Grouping {
+    /// Groups `labels` by `key_of`.
+    pub(super) fn new(
+        labels: &[ResultLabels],
+        key_of: impl Fn(&ResultLabels) -> ResultLabels,
+    ) -> Grouping {
+        let keys: Vec<ResultLabels> = labels.iter().map(key_of).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        let of_series = keys
+            .iter()
+            .map(|k| {
+                sorted
+                    .binary_search(k)
+                    .expect("every key is in the sorted keys")
+            })
+            .collect();
+        Grouping {
+            of_series,
+            keys: sorted,
+        }
     }
 }
 

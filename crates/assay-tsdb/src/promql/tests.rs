@@ -3944,6 +3944,15 @@ fn range_query_tables_equal_step_by_step_evaluation() {
         "histogram_quantile(0.9, sum by (i) (rate({__name__=~\"c|other\"}[5m])))",
         "topk(2, g)",
         "count by (job) (c)",
+        "avg without (i) (g)",
+        "min by (job) (rate(c[5m]))",
+        "stddev(g)",
+        "stdvar by (i) (avg_over_time(g[5m]))",
+        "group by (job) (c)",
+        "max without () ((g))",
+        "sum by (i) (g offset 1m)",
+        "sum(rate({__name__=~\"c|other\"}[5m]))",
+        "sum by (__name__) ({__name__=~\"c|other\"})",
         "sum(rate(c[5m])) / sum(rate(c[5m] offset 5m))",
         "timestamp(c)",
         "rate(c[5m:1m])",
@@ -3990,6 +3999,10 @@ fn range_query_tables_equal_step_by_step_evaluation() {
         histogram_quantile(0.9, sum by (i) (rate({__name__=~"c|other"}[5m]))) (600250, 5400250, 37000): vector cannot contain metrics with the same labelset
         histogram_quantile(0.9, sum by (i) (rate({__name__=~"c|other"}[5m]))) (2700000, 2700000, 15000): vector cannot contain metrics with the same labelset
         histogram_quantile(0.9, sum by (i) (rate({__name__=~"c|other"}[5m]))) (-1800000, 1200000, 300000): vector cannot contain metrics with the same labelset
+        sum(rate({__name__=~"c|other"}[5m])) (0, 7200000, 60000): vector cannot contain metrics with the same labelset
+        sum(rate({__name__=~"c|other"}[5m])) (600250, 5400250, 37000): vector cannot contain metrics with the same labelset
+        sum(rate({__name__=~"c|other"}[5m])) (2700000, 2700000, 15000): vector cannot contain metrics with the same labelset
+        sum(rate({__name__=~"c|other"}[5m])) (-1800000, 1200000, 300000): vector cannot contain metrics with the same labelset
         g > 50 (2700000, 2700000, 15000): empty
         rate({__name__=~"c|other"}[5m]) (0, 7200000, 60000): vector cannot contain metrics with the same labelset
         rate({__name__=~"c|other"}[5m]) (600250, 5400250, 37000): vector cannot contain metrics with the same labelset
