@@ -508,9 +508,12 @@ impl<'a> Evaluator<'a> {
         let min = first.saturating_sub(LOOKBACK_DELTA_MS).saturating_add(1);
         let mut table = StepTable::new(grid.len);
         let mut column = Column::new(grid.len);
+        // Reused from series to series: one allocation, not one per series.
+        let mut samples = Vec::new();
         for &id in ids.iter() {
             let entry = self.db.entry(id);
-            let samples: Vec<(i64, f64)> = entry.samples.range(min, last).collect();
+            samples.clear();
+            samples.extend(entry.samples.range(min, last));
             let loaded = lookback_column(&samples, &times, LOOKBACK_DELTA_MS, &mut column);
             self.load_u64(loaded)?;
             table.push(result_labels(&entry.labels), &column);
@@ -555,9 +558,12 @@ impl<'a> Evaluator<'a> {
         let min = first.saturating_sub(range_ms).saturating_add(1);
         let mut table = StepTable::new(grid.len);
         let mut column = Column::new(grid.len);
+        // Reused from series to series: one allocation, not one per series.
+        let mut samples = Vec::new();
         for &id in ids.iter() {
             let entry = self.db.entry(id);
-            let samples: Vec<(i64, f64)> = entry.samples.range(min, last).collect();
+            samples.clear();
+            samples.extend(entry.samples.range(min, last));
             let loaded = window_column(&samples, &ends, range_ms, &mut column, |i, points| {
                 over_time::series_value(name, points, (ends[i], range_ms), grid.time(i), &scalars)
             });
