@@ -88,6 +88,7 @@ pub(super) struct Limits {
     pub(super) series_touched_max: usize,
     pub(super) samples_loaded_max: u64,
     pub(super) subquery_steps_max: u64,
+    pub(super) step_table_cells_max: u64,
 }
 
 impl Default for Limits {
@@ -96,6 +97,7 @@ impl Default for Limits {
             series_touched_max: QUERY_SERIES_TOUCHED_MAX,
             samples_loaded_max: QUERY_SAMPLES_LOADED_MAX,
             subquery_steps_max: QUERY_SUBQUERY_STEPS_MAX,
+            step_table_cells_max: STEP_TABLE_CELLS_MAX,
         }
     }
 }
@@ -474,7 +476,7 @@ impl<'a> Evaluator<'a> {
     /// tables would exceed [`STEP_TABLE_CELLS_MAX`].
     fn reserve_cells(&mut self, series: usize, grid: StepGrid) -> bool {
         let cells = (series as u64).saturating_mul(grid.len as u64);
-        if self.table_cells.saturating_add(cells) > STEP_TABLE_CELLS_MAX {
+        if self.table_cells.saturating_add(cells) > self.limits.step_table_cells_max {
             return false;
         }
         self.table_cells += cells;

@@ -726,6 +726,7 @@ fn series_and_sample_limits() {
             series_touched_max: QUERY_SERIES_TOUCHED_MAX,
             samples_loaded_max: QUERY_SAMPLES_LOADED_MAX,
             subquery_steps_max: QUERY_SUBQUERY_STEPS_MAX,
+            step_table_cells_max: steps::STEP_TABLE_CELLS_MAX,
         }
     );
     // The same code paths with small limits, so the edges are cheap to reach.
@@ -733,6 +734,7 @@ fn series_and_sample_limits() {
         series_touched_max: 3,
         samples_loaded_max: 12,
         subquery_steps_max: 5,
+        ..eval::Limits::default()
     };
     let db = requests(); // 4 request series, 11-12 samples each
     let instant = |q: &str| {
@@ -3879,8 +3881,18 @@ fn range_bits(
     (start, end, step): (i64, i64, i64),
     tables: bool,
 ) -> (Result<MatrixBits, QueryError>, u64) {
+    range_bits_within(db, q, (start, end, step), tables, eval::Limits::default())
+}
+
+fn range_bits_within(
+    db: &Tsdb,
+    q: &str,
+    (start, end, step): (i64, i64, i64),
+    tables: bool,
+    limits: eval::Limits,
+) -> (Result<MatrixBits, QueryError>, u64) {
     let expr = parse::query(q).unwrap();
-    let mut ev = eval::Evaluator::new(db, start, end);
+    let mut ev = eval::Evaluator::new(db, start, end).with_limits(limits);
     if !tables {
         ev = ev.without_tables();
     }
@@ -4042,5 +4054,23 @@ fn range_query_steps_equal_instant_queries() {
             assert_eq!(at_t, inst, "{q} at {t}");
             t += step;
         }
+    }
+}
+
+/// Tables beyond the cells limit leave their nodes to the per-step evaluation: the first
+/// table of `rate(c) / g` (4 series × 121 steps) fits in 500 cells, the second not.
+#[test]
+fn step_tables_over_the_cells_limit_fall_back_to_steps() {
+    let db = varied();
+    let limits = eval::Limits {
+        step_table_cells_max: 500,
+        ..eval::Limits::default()
+    };
+    for q in ["rate(c[5m]) / on (i) g", "sum(g)", "avg_over_time(c[5m])"] {
+        let range = (0, 120 * M, M);
+        let (small, small_loaded) = range_bits_within(&db, q, range, true, limits);
+        let (stepped, stepped_loaded) = range_bits(&db, q, range, false);
+        assert!(stepped.as_ref().is_ok_and(|s| !s.is_empty()), "{q}");
+        assert_eq!((small, small_loaded), (stepped, stepped_loaded), "{q}");
     }
 }
