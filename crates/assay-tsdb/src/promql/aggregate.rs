@@ -43,6 +43,9 @@ pub(super) fn aggregate(
         }
         other => return Err(QueryError::unsupported(&format!("aggregation `{other}`"))),
     };
+    if let Some(out) = aggregate_table(ev, a, kind, t)? {
+        return Ok(Val::Vector(out));
+    }
     let elems = operand(ev, a, t)?;
     let mut groups: BTreeMap<ResultLabels, Accumulator> = BTreeMap::new();
     for e in elems {
@@ -59,6 +62,39 @@ pub(super) fn aggregate(
         v: acc.result(kind),
     });
     Ok(Val::Vector(out.collect()))
+}
+
+/// The aggregation at a step of a range query whose operand has a table: the same adds in
+/// the same order as over the operand's vector, with the groups computed once.
+fn aggregate_table(
+    ev: &mut Evaluator<'_>,
+    a: &AggregateExpr,
+    kind: AggKind,
+    t: i64,
+) -> Result<Option<Vec<Elem>>, QueryError> {
+    let Some((table, i)) = ev.operand_table(&a.expr, t)? else {
+        return Ok(None);
+    };
+    let key = a as *const AggregateExpr as usize;
+    let modifier = a.modifier.as_ref();
+    let grouping = ev.grouping(key, &table, |l| grouping_labels(l, modifier));
+    let mut accs: Vec<Option<Accumulator>> = vec![None; grouping.keys.len()];
+    for (k, &g) in grouping.of_series.iter().enumerate() {
+        let Some(v) = table.value(k, i) else {
+            continue;
+        };
+        match &mut accs[g] {
+            Some(acc) => acc.add(kind, v),
+            None => accs[g] = Some(Accumulator::new(v)),
+        }
+    }
+    let out = accs.iter().zip(&grouping.keys).filter_map(|(acc, labels)| {
+        Some(Elem {
+            labels: labels.clone(),
+            v: acc.as_ref()?.result(kind),
+        })
+    });
+    Ok(Some(out.collect()))
 }
 
 fn operand(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<Vec<Elem>, QueryError> {
@@ -293,6 +329,7 @@ fn heap_fix_root(h: &mut [Elem], less: impl Fn(f64, f64) -> bool) {
 }
 
 /// Running state of one aggregation group, as Prometheus' `groupedAggregation`.
+#[derive(Clone, Copy, Debug)]
 struct Accumulator {
     value: f64,
     kahan_c: f64,

@@ -1,25 +1,26 @@
 //! The evaluator: one expression at one time. A range query runs it once per step.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use promql_parser::label::METRIC_NAME;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{
-    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+    AtModifier, Call, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
+use super::steps::{
+    lookback_column, tabulable_nodes, unparen, window_column, Column, Grouping, StepGrid,
+    StepTable, STALE_NAN_BITS, STEP_TABLE_CELLS_MAX,
+};
 use super::{
-    aggregate, binary, functions, parse, QueryError, ResultLabels, Sample, Series, Value,
-    LOOKBACK_DELTA_MS, QUERY_SAMPLES_LOADED_MAX, QUERY_SERIES_TOUCHED_MAX,
+    aggregate, binary, functions, over_time, parse, QueryError, ResultLabels, Sample, Series,
+    Value, LOOKBACK_DELTA_MS, QUERY_SAMPLES_LOADED_MAX, QUERY_SERIES_TOUCHED_MAX,
     QUERY_SUBQUERY_STEPS_MAX, SUBQUERY_DEFAULT_STEP_MS,
 };
 use crate::{SeriesId, Tsdb};
-
-/// Prometheus' staleness marker: a NaN with this exact bit pattern ends a series.
-const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
 /// One element of an instant vector during evaluation.
 #[derive(Clone, Debug)]
@@ -66,6 +67,18 @@ pub(super) struct Evaluator<'a> {
     subquery_steps: u64,
     /// Per subquery node (keyed by address, as `selections`), its inner results by step.
     subquery_cache: HashMap<usize, BTreeMap<i64, Vec<Elem>>>,
+    /// A range query's steps; none for an instant query.
+    grid: Option<StepGrid>,
+    /// Nodes (by address, as `selections`) a range query evaluates series at a time.
+    tabulable: HashSet<usize>,
+    /// Their values at every step, built on first use (see `steps.rs`).
+    tables: HashMap<usize, Rc<StepTable>>,
+    /// Cells of all tables, against [`STEP_TABLE_CELLS_MAX`].
+    table_cells: u64,
+    /// Per aggregation node over a table (by address), its groups.
+    groupings: HashMap<usize, Rc<Grouping>>,
+    /// Whether range queries use tables (tests compare with the per-step evaluation).
+    tabulate: bool,
     limits: Limits,
 }
 
@@ -75,6 +88,7 @@ pub(super) struct Limits {
     pub(super) series_touched_max: usize,
     pub(super) samples_loaded_max: u64,
     pub(super) subquery_steps_max: u64,
+    pub(super) step_table_cells_max: u64,
 }
 
 impl Default for Limits {
@@ -83,6 +97,7 @@ impl Default for Limits {
             series_touched_max: QUERY_SERIES_TOUCHED_MAX,
             samples_loaded_max: QUERY_SAMPLES_LOADED_MAX,
             subquery_steps_max: QUERY_SUBQUERY_STEPS_MAX,
+            step_table_cells_max: STEP_TABLE_CELLS_MAX,
         }
     }
 }
@@ -93,6 +108,19 @@ impl<'a> Evaluator<'a> {
     pub(super) fn with_limits(mut self, limits: Limits) -> Evaluator<'a> {
         self.limits = limits;
         self
+    }
+
+    /// Evaluates range queries step by step only (tests compare the two).
+    #[cfg(test)]
+    pub(super) fn without_tables(mut self) -> Evaluator<'a> {
+        self.tabulate = false;
+        self
+    }
+
+    /// Samples loaded so far.
+    #[cfg(test)]
+    pub(super) fn samples_loaded(&self) -> u64 {
+        self.samples_loaded
     }
 
     pub(super) fn new(db: &'a Tsdb, start_ms: i64, end_ms: i64) -> Evaluator<'a> {
@@ -106,6 +134,12 @@ impl<'a> Evaluator<'a> {
             samples_loaded: 0,
             subquery_steps: 0,
             subquery_cache: HashMap::new(),
+            grid: None,
+            tabulable: HashSet::new(),
+            tables: HashMap::new(),
+            table_cells: 0,
+            groupings: HashMap::new(),
+            tabulate: true,
             limits: Limits::default(),
         }
     }
@@ -165,7 +199,20 @@ impl<'a> Evaluator<'a> {
             )));
         }
         self.step_ms = step_ms;
+        self.grid = Some(StepGrid::new(start_ms, end_ms, step_ms));
+        if self.tabulate {
+            self.tabulable = tabulable_nodes(expr);
+        }
         let mut out: BTreeMap<ResultLabels, Vec<(i64, f64)>> = BTreeMap::new();
+        if let Some((table, _)) = self.operand_table(expr, start_ms)? {
+            // Nothing above the table: its columns are the result.
+            out.extend(table.to_series(StepGrid::new(start_ms, end_ms, step_ms)));
+            return Ok(Value::Matrix(
+                out.into_iter()
+                    .map(|(labels, points)| Series { labels, points })
+                    .collect(),
+            ));
+        }
         let mut t = start_ms;
         while t <= end_ms {
             match self.eval(expr, t)? {
@@ -215,6 +262,9 @@ impl<'a> Evaluator<'a> {
                 )),
             },
             Expr::VectorSelector(vs) => {
+                if let Some(table) = self.selector_table(vs, t)? {
+                    return Ok(Val::Vector(table));
+                }
                 let elems = self.select_instant(vs, t)?;
                 Ok(Val::Vector(elems.into_iter().map(|(e, _)| e).collect()))
             }
@@ -274,7 +324,11 @@ impl<'a> Evaluator<'a> {
     }
 
     fn load(&mut self, samples: usize) -> Result<(), QueryError> {
-        self.samples_loaded += samples as u64;
+        self.load_u64(samples as u64)
+    }
+
+    fn load_u64(&mut self, samples: u64) -> Result<(), QueryError> {
+        self.samples_loaded = self.samples_loaded.saturating_add(samples);
         if self.samples_loaded > self.limits.samples_loaded_max {
             return Err(QueryError::execution(format!(
                 "query loads more than {} samples; shorten its range or select fewer series",
@@ -350,6 +404,181 @@ impl<'a> Evaluator<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// The table of a tabulable node (by address) when `t` is a step of the range query,
+    /// built by `build` on first use; `build` returns `None` to leave the node to the
+    /// per-step evaluation (as when its table would be too large).
+    fn table(
+        &mut self,
+        key: usize,
+        t: i64,
+        build: impl FnOnce(&mut Self, StepGrid) -> Result<Option<StepTable>, QueryError>,
+    ) -> Result<Option<(Rc<StepTable>, usize)>, QueryError> {
+        let Some(grid) = self.grid else {
+            return Ok(None);
+        };
+        let Some(i) = grid.index(t) else {
+            return Ok(None);
+        };
+        if let Some(table) = self.tables.get(&key) {
+            return Ok(Some((Rc::clone(table), i)));
+        }
+        if !self.tabulable.contains(&key) {
+            return Ok(None);
+        }
+        let Some(table) = build(self, grid)? else {
+            self.tabulable.remove(&key);
+            return Ok(None);
+        };
+        let table = Rc::new(table);
+        self.tables.insert(key, Rc::clone(&table));
+        Ok(Some((table, i)))
+    }
+
+    /// The table of `e` (a selector or a range function, maybe in parentheses) and the
+    /// step of `t`, when the range query has one whose label sets are distinct: then its
+    /// vector at the step is exactly what evaluating `e` returns.
+    pub(super) fn operand_table(
+        &mut self,
+        e: &Expr,
+        t: i64,
+    ) -> Result<Option<(Rc<StepTable>, usize)>, QueryError> {
+        let table = match unparen(e) {
+            Expr::VectorSelector(vs) => {
+                let key = vs as *const VectorSelector as usize;
+                self.table(key, t, |ev, grid| ev.build_selector_table(vs, grid))?
+            }
+            Expr::Call(c) => {
+                let key = c as *const Call as usize;
+                self.table(key, t, |ev, grid| ev.build_range_function_table(c, grid))?
+            }
+            _ => None,
+        };
+        Ok(table.filter(|(table, _)| table.distinct))
+    }
+
+    /// The groups of aggregation node `key` over `table`, computed on first use.
+    pub(super) fn grouping(
+        &mut self,
+        key: usize,
+        table: &StepTable,
+        key_of: impl Fn(&ResultLabels) -> ResultLabels,
+    ) -> Rc<Grouping> {
+        let g = self
+            .groupings
+            .entry(key)
+            .or_insert_with(|| Rc::new(Grouping::new(table.labels(), key_of)));
+        Rc::clone(g)
+    }
+
+    /// Reserves the cells of a table of `series` over the grid; false when the query's
+    /// tables would exceed [`STEP_TABLE_CELLS_MAX`].
+    fn reserve_cells(&mut self, series: usize, grid: StepGrid) -> bool {
+        let cells = (series as u64).saturating_mul(grid.len as u64);
+        if self.table_cells.saturating_add(cells) > self.limits.step_table_cells_max {
+            return false;
+        }
+        self.table_cells += cells;
+        true
+    }
+
+    /// An instant-vector selector's vector at `t` from its table, in a range query.
+    fn selector_table(
+        &mut self,
+        vs: &VectorSelector,
+        t: i64,
+    ) -> Result<Option<Vec<Elem>>, QueryError> {
+        let key = vs as *const VectorSelector as usize;
+        let table = self.table(key, t, |ev, grid| ev.build_selector_table(vs, grid))?;
+        Ok(table.map(|(table, i)| table.at(i)))
+    }
+
+    fn build_selector_table(
+        &mut self,
+        vs: &VectorSelector,
+        grid: StepGrid,
+    ) -> Result<Option<StepTable>, QueryError> {
+        let ids = self.selection(vs)?;
+        if !self.reserve_cells(ids.len(), grid) {
+            return Ok(None);
+        }
+        let times: Vec<i64> = (0..grid.len)
+            .map(|i| self.selector_time(vs, grid.time(i)))
+            .collect();
+        let (first, last) = (times[0], times[grid.len - 1]);
+        let min = first.saturating_sub(LOOKBACK_DELTA_MS).saturating_add(1);
+        let mut table = StepTable::new(grid.len);
+        let mut column = Column::new(grid.len);
+        // Reused from series to series: one allocation, not one per series.
+        let mut samples = Vec::new();
+        for &id in ids.iter() {
+            let entry = self.db.entry(id);
+            samples.clear();
+            samples.extend(entry.samples.range(min, last));
+            let loaded = lookback_column(&samples, &times, LOOKBACK_DELTA_MS, &mut column);
+            self.load_u64(loaded)?;
+            table.push(result_labels(&entry.labels), &column);
+        }
+        Ok(Some(table.finish()))
+    }
+
+    /// A range function of a matrix selector at `t` from its table, in a range query;
+    /// the flag says whether the vector's label sets are known distinct.
+    pub(super) fn range_function_table(
+        &mut self,
+        c: &Call,
+        t: i64,
+    ) -> Result<Option<(Vec<Elem>, bool)>, QueryError> {
+        let key = c as *const Call as usize;
+        let table = self.table(key, t, |ev, grid| ev.build_range_function_table(c, grid))?;
+        Ok(table.map(|(table, i)| (table.at(i), table.distinct)))
+    }
+
+    fn build_range_function_table(
+        &mut self,
+        c: &Call,
+        grid: StepGrid,
+    ) -> Result<Option<StepTable>, QueryError> {
+        let name = c.func.name;
+        let args = &c.args.args;
+        let range_at = over_time::range_arg_index(name);
+        let Expr::MatrixSelector(ms) = unparen(&args[range_at]) else {
+            return Ok(None);
+        };
+        // Number literals (`tabulable_nodes` checked): the same at every step.
+        let scalars = over_time::scalar_args(self, name, args, range_at, grid.start_ms)?;
+        let ids = self.selection(&ms.vs)?;
+        if !self.reserve_cells(ids.len(), grid) {
+            return Ok(None);
+        }
+        let range_ms = duration_ms(&ms.range);
+        let ends: Vec<i64> = (0..grid.len)
+            .map(|i| self.selector_time(&ms.vs, grid.time(i)))
+            .collect();
+        let (first, last) = (ends[0], ends[grid.len - 1]);
+        let min = first.saturating_sub(range_ms).saturating_add(1);
+        let mut table = StepTable::new(grid.len);
+        let mut column = Column::new(grid.len);
+        // Reused from series to series: one allocation, not one per series.
+        let mut samples = Vec::new();
+        for &id in ids.iter() {
+            let entry = self.db.entry(id);
+            samples.clear();
+            samples.extend(entry.samples.range(min, last));
+            let loaded = window_column(&samples, &ends, range_ms, &mut column, |i, points| {
+                over_time::series_value(name, points, (ends[i], range_ms), grid.time(i), &scalars)
+            });
+            self.load_u64(loaded)?;
+            let labels = result_labels(&entry.labels);
+            let labels = if over_time::keeps_name(name) {
+                labels
+            } else {
+                drop_name(labels)
+            };
+            table.push(labels, &column);
+        }
+        Ok(Some(table.finish()))
     }
 
     /// The inner expression of a subquery at one of its steps, counted against the limit.

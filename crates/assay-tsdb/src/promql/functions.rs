@@ -64,7 +64,11 @@ pub(super) fn call(ev: &mut Evaluator<'_>, c: &Call, t: i64) -> Result<Val, Quer
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
         | "month" | "year" => date_function(ev, name, args, t)?,
         _ if name.starts_with("histogram_") => histogram_function(ev, name, args, t)?,
-        _ if over_time::handles(name) => over_time::call(ev, name, args, t)?,
+        _ if over_time::handles(name) => match ev.range_function_table(c, t)? {
+            Some((elems, true)) => return Ok(Val::Vector(elems)),
+            Some((elems, false)) => elems,
+            None => over_time::call(ev, name, args, t)?,
+        },
         _ => match math_fn(name) {
             Some(f) => map_values(vector_arg(ev, args, 0, t, name)?, f),
             None => return Err(QueryError::unsupported(&format!("function `{name}`"))),

@@ -1,8 +1,11 @@
 //! A PromQL evaluator over a [`Tsdb`], with Prometheus' HTTP API result shapes.
 //!
 //! Parsing is `promql-parser`'s; evaluation is ours. A range query evaluates the expression
-//! as an instant query at each step (the private `eval::Evaluator` is the one place a faster
-//! step-vectorised engine would replace). Each operator and function follows the Prometheus
+//! as an instant query at each step, except that its selectors and range functions of a
+//! selector (`rate`, `*_over_time`, …) outside subqueries are computed series at a time
+//! for all steps in one pass over each series' samples (`steps.rs`); the results, and the
+//! samples counted against [`QUERY_SAMPLES_LOADED_MAX`], are those of the per-step
+//! evaluation (a query failing at a step may hit the sample limit first). Each operator and function follows the Prometheus
 //! 3 implementation of the same name (`promql/engine.go`, `functions.go`, `quantile.go`):
 //! same algorithms, so the same floats (Kahan sums, extrapolation, interpolation).
 //!
@@ -68,6 +71,7 @@ mod labels;
 mod over_time;
 mod parse;
 mod quantile;
+mod steps;
 
 use crate::{Matcher, Tsdb};
 

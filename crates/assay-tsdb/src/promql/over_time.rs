@@ -49,8 +49,7 @@ pub(super) fn call(
     args: &[Box<Expr>],
     t: i64,
 ) -> Result<Vec<Elem>, QueryError> {
-    // quantile_over_time(φ, range) is the one with its range second.
-    let range_at = usize::from(name == "quantile_over_time");
+    let range_at = range_arg_index(name);
     let range_expr = args
         .get(range_at)
         .ok_or_else(|| QueryError::bad_data(format!("function `{name}` misses its range")))?;
@@ -83,7 +82,7 @@ pub(super) fn call(
             continue;
         };
         // Prometheus keeps the metric name only for the functions returning a sample.
-        let labels = if matches!(name, "last_over_time" | "first_over_time") {
+        let labels = if keeps_name(name) {
             s.labels
         } else {
             drop_name(s.labels)
@@ -93,8 +92,40 @@ pub(super) fn call(
     Ok(out)
 }
 
+/// Which argument of `name` is the range vector: `quantile_over_time(φ, range)` is the one
+/// with its range second.
+pub(super) fn range_arg_index(name: &str) -> usize {
+    usize::from(name == "quantile_over_time")
+}
+
+/// The range function `name` of one series' points (without stale markers) in the window
+/// `(end_ms - range_ms, end_ms]`, evaluated at `t_ms`; `None` drops the series.
+pub(super) fn series_value(
+    name: &str,
+    points: &[(i64, f64)],
+    (end_ms, range_ms): (i64, i64),
+    t_ms: i64,
+    scalars: &[f64],
+) -> Option<f64> {
+    let at = At {
+        window: Window {
+            start_ms: end_ms.saturating_sub(range_ms),
+            end_ms,
+            range_ms,
+        },
+        t_ms,
+        scalars,
+    };
+    of_series(name, points, &at)
+}
+
+/// Whether the function `name` keeps the metric name of its series.
+pub(super) fn keeps_name(name: &str) -> bool {
+    matches!(name, "last_over_time" | "first_over_time")
+}
+
 /// The arguments other than the range, evaluated at `t`: all scalars.
-fn scalar_args(
+pub(super) fn scalar_args(
     ev: &mut Evaluator<'_>,
     name: &str,
     args: &[Box<Expr>],

@@ -726,6 +726,7 @@ fn series_and_sample_limits() {
             series_touched_max: QUERY_SERIES_TOUCHED_MAX,
             samples_loaded_max: QUERY_SAMPLES_LOADED_MAX,
             subquery_steps_max: QUERY_SUBQUERY_STEPS_MAX,
+            step_table_cells_max: steps::STEP_TABLE_CELLS_MAX,
         }
     );
     // The same code paths with small limits, so the edges are cheap to reach.
@@ -733,6 +734,7 @@ fn series_and_sample_limits() {
         series_touched_max: 3,
         samples_loaded_max: 12,
         subquery_steps_max: 5,
+        ..eval::Limits::default()
     };
     let db = requests(); // 4 request series, 11-12 samples each
     let instant = |q: &str| {
@@ -3821,5 +3823,254 @@ fn range_query_steps_equal_instant_queries_with_subqueries() {
                 );
             }
         }
+    }
+}
+
+/// Series for comparing the two range evaluations: counters with resets, gauges with NaN
+/// and infinities, scrape jitter, a stale marker, series starting and ending mid-range,
+/// and a second metric whose series collide with the first's once names drop.
+fn varied() -> Tsdb {
+    let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+    let mut batch = SampleBatch::new();
+    let mut noise = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        noise ^= noise << 13;
+        noise ^= noise >> 7;
+        noise ^= noise << 17;
+        noise % 1000
+    };
+    for i in 0..4 {
+        for (name, job) in [("c", "a"), ("g", "b"), ("other", "a")] {
+            let labels = Labels::new(vec![
+                ("__name__".to_string(), name.to_string()),
+                ("i".to_string(), i.to_string()),
+                ("job".to_string(), job.to_string()),
+            ])
+            .unwrap();
+            let mut v = 0.0;
+            for k in 0..480i64 {
+                let t = k * 15_000 + (next() as i64 % 40);
+                // Series 2 lives from 30m to 70m; series 3 goes stale at 50m, back at 60m.
+                if i == 2 && !(120..280).contains(&k) || i == 3 && (201..240).contains(&k) {
+                    continue;
+                }
+                v = match name {
+                    _ if i == 3 && k == 200 => stale,
+                    "c" | "other" if k % 97 == 96 => 0.0,
+                    "c" | "other" => v + (next() % 10) as f64,
+                    _ if k % 53 == 0 => f64::NAN,
+                    _ if k == 77 => f64::INFINITY,
+                    _ => (next() % 100) as f64 - 20.0,
+                };
+                batch.push(labels.clone(), t, v);
+            }
+        }
+    }
+    let mut db = Tsdb::new();
+    db.apply_batch(&batch);
+    db
+}
+
+/// A matrix with its values as bits (NaN compares equal to itself).
+type MatrixBits = Vec<(ResultLabels, Vec<(i64, u64)>)>;
+
+/// A range result as [`MatrixBits`] and the samples it loaded.
+fn range_bits(
+    db: &Tsdb,
+    q: &str,
+    (start, end, step): (i64, i64, i64),
+    tables: bool,
+) -> (Result<MatrixBits, QueryError>, u64) {
+    range_bits_within(db, q, (start, end, step), tables, eval::Limits::default())
+}
+
+fn range_bits_within(
+    db: &Tsdb,
+    q: &str,
+    (start, end, step): (i64, i64, i64),
+    tables: bool,
+    limits: eval::Limits,
+) -> (Result<MatrixBits, QueryError>, u64) {
+    let expr = parse::query(q).unwrap();
+    let mut ev = eval::Evaluator::new(db, start, end).with_limits(limits);
+    if !tables {
+        ev = ev.without_tables();
+    }
+    let r = ev.range(&expr, start, end, step).map(|v| match v {
+        Value::Matrix(series) => series
+            .into_iter()
+            .map(|s| {
+                (
+                    s.labels,
+                    s.points.iter().map(|&(t, v)| (t, v.to_bits())).collect(),
+                )
+            })
+            .collect(),
+        other => panic!("{q}: {other:?}"),
+    });
+    (r, ev.samples_loaded())
+}
+
+/// Range queries read selectors and range functions from per-series tables: the result
+/// and the samples loaded must be those of the step-by-step evaluation, for every shape.
+#[test]
+fn range_query_tables_equal_step_by_step_evaluation() {
+    let db = varied();
+    let queries = [
+        "c",
+        "g",
+        "c offset 7m",
+        "g offset -2m",
+        "c @ 1800",
+        "c @ start()",
+        "g @ end() offset 1m",
+        "rate(c[5m])",
+        "increase(c[10m] offset 3m)",
+        "rate(c[5m] @ 3000)",
+        "irate(c[1m])",
+        "delta(g[5m])",
+        "idelta(g[2m])",
+        "deriv(g[10m])",
+        "predict_linear(g[10m], 300)",
+        "predict_linear(c[10m] offset 1m, -60)",
+        "changes(g[5m])",
+        "resets(c[15m])",
+        "sum_over_time(g[5m])",
+        "avg_over_time(g[10m])",
+        "min_over_time(g[3m])",
+        "max_over_time(g[3m] @ 2400)",
+        "count_over_time(c[1m])",
+        "last_over_time(c[5m])",
+        "first_over_time(g[5m])",
+        "ts_of_max_over_time(g[5m])",
+        "ts_of_last_over_time(c[5m])",
+        "present_over_time(c[30s])",
+        "quantile_over_time(0.9, g[10m])",
+        "quantile_over_time((0.5), (g[10m]))",
+        "stddev_over_time(g[5m])",
+        "stdvar_over_time(g[5m])",
+        "mad_over_time(g[5m])",
+        "absent_over_time(c{i=\"2\"}[1m])",
+        "absent(c{i=\"2\"})",
+        "sum by (job) (rate(c[5m]))",
+        "histogram_quantile(0.9, sum by (i) (rate({__name__=~\"c|other\"}[5m])))",
+        "topk(2, g)",
+        "count by (job) (c)",
+        "avg without (i) (g)",
+        "min by (job) (rate(c[5m]))",
+        "stddev(g)",
+        "stdvar by (i) (avg_over_time(g[5m]))",
+        "group by (job) (c)",
+        "max without () ((g))",
+        "sum by (i) (g offset 1m)",
+        "sum(rate({__name__=~\"c|other\"}[5m]))",
+        "sum by (__name__) ({__name__=~\"c|other\"})",
+        "sum(rate(c[5m])) / sum(rate(c[5m] offset 5m))",
+        "timestamp(c)",
+        "rate(c[5m:1m])",
+        "max_over_time(rate(c[2m])[10m:1m])",
+        "g > 50",
+        "-g",
+        "rate({__name__=~\"c|other\"}[5m])",
+        "last_over_time({__name__=~\"c|other\"}[5m])",
+        "quantile_over_time(scalar(g{i=\"0\"}) / 100, g[5m])",
+        "double_exponential_smoothing(g[10m], 0.5, 0.5)",
+        "label_replace(rate(c[5m]), \"x\", \"$1\", \"i\", \"(.*)\")",
+        "c and on (i) g > 10",
+    ];
+    let ranges = [
+        (0, 120 * M, M),
+        (10 * M + 250, 90 * M + 250, 37_000),
+        (45 * M, 45 * M, 15_000),
+        (-30 * M, 20 * M, 5 * M),
+    ];
+    let mut failed = Vec::new();
+    for q in queries {
+        for range in ranges {
+            let (tabled, tabled_loaded) = range_bits(&db, q, range, true);
+            match &tabled {
+                Ok(series) if series.is_empty() => failed.push(format!("{q} {range:?}: empty")),
+                Ok(_) => {}
+                Err(e) => failed.push(format!("{q} {range:?}: {e}")),
+            }
+            let (stepped, stepped_loaded) = range_bits(&db, q, range, false);
+            // A failing step ends the per-step evaluation early; tables were built whole.
+            if stepped.is_ok() {
+                assert_eq!(tabled_loaded, stepped_loaded, "{q} over {range:?}: samples");
+            }
+            assert_eq!(tabled, stepped, "{q} over {range:?}");
+        }
+    }
+    // The cases that are not a plain non-empty result, to see what the loop covers.
+    expect![[r#"
+        c @ start() (0, 7200000, 60000): empty
+        c @ start() (-1800000, 1200000, 300000): empty
+        absent_over_time(c{i="2"}[1m]) (2700000, 2700000, 15000): empty
+        absent(c{i="2"}) (2700000, 2700000, 15000): empty
+        histogram_quantile(0.9, sum by (i) (rate({__name__=~"c|other"}[5m]))) (0, 7200000, 60000): vector cannot contain metrics with the same labelset
+        histogram_quantile(0.9, sum by (i) (rate({__name__=~"c|other"}[5m]))) (600250, 5400250, 37000): vector cannot contain metrics with the same labelset
+        histogram_quantile(0.9, sum by (i) (rate({__name__=~"c|other"}[5m]))) (2700000, 2700000, 15000): vector cannot contain metrics with the same labelset
+        histogram_quantile(0.9, sum by (i) (rate({__name__=~"c|other"}[5m]))) (-1800000, 1200000, 300000): vector cannot contain metrics with the same labelset
+        sum(rate({__name__=~"c|other"}[5m])) (0, 7200000, 60000): vector cannot contain metrics with the same labelset
+        sum(rate({__name__=~"c|other"}[5m])) (600250, 5400250, 37000): vector cannot contain metrics with the same labelset
+        sum(rate({__name__=~"c|other"}[5m])) (2700000, 2700000, 15000): vector cannot contain metrics with the same labelset
+        sum(rate({__name__=~"c|other"}[5m])) (-1800000, 1200000, 300000): vector cannot contain metrics with the same labelset
+        g > 50 (2700000, 2700000, 15000): empty
+        rate({__name__=~"c|other"}[5m]) (0, 7200000, 60000): vector cannot contain metrics with the same labelset
+        rate({__name__=~"c|other"}[5m]) (600250, 5400250, 37000): vector cannot contain metrics with the same labelset
+        rate({__name__=~"c|other"}[5m]) (2700000, 2700000, 15000): vector cannot contain metrics with the same labelset
+        rate({__name__=~"c|other"}[5m]) (-1800000, 1200000, 300000): vector cannot contain metrics with the same labelset"#]].assert_eq(&failed.join("\n"));
+}
+
+/// The tables do not change what a range query returns at a step: its instant query.
+#[test]
+fn range_query_steps_equal_instant_queries() {
+    let db = varied();
+    for q in [
+        "rate(c[5m])",
+        "g",
+        "avg_over_time(g[10m] offset 1m)",
+        "sum by (job) (increase(c[3m]))",
+        "last_over_time(c[1m] @ 1200)",
+    ] {
+        let (start, end, step) = (20 * M + 250, 80 * M + 250, 7 * M);
+        let Ok(Value::Matrix(range)) = range_query(&db, q, start, end, step) else {
+            panic!("{q}: not a matrix");
+        };
+        let mut t = start;
+        while t <= end {
+            let Ok(Value::Vector(inst)) = instant_query(&db, q, t) else {
+                panic!("{q} at {t}: not a vector");
+            };
+            let at_t: Vec<(&ResultLabels, u64)> = range
+                .iter()
+                .filter_map(|s| {
+                    let p = s.points.iter().find(|p| p.0 == t)?;
+                    Some((&s.labels, p.1.to_bits()))
+                })
+                .collect();
+            let inst: Vec<(&ResultLabels, u64)> =
+                inst.iter().map(|e| (&e.labels, e.v.to_bits())).collect();
+            assert_eq!(at_t, inst, "{q} at {t}");
+            t += step;
+        }
+    }
+}
+
+/// Tables beyond the cells limit leave their nodes to the per-step evaluation: the first
+/// table of `rate(c) / g` (4 series × 121 steps) fits in 500 cells, the second not.
+#[test]
+fn step_tables_over_the_cells_limit_fall_back_to_steps() {
+    let db = varied();
+    let limits = eval::Limits {
+        step_table_cells_max: 500,
+        ..eval::Limits::default()
+    };
+    for q in ["rate(c[5m]) / on (i) g", "sum(g)", "avg_over_time(c[5m])"] {
+        let range = (0, 120 * M, M);
+        let (small, small_loaded) = range_bits_within(&db, q, range, true, limits);
+        let (stepped, stepped_loaded) = range_bits(&db, q, range, false);
+        assert!(stepped.as_ref().is_ok_and(|s| !s.is_empty()), "{q}");
+        assert_eq!((small, small_loaded), (stepped, stepped_loaded), "{q}");
     }
 }
