@@ -84,8 +84,12 @@ pub const SUBQUERY_DEFAULT_STEP_MS: i64 = 60 * 1000;
 pub const QUERY_SUBQUERY_STEPS_MAX: u64 = 1_000_000;
 /// Distinct series a query may select, summed over its selectors.
 pub const QUERY_SERIES_TOUCHED_MAX: usize = 100_000;
-/// Samples a query may read, summed over all selectors and steps.
-pub const QUERY_SAMPLES_LOADED_MAX: u64 = 50_000_000;
+/// Samples a query may read, summed over all selectors and steps (a step's windows count
+/// at every step). Prometheus' `query.max-samples` (50 M) counts the samples held at once,
+/// about one step's windows; summed over the 1,440 steps of a 24 h dashboard at 60 s, its
+/// equal is far larger, so this bound is 500 M: `rate(x[5m])` over 24 h × 10k series at 15 s
+/// scrapes is about 290 M.
+pub const QUERY_SAMPLES_LOADED_MAX: u64 = 500_000_000;
 /// Steps per range query, as Prometheus' 11,000 points per series.
 pub const RANGE_QUERY_POINTS_MAX: i64 = 11_000;
 /// Length of a query text.
