@@ -344,6 +344,19 @@ mod tests {
         ledger
     }
 
+    /// Applies the ledger's first `n` blocks to `views`, as a node that stopped there.
+    fn apply_first(views: &mut Views, ledger: &Ledger<SimStorage>, n: usize) {
+        for block in &ledger.blocks()[..n] {
+            let entries: Vec<Entry> = ledger
+                .block_entries(block.header.height)
+                .unwrap()
+                .iter()
+                .map(|b| Entry::decode(b).unwrap())
+                .collect();
+            views.apply_block(block, &entries);
+        }
+    }
+
     #[test]
     fn applying_the_same_blocks_twice_gives_the_same_state() {
         let ledger = ledger_with_blocks(7, 40);
@@ -387,15 +400,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let mut partial = Views::new(retention);
-        for block in &ledger.blocks()[..117] {
-            let entries: Vec<Entry> = ledger
-                .block_entries(block.header.height)
-                .unwrap()
-                .iter()
-                .map(|b| Entry::decode(b).unwrap())
-                .collect();
-            partial.apply_block(block, &entries);
-        }
+        apply_first(&mut partial, &ledger, 117);
         partial.save_snapshot(dir.path()).unwrap();
         let resumed = Views::open(dir.path(), &ledger, retention).unwrap();
         assert_eq!(resumed.height, 200);
@@ -407,15 +412,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ledger_with_blocks(11, 30);
         let mut partial = Views::default();
-        for block in &ledger.blocks()[..12] {
-            let entries: Vec<Entry> = ledger
-                .block_entries(block.header.height)
-                .unwrap()
-                .iter()
-                .map(|b| Entry::decode(b).unwrap())
-                .collect();
-            partial.apply_block(block, &entries);
-        }
+        apply_first(&mut partial, &ledger, 12);
         partial.save_snapshot(dir.path()).unwrap();
         let resumed = Views::open(dir.path(), &ledger, Default::default()).unwrap();
         let mut full = Views::default();
