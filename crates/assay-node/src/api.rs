@@ -7,6 +7,7 @@
 
 use crate::params::{parse_duration_ms, Params};
 use crate::sequencer::{CommitError, Receipt, Sequencer, Shared};
+use crate::wall_clock_ms;
 use assay_ingest::{IngestError, IngestErrorKind};
 use assay_ledger::{Entry, LedgerError};
 use assay_tsdb::promql::{self, QueryError, QueryErrorKind};
@@ -183,13 +184,6 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Accepts a missing Content-Type or one of `allowed` (parameters such as charset ignored).
 fn check_content_type(headers: &HeaderMap, allowed: &[&str]) -> Result<(), ApiError> {
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
@@ -289,7 +283,7 @@ async fn push(
     let limits = &s.limits;
     let media: &[&str] = &["application/json"];
     accept(&s, "push", &headers, body, Some(media), |b| {
-        assay_ingest::parse_json_push(b, now_ms(), limits).map(|b| Some(Entry::Samples(b)))
+        assay_ingest::parse_json_push(b, wall_clock_ms(), limits).map(|b| Some(Entry::Samples(b)))
     })
     .await
     .map(receipt_json)
@@ -304,7 +298,8 @@ async fn import_prometheus(
     let media: &[&str] = &["text/plain"];
     let mut metadata = Vec::new();
     let accepted = accept(&s, "import_prometheus", &headers, body, Some(media), |b| {
-        let (batch, meta) = assay_ingest::parse_prometheus_text_with_metadata(b, now_ms(), limits)?;
+        let (batch, meta) =
+            assay_ingest::parse_prometheus_text_with_metadata(b, wall_clock_ms(), limits)?;
         metadata = meta;
         Ok(Some(Entry::Samples(batch)))
     })
@@ -368,7 +363,7 @@ async fn remote_write(
     let media: &[&str] = &["application/x-protobuf"];
     let mut metadata = Vec::new();
     accept(&s, "remote_write", &headers, body, Some(media), |b| {
-        let w = assay_ingest::parse_remote_write(b, now_ms(), limits)?;
+        let w = assay_ingest::parse_remote_write(b, wall_clock_ms(), limits)?;
         metadata = w.metadata;
         Ok((!w.batch.is_empty()).then_some(Entry::Samples(w.batch)))
     })
@@ -466,7 +461,7 @@ async fn influx_write(
     let limits = &s.limits;
     // Telegraf and curl send assorted content types; line protocol has no registered one.
     accept(&s, "influx_write", &headers, body, None, |b| {
-        let lines = assay_ingest::parse_influx_line(b, now_ms(), precision, limits)?;
+        let lines = assay_ingest::parse_influx_line(b, wall_clock_ms(), precision, limits)?;
         Ok((!lines.batch.is_empty()).then_some(Entry::Samples(lines.batch)))
     })
     .await
@@ -492,7 +487,7 @@ async fn ci_junit(
     let media = ["application/xml", "text/xml"];
     match run {
         Ok(run) => accept(&s, "ci_junit", &headers, body, Some(&media), |b| {
-            assay_ingest::parse_junit(b, &run, now_ms(), limits).map(Some)
+            assay_ingest::parse_junit(b, &run, wall_clock_ms(), limits).map(Some)
         })
         .await
         .map(receipt_json),
@@ -645,7 +640,7 @@ async fn query(
     let p = prom_params(q, &headers, &body);
     let query = p.required("query").map_err(|e| ApiError::bad(e).prom())?;
     let at = p
-        .time_ms("time", now_ms())
+        .time_ms("time", wall_clock_ms())
         .map_err(|e| ApiError::bad(e).prom())?;
     let views = s.shared.views.read().expect("views lock");
     let v = promql::instant_query(&views.tsdb, query, at)?;

@@ -64,6 +64,15 @@ pub enum NodeError {
     Locked(String),
 }
 
+/// The wall clock in ms since the Unix epoch: ingest's "now" and a new block's time. The
+/// node's only clock read; nothing applied from the ledger calls it.
+pub(crate) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Takes the data directory's exclusive lock, released when the returned file is dropped
 /// (or the process dies), so two processes never write one ledger.
 pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {

@@ -161,7 +161,9 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
             Ok(p) => p,
             Err(RecvTimeoutError::Timeout) => {
                 if let (Some(engine), None) = (rules.as_mut(), &failed) {
-                    if let Err(why) = crate::rules::run_due(shared, engine, wall_ms(), window) {
+                    if let Err(why) =
+                        crate::rules::run_due(shared, engine, crate::wall_clock_ms(), window)
+                    {
                         tracing::error!(error = %why, "ledger append failed; the node accepts no more writes until restarted");
                         failed = Some(why);
                     } else {
@@ -273,13 +275,6 @@ fn admit(shared: &Shared, batch: Vec<Proposal>, window_ms: i64) -> Vec<Proposal>
     admitted
 }
 
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Appends one block of `entries` (`refs` are their encodings) and applies it to the
 /// views; the block's time and a receipt per entry. Only the sequencer thread calls it.
 pub(crate) fn commit_entries(
@@ -289,7 +284,7 @@ pub(crate) fn commit_entries(
 ) -> Result<(i64, Vec<Receipt>), String> {
     debug_assert_eq!(refs.len(), entries.len());
     let started = Instant::now();
-    let now_ms = wall_ms();
+    let now_ms = crate::wall_clock_ms();
     let (block, leaves) = {
         let mut ledger = shared.ledger.write().expect("ledger lock");
         let block = ledger
