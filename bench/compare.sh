@@ -158,7 +158,15 @@ measure_disk() {
               note:"blocks = admin snapshot (all data as blocks, head included); total = data dir (WAL + blocks + head chunks)"}')"
         ;;
     assay)
-        # Measured after the clean stop (the views snapshot is written then): see below.
+        # Full ledger segments are packed by a background thread (as VictoriaMetrics
+        # flushes): wait until only the segment being appended to is raw. The sizes are
+        # measured after the clean stop (the views snapshot is written then): see below.
+        local waited=0
+        while (($(find "$data/ledger" -name '*.seg' | wc -l) > 1 && waited < 600)); do
+            sleep 1
+            waited=$((waited + 1))
+        done
+        log "assay: packing caught up after ${waited} s"
         return 0
         ;;
     esac
@@ -168,12 +176,16 @@ measure_disk() {
 
 measure_assay_disk_after_stop() {
     local samples="$1" j
+    local packs raw
+    packs="$(find "$data/ledger" -name '*.pack' -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
+    raw="$(find "$data/ledger" -name '*.seg' -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
     j="$(jq -n --argjson l "$(bytes_of "$data/ledger")" --argjson v "$(bytes_of "$data/views")" \
-        --argjson t "$(bytes_of "$data")" --argjson n "$samples" \
-        '{bench:"disk", ledger_bytes:$l, views_bytes:$v, total_bytes:$t, samples:$n,
+        --argjson t "$(bytes_of "$data")" --argjson n "$samples" --argjson p "$packs" --argjson r "$raw" \
+        '{bench:"disk", ledger_bytes:$l, ledger_pack_bytes:$p, ledger_raw_segment_bytes:$r,
+          views_bytes:$v, total_bytes:$t, samples:$n,
           ledger_bytes_per_sample:($l/$n), views_bytes_per_sample:($v/$n),
           total_bytes_per_sample:($t/$n),
-          note:"after a clean stop: ledger (signed Merkle log) and views (time-series snapshot)"}')"
+          note:"after a clean stop: ledger (signed Merkle log: packs + the raw segment being appended to) and views (time-series snapshot + chunk files)"}')"
     record "$j"
     echo "$j"
 }

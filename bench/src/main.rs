@@ -13,6 +13,7 @@ mod http;
 mod ingest;
 mod latency;
 mod node;
+mod pack;
 mod pipeline;
 mod proof;
 mod queries;
@@ -183,6 +184,37 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         series: u64,
     },
+    /// Ledger packing on the remote-write fleet, in process: bytes per sample raw and
+    /// packed, pack and unpack speed.
+    Pack {
+        /// Active series.
+        #[arg(long, default_value_t = 10_000)]
+        series: u64,
+        /// Samples per series.
+        #[arg(long, default_value_t = 480)]
+        rounds: u64,
+        /// Samples per request (one ledger entry).
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Connections whose requests interleave in blocks.
+        #[arg(long, default_value_t = 4)]
+        connections: u64,
+        /// Sample time between rounds.
+        #[arg(long, default_value = "15s", value_parser = stats::parse_duration)]
+        interval: Duration,
+        /// Ledger segment size limit, bytes.
+        #[arg(long, default_value_t = 64 << 20)]
+        segment_bytes: u64,
+        /// Raw bytes per pack frame.
+        #[arg(long, default_value_t = 32 << 20)]
+        frame_bytes: usize,
+        /// zstd level.
+        #[arg(long, default_value_t = 3)]
+        level: i32,
+        /// Scratch directory for the ledger.
+        #[arg(long, default_value = "/tmp")]
+        dir: PathBuf,
+    },
     /// Time N appends+fdatasync in DIR: the floor under durable ingest.
     FsyncProbe {
         /// Directory on the disk to probe (a scratch file is created and removed).
@@ -289,6 +321,26 @@ fn main() -> Result<()> {
             runtime(1)?.block_on(disk::run(&data_dir, samples, target))?
         }
         Command::FsyncProbe { dir, count, bytes } => disk::fsync_probe(&dir, count, bytes)?,
+        Command::Pack {
+            series,
+            rounds,
+            batch,
+            connections,
+            interval,
+            segment_bytes,
+            frame_bytes,
+            level,
+            dir,
+        } => pack::run(&pack::PackParams {
+            series,
+            rounds,
+            batch,
+            connections,
+            interval_ms: interval.as_millis() as i64,
+            segment_bytes,
+            options: assay_ledger::pack::PackOptions { frame_bytes, level },
+            dir,
+        })?,
         Command::Pipeline {
             batch,
             rounds,

@@ -338,8 +338,8 @@ pub enum Entry {
     Metadata(Vec<MetricMetadata>),
 }
 
-const KIND_SAMPLES: u8 = 0x01;
-const KIND_CI_REPORT: u8 = 0x02;
+pub(crate) const KIND_SAMPLES: u8 = 0x01;
+pub(crate) const KIND_CI_REPORT: u8 = 0x02;
 const KIND_METADATA: u8 = 0x03;
 
 /// The batch of entries that carry no samples.
@@ -661,7 +661,7 @@ impl Reader<'_> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -674,11 +674,11 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(crate) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 

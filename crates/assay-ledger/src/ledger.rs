@@ -11,6 +11,7 @@
 use crate::entry::ENTRY_BYTES_MAX;
 use crate::merkle::{leaf_hash, Hash, MerkleTree, ProofError};
 use crate::note::{Checkpoint, Signer};
+use crate::pack::{pack_name, read_dict, read_index, read_section, PackIndex, SeriesDict};
 use crate::scan::{
     scan, BlockSummary, EntryLocation, ScanChecks, ScanError, SegmentInfo, TornTail,
     CHECKPOINT_FILE,
@@ -20,6 +21,8 @@ use crate::segment::{
 };
 use crate::storage::Storage;
 use base64::Engine as _;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 /// Limits of the ledger's files and blocks.
 #[derive(Clone, Debug)]
@@ -35,7 +38,9 @@ pub struct LedgerConfig {
 impl Default for LedgerConfig {
     fn default() -> Self {
         LedgerConfig {
-            segment_bytes_max: 256 << 20,
+            // Packing works on whole segments and the last one stays raw (~73 B per
+            // remote-write sample), so smaller segments keep the raw tail small.
+            segment_bytes_max: 64 << 20,
             block_entries_max: 4096,
             block_bytes_max: 64 << 20,
         }
@@ -71,6 +76,9 @@ pub enum LedgerError {
     /// A proof request is out of range.
     #[error(transparent)]
     Proof(#[from] ProofError),
+    /// A segment could not be packed (it stays raw).
+    #[error("packing a ledger segment: {0}")]
+    Pack(String),
 }
 
 /// What [`Ledger::open`] found and did.
@@ -103,6 +111,28 @@ pub struct Ledger<S: Storage> {
     blocks: Vec<BlockSummary>,
     tree: MerkleTree,
     stopped: bool,
+    pack_cache: Mutex<PackCache>,
+}
+
+/// Frames of packed segments decoded for reads, newest last; a read of an old entry
+/// decodes its whole frame, so reads of its neighbours (a block, a replay) reuse it.
+#[derive(Default)]
+struct PackCache {
+    dict: Option<(u32, Arc<SeriesDict>)>,
+    frames: VecDeque<(FrameKey, Arc<Vec<u8>>)>,
+}
+
+/// (segment, frame number).
+type FrameKey = (u32, usize);
+
+/// Decoded frames kept for reads (each up to a frame's raw size, 32 MiB by default).
+const PACK_CACHE_FRAMES: usize = 2;
+
+fn invalid(e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Read(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        e.to_string(),
+    ))
 }
 
 impl<S: Storage> Ledger<S> {
@@ -125,6 +155,10 @@ impl<S: Storage> Ledger<S> {
             );
             storage.truncate(&t.segment, t.offset)?;
         }
+        for stale in &scanned.stale_packs {
+            tracing::warn!(file = %stale, "removing a pack whose install a crash cut short (the raw segment is kept)");
+            storage.remove(stale)?;
+        }
         let recovery = Recovery {
             entries: scanned.tree.size(),
             blocks: scanned.blocks.len() as u64,
@@ -139,6 +173,7 @@ impl<S: Storage> Ledger<S> {
             blocks: scanned.blocks,
             tree: scanned.tree,
             stopped: false,
+            pack_cache: Mutex::new(PackCache::default()),
         };
         ledger.ensure_segment()?;
         Ok((ledger, recovery))
@@ -154,6 +189,7 @@ impl<S: Storage> Ledger<S> {
                 seq: 0,
                 len: 0,
                 has_header: false,
+                pack: None,
             });
         }
         let last = self.segments.last_mut().expect("one segment exists");
@@ -335,6 +371,7 @@ impl<S: Storage> Ledger<S> {
             seq,
             len: 0,
             has_header: true,
+            pack: None,
         });
         let header = SegmentHeader { seq, first_index };
         put_record(buf, RecordType::Header, &header.encode());
@@ -401,10 +438,140 @@ impl<S: Storage> Ledger<S> {
                 index,
                 size: self.size(),
             })?;
-        let name = &self.segments[loc.segment as usize].name;
+        let seg = &self.segments[loc.segment as usize];
+        if let Some(pack) = &seg.pack {
+            let f = pack
+                .frame_of(loc.offset)
+                .ok_or_else(|| invalid(format!("{}: no frame holds entry {index}", seg.name)))?;
+            let frame = self.pack_frame(loc.segment, pack, f)?;
+            let start = (loc.offset - pack.frames[f].raw_start) as usize;
+            return frame
+                .get(start..start + loc.len as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| invalid(format!("{}: entry {index} overruns its frame", seg.name)));
+        }
         self.storage
-            .read_at(name, loc.offset, loc.len as usize)
+            .read_at(&seg.name, loc.offset, loc.len as usize)
             .map_err(LedgerError::Read)
+    }
+
+    /// The raw records of frame `f` of packed segment `seg`, through the cache.
+    fn pack_frame(
+        &self,
+        seg: u32,
+        pack: &PackIndex,
+        f: usize,
+    ) -> Result<Arc<Vec<u8>>, LedgerError> {
+        let mut cache = self.pack_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, bytes)) = cache.frames.iter().find(|(k, _)| *k == (seg, f)) {
+            return Ok(bytes.clone());
+        }
+        let name = &self.segments[seg as usize].name;
+        let section = |s: &crate::pack::SectionRef, what: &str| -> Result<Vec<u8>, LedgerError> {
+            // Read just the section; offsets in `SectionRef` are file offsets.
+            let z = self
+                .storage
+                .read_at(name, s.offset, s.len as usize)
+                .map_err(LedgerError::Read)?;
+            let shifted = crate::pack::SectionRef { offset: 0, ..*s };
+            read_section(&z, &shifted, what).map_err(|e| invalid(format!("{name}: {e}")))
+        };
+        let dict = match &cache.dict {
+            Some((s, d)) if *s == seg => d.clone(),
+            _ => {
+                let body = section(&pack.dict, "series dictionary")?;
+                let d = Arc::new(read_dict(&body).map_err(|e| invalid(format!("{name}: {e}")))?);
+                cache.dict = Some((seg, d.clone()));
+                d
+            }
+        };
+        let body = section(&pack.frames[f].section, &format!("frame {f}"))?;
+        let raw = crate::pack::unpack_frame(&body, &dict, &pack.frames[f])
+            .map_err(|e| invalid(format!("{name}: {e}")))?;
+        let raw = Arc::new(raw);
+        if cache.frames.len() == PACK_CACHE_FRAMES {
+            cache.frames.pop_front();
+        }
+        cache.frames.push_back(((seg, f), raw.clone()));
+        Ok(raw)
+    }
+
+    /// Sequence numbers of sealed segments still stored raw (every segment but the one
+    /// being appended to), oldest first.
+    pub fn unpacked_segments(&self) -> Vec<u64> {
+        let n = self.segments.len();
+        self.segments[..n.saturating_sub(1)]
+            .iter()
+            .filter(|s| s.pack.is_none())
+            .map(|s| s.seq)
+            .collect()
+    }
+
+    /// The bytes of sealed raw segment `seq`, to pack (outside any lock: packing is slow).
+    pub fn segment_bytes(&self, seq: u64) -> Result<Vec<u8>, LedgerError> {
+        let seg = self.sealed_raw(seq)?;
+        self.storage
+            .read_at(&seg.name, 0, seg.len as usize)
+            .map_err(LedgerError::Read)
+    }
+
+    fn sealed_raw(&self, seq: u64) -> Result<&SegmentInfo, LedgerError> {
+        let last = (self.segments.len() as u64).saturating_sub(1);
+        match self.segments.get(seq as usize) {
+            Some(s) if seq < last && s.pack.is_none() => Ok(s),
+            _ => Err(LedgerError::Pack(format!(
+                "segment {seq} is not a sealed raw segment (the last segment is {last})"
+            ))),
+        }
+    }
+
+    /// Stores `pack` (made by [`crate::pack::pack_segment`] from [`Ledger::segment_bytes`])
+    /// in place of raw segment `seq`: the pack is written durably, then the raw file removed.
+    /// A crash in between leaves both; the next open keeps the raw one.
+    pub fn install_pack(&mut self, seq: u64, pack: &[u8]) -> Result<(), LedgerError> {
+        if self.stopped {
+            return Err(LedgerError::Stopped);
+        }
+        let raw_len = self.sealed_raw(seq)?.len;
+        let index = read_index(pack).map_err(|e| LedgerError::Pack(e.to_string()))?;
+        if index.raw_len != raw_len {
+            return Err(LedgerError::Pack(format!(
+                "the pack holds {} raw bytes, segment {seq} has {raw_len}",
+                index.raw_len
+            )));
+        }
+        let name = pack_name(seq);
+        self.storage
+            .write_atomic(&name, pack)
+            .inspect_err(|_| self.stopped = true)?;
+        let seg = &mut self.segments[seq as usize];
+        let raw_name = std::mem::replace(&mut seg.name, name);
+        seg.pack = Some(Arc::new(index));
+        self.storage
+            .remove(&raw_name)
+            .inspect_err(|_| self.stopped = true)?;
+        tracing::info!(
+            segment = seq,
+            raw_bytes = raw_len,
+            pack_bytes = pack.len(),
+            "ledger segment packed"
+        );
+        Ok(())
+    }
+
+    /// Packs every sealed raw segment now (tests and tools; the node packs off its locks).
+    pub fn pack_sealed_segments(
+        &mut self,
+        options: &crate::pack::PackOptions,
+    ) -> Result<usize, LedgerError> {
+        let seqs = self.unpacked_segments();
+        for &seq in &seqs {
+            let raw = self.segment_bytes(seq)?;
+            let pack = crate::pack::pack_segment(&raw, options)
+                .map_err(|e| LedgerError::Pack(e.to_string()))?;
+            self.install_pack(seq, &pack)?;
+        }
+        Ok(seqs.len())
     }
 
     /// Entries of the block at `height`, in order.

@@ -10,6 +10,7 @@
 pub mod entry;
 pub mod merkle;
 pub mod note;
+pub mod pack;
 
 pub use entry::{
     Entry, EntryError, Labels, MetricMetadata, MetricType, Sample, SampleBatch, SeriesIndex,

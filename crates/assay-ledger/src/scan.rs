@@ -16,6 +16,7 @@
 use crate::entry::Entry;
 use crate::merkle::{leaf_hash, Hash, MerkleTree};
 use crate::note::{Checkpoint, Verifier};
+use crate::pack::{parse_pack_name, PackIndex};
 use crate::segment::{
     parse_segment_name, read_record, BlockHeader, RecordError, RecordType, Seal, SegmentHeader,
     RECORD_HEADER_BYTES, SEAL_BYTES,
@@ -58,6 +59,8 @@ pub struct SegmentInfo {
     pub len: u64,
     /// Whether the segment's header record is present (false only for an emptied last segment).
     pub has_header: bool,
+    /// The pack's index when the segment is stored packed (`name` is then the pack file).
+    pub pack: Option<std::sync::Arc<PackIndex>>,
 }
 
 /// An unacknowledged, half-written last block found at the end of the last segment.
@@ -89,6 +92,9 @@ pub struct Scanned {
     pub torn: Option<TornTail>,
     /// The persisted checkpoint, if the file exists.
     pub persisted: Option<Checkpoint>,
+    /// Packs whose raw segment still exists (an install cut short by a crash): the raw
+    /// segment was read; the pack may be removed.
+    pub stale_packs: Vec<String>,
 }
 
 /// Damage that is not a torn tail: the ledger cannot be trusted until an operator acts.
@@ -131,12 +137,22 @@ pub fn scan<S: Storage>(
     origin: &str,
     checks: ScanChecks<'_>,
 ) -> Result<Scanned, ScanError> {
-    let mut names: Vec<(u64, String)> = storage
-        .list()
-        .map_err(ScanError::Io)?
-        .into_iter()
-        .filter_map(|n| parse_segment_name(&n).map(|s| (s, n)))
-        .collect();
+    let files = storage.list().map_err(ScanError::Io)?;
+    let raw: std::collections::BTreeSet<u64> =
+        files.iter().filter_map(|n| parse_segment_name(n)).collect();
+    let mut stale_packs = Vec::new();
+    let mut names: Vec<(u64, String)> = Vec::new();
+    for n in files {
+        if let Some(s) = parse_segment_name(&n) {
+            names.push((s, n));
+        } else if let Some(s) = parse_pack_name(&n) {
+            if raw.contains(&s) {
+                stale_packs.push(n);
+            } else {
+                names.push((s, n));
+            }
+        }
+    }
     names.sort();
     let mut st = ScanState {
         origin,
@@ -148,6 +164,7 @@ pub fn scan<S: Storage>(
             tree: MerkleTree::new(),
             torn: None,
             persisted: None,
+            stale_packs,
         },
         pending: Vec::new(),
     };
@@ -164,7 +181,18 @@ pub fn scan<S: Storage>(
             .into());
         }
         let bytes = storage.read(&name).map_err(ScanError::Io)?;
-        st.segment(i as u32, name, &bytes, i + 1 == count)?;
+        if name.ends_with(".pack") {
+            // A pack is always an older segment: its raw bytes must be whole sealed blocks.
+            let unpacked = crate::pack::read_index(&bytes).and_then(|index| {
+                crate::pack::unpack_all(&bytes).map(|raw| (std::sync::Arc::new(index), raw))
+            });
+            let (index, raw) =
+                unpacked.map_err(|e| corrupt(&name, 0, None, None, e.to_string()))?;
+            st.segment(i as u32, name, &raw, false)?;
+            st.out.segments.last_mut().expect("segment pushed").pack = Some(index);
+        } else {
+            st.segment(i as u32, name, &bytes, i + 1 == count)?;
+        }
         // One line per segment (≤ 256 MiB each): progress for a long recovery or audit.
         tracing::info!(
             segment = i + 1,
@@ -226,6 +254,7 @@ impl ScanState<'_> {
             seq: seg as u64,
             len: 0,
             has_header: false,
+            pack: None,
         };
         let mut offset = 0usize;
         let mut block_start = 0usize;

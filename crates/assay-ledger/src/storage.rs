@@ -36,6 +36,8 @@ pub trait Storage: Send {
     fn truncate(&mut self, name: &str, len: u64) -> io::Result<()>;
     /// Replaces the whole file atomically and durably (readers see old or new bytes).
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Deletes a file, durably.
+    fn remove(&mut self, name: &str) -> io::Result<()>;
 }
 
 /// A real directory on disk.
@@ -146,6 +148,16 @@ impl Storage for FsStorage {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        self.sync_dir()
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        self.open.remove(name);
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        std::fs::remove_file(self.dir.join(name))?;
         self.sync_dir()
     }
 }
@@ -380,6 +392,13 @@ impl Storage for SimStorage {
                 current: bytes.to_vec(),
             },
         );
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) -> io::Result<()> {
+        let mut disk = self.disk();
+        disk.step()?;
+        disk.files.remove(name).ok_or_else(|| not_found(name))?;
         Ok(())
     }
 }

@@ -12,6 +12,9 @@
 //!   persisted checkpoint and the last block's checkpoint match the tree;
 //! - a full audit (canonical entries, every signature) passes.
 //!
+//! Runs also pack sealed segments now and then (`assay_ledger::pack`), so crashes land
+//! in the middle of packing too, and entries are read back from packs.
+//!
 //! `ASSAY_SIM_SEEDS=N` sets how many seeds run (default 1000; CI), `ASSAY_SIM_SEED=S`
 //! replays one seed. Millions of seeds:
 //! `ASSAY_SIM_SEEDS=1000000 cargo test --release -p assay-ledger --test crash_simulation`.
@@ -19,6 +22,7 @@
 use assay_ledger::ledger::{Ledger, LedgerConfig, LedgerError};
 use assay_ledger::merkle::{leaf_hash, MerkleTree};
 use assay_ledger::note::{open_checkpoint, Signer};
+use assay_ledger::pack::PackOptions;
 use assay_ledger::scan::{scan, ScanChecks};
 use assay_ledger::storage::{SimRng, SimStorage};
 use assay_ledger::{Entry, Labels, SampleBatch};
@@ -111,6 +115,20 @@ impl Run {
     /// Appends blocks and persists checkpoints until the simulated crash.
     fn work(&mut self, ledger: &mut Ledger<SimStorage>) -> Result<(), String> {
         for _ in 0..12 {
+            if self.rng.chance(1, 8) {
+                // Packing rewrites sealed segments; a crash may cut it between writing the
+                // pack and removing the raw segment.
+                let options = PackOptions {
+                    frame_bytes: 1 + self.rng.below(2000) as usize,
+                    level: 1,
+                };
+                match ledger.pack_sealed_segments(&options) {
+                    Ok(_) => {}
+                    Err(LedgerError::Io(_)) => return Ok(()),
+                    Err(e) => return Err(format!("packing failed: {e}")),
+                }
+                continue;
+            }
             if self.rng.chance(1, 6) {
                 if ledger.persist_checkpoint().is_err() {
                     return Ok(());

@@ -31,7 +31,11 @@
 //! retention_bytes = 0               # and the oldest beyond this many bytes (0 = no limit)
 //!
 //! [ledger]
-//! segment_bytes_max = 268435456
+//! segment_bytes_max = 67108864     # a new segment file starts past this size
+//! pack_segments = true              # store full segments packed: labels once per segment,
+//!                                   # samples as columns, zstd (entries and proofs unchanged)
+//! pack_frame_bytes = 33554432       # a read of an old entry decodes this much raw segment
+//! pack_level = 3                    # zstd level
 //! block_entries_max = 4096
 //! block_bytes_max = 67108864
 //! queue_batches_max = 8192          # batches waiting for a block (503 when full)
@@ -136,17 +140,27 @@ pub struct LedgerSettings {
     pub queue_batches_max: usize,
     /// Interval between rewrites of the persisted checkpoint, ms.
     pub checkpoint_persist_ms: u64,
+    /// Store full segments packed (`assay_ledger::pack`).
+    pub pack_segments: bool,
+    /// Raw bytes per frame of a pack (what a read of an old entry decodes).
+    pub pack_frame_bytes: usize,
+    /// zstd level of packs.
+    pub pack_level: i32,
 }
 
 impl Default for LedgerSettings {
     fn default() -> Self {
         let d = assay_ledger::LedgerConfig::default();
+        let p = assay_ledger::pack::PackOptions::default();
         LedgerSettings {
             segment_bytes_max: d.segment_bytes_max,
             block_entries_max: d.block_entries_max,
             block_bytes_max: d.block_bytes_max,
             queue_batches_max: 8192,
             checkpoint_persist_ms: 1000,
+            pack_segments: true,
+            pack_frame_bytes: p.frame_bytes,
+            pack_level: p.level,
         }
     }
 }

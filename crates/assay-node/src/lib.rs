@@ -165,11 +165,13 @@ impl Node {
         };
         let app = api::router(state);
         let (stop_snapshots, snapshots) = self.start_snapshots();
+        let (stop_packing, packing) = self.start_packing();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         drop(stop_snapshots);
-        if let Some(t) = snapshots {
+        drop(stop_packing);
+        for t in [snapshots, packing].into_iter().flatten() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         // The router (and with it every sequencer handle) is gone: the thread drains and exits.
@@ -264,6 +266,71 @@ impl Node {
                 }
             })
             .expect("spawning the snapshot thread");
+        (stop, Some(thread))
+    }
+
+    /// Packs sealed ledger segments (`assay_ledger::pack`) as they fill, until the returned
+    /// sender is dropped. Reading and installing take the ledger lock; packing does not.
+    fn start_packing(
+        &self,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        Option<std::thread::JoinHandle<()>>,
+    ) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        if !self.config.ledger.pack_segments {
+            return (stop, None);
+        }
+        let shared = self.shared.clone();
+        let options = assay_ledger::pack::PackOptions {
+            frame_bytes: self.config.ledger.pack_frame_bytes,
+            level: self.config.ledger.pack_level,
+        };
+        let thread = std::thread::Builder::new()
+            .name("assay-pack".into())
+            .spawn(move || loop {
+                let next = shared
+                    .ledger
+                    .read()
+                    .expect("ledger lock")
+                    .unpacked_segments()
+                    .first()
+                    .copied();
+                let Some(seq) = next else {
+                    match stopped.recv_timeout(Duration::from_secs(1)) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                        _ => return,
+                    }
+                };
+                if !matches!(stopped.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)) {
+                    return;
+                }
+                let started = std::time::Instant::now();
+                // One statement per lock: the read guard must be gone before packing starts.
+                let raw = shared.ledger.read().expect("ledger lock").segment_bytes(seq);
+                let packed = raw
+                    .and_then(|raw| {
+                        assay_ledger::pack::pack_segment(&raw, &options)
+                            .map_err(|e| assay_ledger::LedgerError::Pack(e.to_string()))
+                    })
+                    .and_then(|pack| {
+                        let mut ledger = shared.ledger.write().expect("ledger lock");
+                        ledger.install_pack(seq, &pack)
+                    });
+                match packed {
+                    Ok(()) => tracing::debug!(
+                        segment = seq,
+                        ms = started.elapsed().as_millis() as u64,
+                        "packing took"
+                    ),
+                    Err(e) => {
+                        // The raw segment stays; packing is retried after a restart.
+                        tracing::error!(segment = seq, error = %e, "packing a ledger segment failed; packing stops");
+                        return;
+                    }
+                }
+            })
+            .expect("spawning the packing thread");
         (stop, Some(thread))
     }
 
