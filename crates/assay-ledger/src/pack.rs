@@ -33,7 +33,6 @@
 
 use crate::entry::{put_varint, unzigzag, zigzag, KIND_CI_REPORT, KIND_SAMPLES};
 use crate::segment::{put_record, read_record, RecordType};
-use std::collections::HashMap;
 
 /// Magic at both ends of a pack file.
 pub const PACK_MAGIC: &[u8; 8] = b"ASSAYPAK";
@@ -264,7 +263,8 @@ pub fn pack_segment(raw: &[u8], options: &PackOptions) -> Result<Vec<u8>, PackEr
     let mut out = Vec::with_capacity(raw.len() / 16);
     out.extend_from_slice(PACK_MAGIC);
     out.extend_from_slice(&PACK_FORMAT.to_le_bytes());
-    let mut dict_ids: HashMap<&[u8], u32> = HashMap::new();
+    // Looked up once per series per entry; never iterated, so its order cannot leak.
+    let mut dict_ids: rustc_hash::FxHashMap<&[u8], u32> = Default::default();
     let mut dict_order: Vec<&[u8]> = Vec::new();
     let mut frames = Vec::new();
     let mut columns: Vec<Column> = Vec::new();
