@@ -58,6 +58,7 @@ pub struct Metrics {
     entry_bytes: AtomicU64,
     rule_samples: AtomicU64,
     rule_failures: AtomicU64,
+    rule_corrections: AtomicU64,
     commit_durable: Histogram,
     commit_applied: Histogram,
     /// Rejected requests by endpoint and status.
@@ -86,6 +87,11 @@ impl Metrics {
     pub fn rules_evaluated(&self, samples: usize, failures: usize) {
         self.rule_samples.fetch_add(samples as u64, Relaxed);
         self.rule_failures.fetch_add(failures as u64, Relaxed);
+    }
+
+    /// Records recorded results rewritten because late samples changed them.
+    pub fn rules_corrected(&self, samples: usize) {
+        self.rule_corrections.fetch_add(samples as u64, Relaxed);
     }
 
     /// Records a rejected request.
@@ -142,6 +148,12 @@ impl Metrics {
             "assay_rule_evaluation_failures_total",
             "Recording-rule evaluations that recorded nothing (see the log for why).",
             self.rule_failures.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "assay_rule_samples_corrected_total",
+            "Recorded results written again because late samples changed them.",
+            self.rule_corrections.load(Relaxed),
         );
         counter(
             &mut out,

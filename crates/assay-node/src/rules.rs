@@ -9,6 +9,13 @@
 //! does not. Results pass the same admission as client writes: an evaluation repeated
 //! after a restart with a different answer is refused and logged, never overwritten.
 //! Replay applies recorded results and never re-evaluates.
+//!
+//! Late samples (event time): after a block whose samples are older than evaluations
+//! already made (an agent that was offline, a slow sender), those evaluations — within the
+//! out-of-order window, made by this process — run again and the results that changed are
+//! committed at the same evaluation time ([`correct_late`]). The view keeps the later
+//! write, so a sum over a window counts each late sample once; the ledger keeps both the
+//! first answer and the correction.
 
 use std::path::PathBuf;
 
@@ -41,6 +48,11 @@ struct ViewsEvaluator<'a> {
     committed: usize,
     /// A ledger failure: the sequencer stops accepting writes.
     ledger_error: Option<String>,
+    /// Re-running a past evaluation: commit only results that differ from the view's,
+    /// replacing them (no admission: these are the node's own corrections).
+    correcting: bool,
+    /// Results committed as corrections.
+    corrected: usize,
 }
 
 impl ViewsEvaluator<'_> {
@@ -54,6 +66,28 @@ impl ViewsEvaluator<'_> {
             rest.push(labels.clone(), t, v);
         }
         self.committed = batch.len();
+        if self.correcting {
+            let changed = {
+                let views = self.shared.views.read().expect("views lock");
+                let mut changed = SampleBatch::new();
+                for (labels, t, v) in rest.iter() {
+                    let held = views.tsdb.value_at_exactly(labels, t);
+                    if held.map(f64::to_bits) != Some(v.to_bits()) {
+                        changed.push(labels.clone(), t, v);
+                    }
+                }
+                changed
+            };
+            if changed.is_empty() {
+                return;
+            }
+            self.corrected += changed.len();
+            let entry = Entry::Samples(changed);
+            if let Err(e) = commit_entries(self.shared, &[&entry.encode()], &[&entry]) {
+                self.ledger_error = Some(e);
+            }
+            return;
+        }
         let conflict = {
             let views = self.shared.views.read().expect("views lock");
             assay_tsdb::Admission::new(&views.tsdb, self.window_ms)
@@ -108,23 +142,56 @@ pub(crate) fn run_due(
     time_ms: i64,
     window_ms: i64,
 ) -> Result<(), String> {
-    for due in engine.on_block(time_ms) {
+    let due = engine.on_block(time_ms);
+    evaluate(shared, engine, &due, window_ms, false)
+}
+
+/// Re-runs the evaluations a late sample at `earliest_sample_ms` may change (none before
+/// `not_before_ms`) and commits the results that changed; `Err` when the ledger failed.
+pub(crate) fn correct_late(
+    shared: &Shared,
+    engine: &RuleEngine,
+    earliest_sample_ms: i64,
+    not_before_ms: i64,
+    window_ms: i64,
+) -> Result<(), String> {
+    let due = engine.evaluations_since(earliest_sample_ms, not_before_ms);
+    evaluate(shared, engine, &due, window_ms, true)
+}
+
+fn evaluate(
+    shared: &Shared,
+    engine: &RuleEngine,
+    due: &[assay_rules::Due],
+    window_ms: i64,
+    correcting: bool,
+) -> Result<(), String> {
+    for due in due {
         let mut ev = ViewsEvaluator {
             shared,
             window_ms,
             committed: 0,
             ledger_error: None,
+            correcting,
+            corrected: 0,
         };
-        let out = engine.evaluate(&due, &mut ev);
+        let out = engine.evaluate(due, &mut ev);
         ev.commit_rest(&out.batch);
         let group = &engine.groups()[due.group].name;
         for f in &out.failures {
             let rule = engine.groups()[due.group].rules[f.rule].name();
             tracing::warn!(group = %group, rule = %rule, error = %f.message, "recording rule failed");
         }
-        shared
-            .metrics
-            .rules_evaluated(out.batch.len(), out.failures.len());
+        if correcting {
+            if ev.corrected > 0 {
+                tracing::debug!(group = %group, t_ms = due.t_ms, corrected = ev.corrected, "late samples corrected recorded results");
+            }
+            shared.metrics.rules_corrected(ev.corrected);
+        } else {
+            shared
+                .metrics
+                .rules_evaluated(out.batch.len(), out.failures.len());
+        }
         if let Some(e) = ev.ledger_error {
             return Err(e);
         }

@@ -134,10 +134,9 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
     let persist_every = settings.persist_every.max(Duration::from_millis(10));
     // The schedule continues after the last block the views hold, so a restart does not
     // evaluate again what was recorded before it.
-    let mut rules = (!settings.rules.is_empty()).then(|| {
-        let last = shared.views.read().expect("views lock").last_block_time_ms;
-        assay_rules::RuleEngine::after_block(settings.rules.clone(), last)
-    });
+    let started_after_ms = shared.views.read().expect("views lock").last_block_time_ms;
+    let mut rules = (!settings.rules.is_empty())
+        .then(|| assay_rules::RuleEngine::after_block(settings.rules.clone(), started_after_ms));
     let window = settings.out_of_order_window_ms;
     // Rules also run while no writes arrive: the queue is polled at least this often.
     let poll = if rules.is_some() {
@@ -198,6 +197,14 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
         }
         let bytes: Vec<&[u8]> = batch.iter().map(|p| p.bytes.as_slice()).collect();
         let entries: Vec<&Entry> = batch.iter().map(|p| &p.entry).collect();
+        // Event time of the block's oldest sample, for late-sample corrections of rules.
+        let earliest = rules.as_ref().and_then(|_| {
+            entries
+                .iter()
+                .flat_map(|e| e.batch().samples())
+                .map(|s| s.timestamp_ms)
+                .min()
+        });
         match commit_entries(shared, &bytes, &entries) {
             Ok((block_time, receipts)) => {
                 checkpoint.dirty = true;
@@ -205,7 +212,16 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
                     p.answer(Ok(r));
                 }
                 if let Some(engine) = rules.as_mut() {
-                    if let Err(why) = crate::rules::run_due(shared, engine, block_time, window) {
+                    // Late samples first: evaluations made before this block re-run with
+                    // them; then what this block makes due (which sees them already).
+                    let corrected = earliest.map_or(Ok(()), |t| {
+                        let not_before =
+                            block_time.saturating_sub(window).max(started_after_ms + 1);
+                        crate::rules::correct_late(shared, engine, t, not_before, window)
+                    });
+                    if let Err(why) = corrected
+                        .and_then(|()| crate::rules::run_due(shared, engine, block_time, window))
+                    {
                         tracing::error!(error = %why, "ledger append failed; the node accepts no more writes until restarted");
                         failed = Some(why);
                     }

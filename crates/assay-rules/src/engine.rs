@@ -12,6 +12,8 @@ pub const CATCH_UP_EVALUATIONS_MAX: u64 = 10;
 /// Block times beyond ±this (about ±285,000 years) make nothing due: the schedule's
 /// arithmetic stays far from i64's ends.
 pub const BLOCK_TIME_ABS_MAX_MS: i64 = 1 << 53;
+/// Past evaluations of one group that one late sample may make re-run (the newest).
+pub const RECHECK_EVALUATIONS_MAX: u64 = 60;
 /// Series one rule may record per evaluation, whatever the group's `limit`.
 pub const RULE_SERIES_MAX: usize = 100_000;
 
@@ -191,6 +193,41 @@ impl RuleEngine {
             }));
             s.next_ms = Some(newest + interval);
             debug_assert!(s.next_ms.unwrap() > block_time_ms);
+        }
+        due.sort_by_key(|d| (d.t_ms, d.group));
+        due
+    }
+
+    /// The evaluation times a sample at `sample_ms` arriving late may change, by time then
+    /// group: a rule evaluated at `E` reads samples up to `E − query_offset`, so every
+    /// evaluation time (multiple of the group's interval) with `E − query_offset ≥
+    /// sample_ms`, up to the group's last due one. None before `not_before_ms` (the caller's
+    /// out-of-order window and start), and per group at most [`RECHECK_EVALUATIONS_MAX`],
+    /// the newest. Times the schedule skipped (catch-up limit) are included: a late sample
+    /// fills in what it should have produced. Re-running them and recording what changed
+    /// corrects the results without counting a sample twice.
+    pub fn evaluations_since(&self, sample_ms: i64, not_before_ms: i64) -> Vec<Due> {
+        let mut due = Vec::new();
+        for (gi, (g, s)) in self.groups.iter().zip(&self.schedule).enumerate() {
+            let Some(next) = s.next_ms else { continue };
+            let interval = g.interval_ms;
+            let last = next - interval;
+            let from = sample_ms
+                .saturating_add(g.query_offset_ms)
+                .max(not_before_ms)
+                .clamp(-BLOCK_TIME_ABS_MAX_MS, BLOCK_TIME_ABS_MAX_MS);
+            // The first multiple of the interval at or after `from`.
+            let first =
+                (from.div_euclid(interval) + (from.rem_euclid(interval) != 0) as i64) * interval;
+            if first > last {
+                continue;
+            }
+            let count = (((last - first) / interval) as u64 + 1).min(RECHECK_EVALUATIONS_MAX);
+            let start = last - (count as i64 - 1) * interval;
+            due.extend((0..count as i64).map(|k| Due {
+                group: gi,
+                t_ms: start + k * interval,
+            }));
         }
         due.sort_by_key(|d| (d.t_ms, d.group));
         due

@@ -414,3 +414,38 @@ fn after_block_never_repeats_an_evaluation() {
     assert_eq!(restarted.schedule()[0].next_ms, Some(130_000));
     assert_eq!(restarted.schedule()[0].evaluations, 7 - 1);
 }
+
+#[test]
+fn a_late_sample_names_the_evaluations_that_could_have_seen_it() {
+    let mut e = engine(TWO_GROUPS);
+    for b in [0, 60_000, 125_000] {
+        e.on_block(b);
+    }
+    let show = |due: Vec<assay_rules::Due>| -> String {
+        due.iter()
+            .map(|d| format!("{}@{}", e.groups()[d.group].name, d.t_ms))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // Made so far: fast 0, 60000, 70000 … 120000; slow 0, 60000, 120000.
+    expect![[r#"fast@110000 fast@120000 slow@120000"#]]
+        .assert_eq(&show(e.evaluations_since(105_000, 0)));
+    expect![[r#"fast@120000 slow@120000"#]].assert_eq(&show(e.evaluations_since(120_000, 0)));
+    expect![[r#""#]].assert_eq(&show(e.evaluations_since(120_001, 0)));
+    // The window (and the start of this process) bounds how far back corrections go.
+    expect![[r#"fast@100000 fast@110000 fast@120000 slow@120000"#]]
+        .assert_eq(&show(e.evaluations_since(0, 95_000)));
+    // At most RECHECK_EVALUATIONS_MAX per group, the newest.
+    let mut busy = engine("groups: [{name: g, interval: 1s, rules: [{record: a, expr: '1'}]}]");
+    for b in (0..200).map(|s| s * 1000) {
+        busy.on_block(b);
+    }
+    let due = busy.evaluations_since(0, i64::MIN);
+    assert_eq!(
+        due.len() as u64,
+        assay_rules::engine::RECHECK_EVALUATIONS_MAX
+    );
+    assert_eq!((due[0].t_ms, due[59].t_ms), (140_000, 199_000));
+    // Before any block nothing was made.
+    assert!(engine(TWO_GROUPS).evaluations_since(0, 0).is_empty());
+}

@@ -444,6 +444,12 @@ impl Tsdb {
         self.series.iter().map(|e| e.samples.memory_bytes()).sum()
     }
 
+    /// The value series `labels` holds at exactly `t_ms`, if any.
+    pub fn value_at_exactly(&self, labels: &Labels, t_ms: i64) -> Option<f64> {
+        let id = self.lookup(labels, assay_ledger::SeriesIndex::hash(labels))?;
+        self.entry(id).samples.value_at(t_ms)
+    }
+
     /// Number of samples (distinct series and timestamp pairs).
     pub fn sample_count(&self) -> u64 {
         self.sample_count

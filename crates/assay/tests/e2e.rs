@@ -779,3 +779,69 @@ fn a_node_packs_full_segments_and_still_serves_and_verifies_every_entry() {
     assert_eq!(code, 0, "verify over packed segments: {out}");
     assert!(out.contains("ledger intact"), "{out}");
 }
+
+#[test]
+fn late_samples_correct_recorded_results_without_double_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: late\n  interval: 1s\n  rules:\n  - record: late:sum\n    expr: sum(late_test)\n",
+    )
+    .unwrap();
+    let config = dir.path().join("assay.toml");
+    std::fs::write(
+        &config,
+        format!("rule_files = [{:?}]\n", rules.to_str().unwrap()),
+    )
+    .unwrap();
+    let node = NodeProc::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let t = now_ms();
+    let push = |host: &str, value: i64, at: i64| {
+        let body = json!({"samples": [{"name": "late_test", "labels": {"host": host}, "value": value, "timestamp_ms": at}]});
+        let (code, r) = node.post("/v1/push", "application/json", body.to_string().as_bytes());
+        assert_eq!(code, 200, "{r}");
+    };
+    push("a", 1, t - 20_000);
+    // A few evaluations see only host a.
+    let window = "[30s]";
+    let count = |q: &str| -> f64 {
+        let r = node.query(q);
+        r.get(0)
+            .map_or(0.0, |s| s["value"][1].as_str().unwrap().parse().unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&format!("count_over_time(late:sum{window})")) < 3.0 {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 evaluations in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count(&format!("max_over_time(late:sum{window})")), 1.0);
+    // Host b was offline: its sample is older than every evaluation so far (and than a's).
+    let evaluations = count(&format!("count_over_time(late:sum{window})"));
+    push("b", 2, t - 21_000);
+    // Every evaluation is corrected to 1 + 2 (the push is answered before rules run, so
+    // wait for it); none counts b twice.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&format!("min_over_time(late:sum{window})")) != 3.0 {
+        assert!(
+            Instant::now() < deadline,
+            "not corrected in 20 s: {}",
+            node.query(&format!("late:sum{window}"))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count(&format!("max_over_time(late:sum{window})")), 3.0);
+    assert!(count(&format!("count_over_time(late:sum{window})")) >= evaluations);
+    let metrics = String::from_utf8(node.get("/metrics").1).unwrap();
+    let corrected: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("assay_rule_samples_corrected_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(corrected >= 3.0, "{corrected}");
+    node.stop();
+}
