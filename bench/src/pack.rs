@@ -69,7 +69,7 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
         segment_bytes_max: p.segment_bytes,
         ..LedgerConfig::default()
     };
-    let (mut ledger, _) = Ledger::open(FsStorage::open(dir)?, signer, config)?;
+    let (mut ledger, _) = Ledger::open(FsStorage::open(dir)?, signer, config.clone())?;
     // Each connection's stream: its series round by round, cut into requests.
     let mut streams: Vec<(Vec<u64>, Vec<_>, u64, usize)> = (0..p.connections)
         .map(|c| {
@@ -108,6 +108,12 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
         ledger.append_block(start_ms, &refs)?;
     }
     let written = t.elapsed();
+    // What a restart pays to scan the raw ledger (every record checked, the tree rebuilt).
+    let signer = ledger.signer().clone();
+    drop(ledger);
+    let t = Instant::now();
+    let (mut ledger, _) = Ledger::open(FsStorage::open(dir)?, signer.clone(), config.clone())?;
+    let open_raw = t.elapsed();
     let seqs = ledger.unpacked_segments();
     let (mut raw_bytes, mut pack_bytes, mut packed_samples) = (0u64, 0u64, 0u64);
     let (mut pack_time, mut unpack_time) = (Duration::ZERO, Duration::ZERO);
@@ -123,7 +129,13 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
         anyhow::ensure!(back == raw, "segment {seq} did not unpack to its bytes");
         raw_bytes += raw.len() as u64;
         pack_bytes += pack.len() as u64;
+        ledger.install_pack(seq, &pack)?;
     }
+    drop(ledger);
+    let t = Instant::now();
+    let (ledger, _) = Ledger::open(FsStorage::open(dir)?, signer, config)?;
+    let open_packed = t.elapsed();
+    drop(ledger);
     anyhow::ensure!(
         packed_samples > 0,
         "no segment filled: raise --rounds or lower --segment-bytes"
@@ -135,7 +147,8 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
     let human = format!(
         "{samples} samples written in {:.1} s; {} full segments ({packed_samples} samples) packed: \
          raw {raw_bps:.2} B/sample → packed {pack_bps:.3} B/sample ({:.0}×); pack {:.2} M samples/s \
-         ({:.1} MB/s raw), unpack {:.2} M samples/s ({:.1} MB/s raw); one core",
+         ({:.1} MB/s raw), unpack {:.2} M samples/s ({:.1} MB/s raw); one core; \
+         open (scan) {:.2} s raw → {:.2} s packed",
         written.as_secs_f64(),
         seqs.len(),
         raw_bps / pack_bps,
@@ -143,6 +156,8 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
         raw_bytes as f64 / pack_time.as_secs_f64() / 1e6,
         unpack_rate / 1e6,
         raw_bytes as f64 / unpack_time.as_secs_f64() / 1e6,
+        open_raw.as_secs_f64(),
+        open_packed.as_secs_f64(),
     );
     let j = json!({
         "bench": "pack", "series": p.series, "rounds": p.rounds, "batch": p.batch,
@@ -152,6 +167,7 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
         "raw_bytes": raw_bytes, "pack_bytes": pack_bytes,
         "raw_bytes_per_sample": round3(raw_bps), "pack_bytes_per_sample": round3(pack_bps),
         "pack_samples_per_s": pack_rate.round(), "unpack_samples_per_s": unpack_rate.round(),
+        "open_raw_s": round3(open_raw.as_secs_f64()), "open_packed_s": round3(open_packed.as_secs_f64()),
     });
     Ok((human, j))
 }
