@@ -740,11 +740,7 @@ pub fn pack_name(seq: u64) -> String {
 
 /// The sequence number in a pack file name.
 pub fn parse_pack_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".pack")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    crate::segment::parse_numbered_name(name, ".pack")
 }
 
 /// A forgiving reader: `None` instead of an error, never a panic.

@@ -272,7 +272,12 @@ pub fn segment_name(seq: u64) -> String {
 
 /// The sequence number in a segment file name.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".seg")?;
+    parse_numbered_name(name, ".seg")
+}
+
+/// The number in a name of 20 digits then `suffix`.
+pub(crate) fn parse_numbered_name(name: &str, suffix: &str) -> Option<u64> {
+    let digits = name.strip_suffix(suffix)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
