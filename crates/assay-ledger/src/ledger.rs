@@ -496,6 +496,37 @@ impl<S: Storage> Ledger<S> {
         Ok(raw)
     }
 
+    /// Ends the segment being appended to when it holds at least `bytes_min` bytes and a
+    /// block: the next segment is created with its header, durably, so the ended one can be
+    /// packed (a clean stop does this, so a stopped ledger is all packs). True if it did.
+    pub fn end_segment(&mut self, bytes_min: u64) -> Result<bool, LedgerError> {
+        if self.stopped {
+            return Err(LedgerError::Stopped);
+        }
+        let last = self.segments.last().expect("a segment exists after open");
+        let holds_block = self
+            .locations
+            .last()
+            .is_some_and(|l| l.segment as usize == self.segments.len() - 1);
+        if !holds_block || last.len < bytes_min {
+            return Ok(false);
+        }
+        let seq = last.seq + 1;
+        let name = segment_name(seq);
+        self.storage
+            .create(&name)
+            .inspect_err(|_| self.stopped = true)?;
+        self.segments.push(SegmentInfo {
+            name,
+            seq,
+            len: 0,
+            has_header: false,
+            pack: None,
+        });
+        self.ensure_segment().inspect_err(|_| self.stopped = true)?;
+        Ok(true)
+    }
+
     /// Sequence numbers of sealed segments still stored raw (every segment but the one
     /// being appended to), oldest first.
     pub fn unpacked_segments(&self) -> Vec<u64> {

@@ -257,3 +257,36 @@ fn mangled_frame_bodies_never_panic() {
         "only {errors} of 3000 mangled frames were refused"
     );
 }
+
+#[test]
+fn an_ended_segment_packs_and_appends_continue_in_the_next() {
+    let (mut l, mut all, config) = ledger(256 << 10);
+    assert!(
+        !l.end_segment(u64::MAX).unwrap(),
+        "ended below its minimum size"
+    );
+    assert!(l.end_segment(0).unwrap());
+    assert!(!l.end_segment(0).unwrap(), "an empty segment was ended");
+    l.pack_sealed_segments(&PackOptions::default()).unwrap();
+    let disk = l.storage().clone();
+    let raw: Vec<String> = disk
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    assert!(
+        disk.len(&raw[0]).unwrap() < 64,
+        "the new segment holds only its header"
+    );
+    let signer = l.signer().clone();
+    drop(l);
+    let (mut l, _) = Ledger::open(disk, signer, config).unwrap();
+    let e = scrape(3, 500, &mut SimRng::new(1));
+    l.append_block(1_800_000_000_000, &[&e]).unwrap();
+    all.push(e);
+    for (i, want) in all.iter().enumerate() {
+        assert_eq!(&l.entry(i as u64).unwrap(), want, "entry {i}");
+    }
+}

@@ -33,7 +33,8 @@
 //! [ledger]
 //! segment_bytes_max = 67108864     # a new segment file starts past this size
 //! pack_segments = true              # store full segments packed: labels once per segment,
-//!                                   # samples as columns, zstd (entries and proofs unchanged)
+//!                                   # samples as columns, zstd (entries and proofs unchanged);
+//!                                   # a clean stop ends the current segment (≥ 1 MiB) and packs it
 //! pack_frame_bytes = 33554432       # a read of an old entry decodes this much raw segment
 //! pack_level = 3                    # zstd level
 //! block_entries_max = 4096

@@ -180,6 +180,7 @@ impl Node {
             tracing::error!("the sequencer thread panicked");
         }
         served.map_err(NodeError::Serve)?;
+        self.pack_at_stop();
         self.save_snapshot();
         tracing::info!("stopped cleanly");
         Ok(())
@@ -332,6 +333,32 @@ impl Node {
             })
             .expect("spawning the packing thread");
         (stop, Some(thread))
+    }
+
+    /// A clean stop ends the segment being appended to (if it holds a MiB or more) and packs
+    /// every full segment, so a stopped node's ledger is packs and a near-empty segment.
+    fn pack_at_stop(&self) {
+        if !self.config.ledger.pack_segments {
+            return;
+        }
+        let options = assay_ledger::pack::PackOptions {
+            frame_bytes: self.config.ledger.pack_frame_bytes,
+            level: self.config.ledger.pack_level,
+        };
+        let started = std::time::Instant::now();
+        let mut ledger = self.shared.ledger.write().expect("ledger lock");
+        let packed = ledger
+            .end_segment(1 << 20)
+            .and_then(|_| ledger.pack_sealed_segments(&options));
+        match packed {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                segments = n,
+                ms = started.elapsed().as_millis() as u64,
+                "ledger segments packed at stop"
+            ),
+            Err(e) => tracing::warn!(error = %e, "packing at stop failed; the segments stay raw"),
+        }
     }
 
     fn save_snapshot(&self) {
