@@ -30,6 +30,8 @@ pub struct AppState {
     pub sequencer: Sequencer,
     /// Input limits.
     pub limits: assay_ingest::Limits,
+    /// Longest a query may run, ms (`tsdb.query_timeout_ms`).
+    pub query_timeout_ms: u64,
 }
 
 /// The whole API.
@@ -128,8 +130,11 @@ impl From<QueryError> for ApiError {
         let status = match e.kind {
             QueryErrorKind::BadData => StatusCode::BAD_REQUEST,
             QueryErrorKind::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            QueryErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
         };
-        ApiError::new(status, e.message).prom()
+        let mut err = ApiError::new(status, e.message).prom();
+        err.prom = Some(e.kind.as_str());
+        err
     }
 }
 
@@ -642,9 +647,35 @@ async fn query(
     let at = p
         .time_ms("time", wall_clock_ms())
         .map_err(|e| ApiError::bad(e).prom())?;
-    let views = s.shared.views.read().expect("views lock");
-    let v = promql::instant_query(&views.tsdb, query, at)?;
+    let options = query_options(&s, &p)?;
+    let (shared, query) = (s.shared.clone(), query.to_string());
+    // Off the async workers: a long query must not stall request handling (ingest).
+    let v = tokio::task::spawn_blocking(move || {
+        let views = shared.views.read().expect("views lock");
+        promql::instant_query_with(&views.tsdb, &query, at, options)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(success(promql::to_prometheus_data(&v)))
+}
+
+/// The deadline of a query: `tsdb.query_timeout_ms`, or the request's shorter `timeout`.
+fn query_options(s: &AppState, p: &Params) -> Result<promql::QueryOptions, ApiError> {
+    let mut ms = s.query_timeout_ms;
+    if let Some(t) = p.get("timeout") {
+        // Prometheus takes float seconds or a duration, zero included ("0s": give up now).
+        let zero = t.starts_with('0') && t.bytes().all(|b| b == b'0' || b.is_ascii_alphabetic());
+        let asked = match t.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs >= 0.0 => (secs * 1000.0) as i64,
+            _ if zero => 0,
+            _ => parse_duration_ms(t)
+                .map_err(|e| ApiError::bad(format!("parameter `timeout`: {e}")).prom())?,
+        };
+        ms = ms.min(asked.max(0) as u64);
+    }
+    Ok(promql::QueryOptions {
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_millis(ms)),
+    })
 }
 
 async fn query_range(
@@ -666,8 +697,14 @@ async fn query_range(
     }
     let step = parse_duration_ms(p.required("step").map_err(bad)?)
         .map_err(|e| bad(format!("parameter `step`: {e}")))?;
-    let views = s.shared.views.read().expect("views lock");
-    let v = promql::range_query(&views.tsdb, query, start, end, step)?;
+    let options = query_options(&s, &p)?;
+    let (shared, query) = (s.shared.clone(), query.to_string());
+    let v = tokio::task::spawn_blocking(move || {
+        let views = shared.views.read().expect("views lock");
+        promql::range_query_with(&views.tsdb, &query, start, end, step, options)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok(success(promql::to_prometheus_data(&v)))
 }
 

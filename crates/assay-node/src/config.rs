@@ -29,6 +29,8 @@
 //! retention_ms = 2678400000         # the view drops samples older than 31 days (checked
 //!                                   # once a minute of block time); the ledger keeps all
 //! retention_bytes = 0               # and the oldest beyond this many bytes (0 = no limit)
+//! query_timeout_ms = 120000         # a query fails with `timeout` after 2 min (as Prometheus);
+//!                                   # the API's `timeout` parameter may shorten it
 //!
 //! [ledger]
 //! segment_bytes_max = 67108864     # a new segment file starts past this size
@@ -90,6 +92,10 @@ pub struct TsdbSettings {
     /// The oldest samples leave the view beyond this many bytes of compressed samples
     /// (0: no limit).
     pub retention_bytes: usize,
+    /// A query (API `query`, `query_range`) fails with `timeout` after this long, ms; a
+    /// request's `timeout` parameter may only shorten it. A query holds the views' read lock,
+    /// which commits wait for, so this also bounds how long a query can hold up ingest.
+    pub query_timeout_ms: u64,
 }
 
 impl TsdbSettings {
@@ -109,6 +115,7 @@ impl Default for TsdbSettings {
             snapshot_every_ms: 5 * 60 * 1000,
             retention_ms: 31 * 24 * 60 * 60 * 1000,
             retention_bytes: 0,
+            query_timeout_ms: 120_000,
         }
     }
 }

@@ -162,6 +162,7 @@ impl Node {
             shared: self.shared.clone(),
             sequencer,
             limits: self.config.limits.clone(),
+            query_timeout_ms: self.config.tsdb.query_timeout_ms,
         };
         let app = api::router(state);
         let (stop_snapshots, snapshots) = self.start_snapshots();

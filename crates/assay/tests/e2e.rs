@@ -228,6 +228,16 @@ fn push_query_prove_and_reject() {
         serde_json::from_slice::<Value>(&body).unwrap()["errorType"],
         "bad_data"
     );
+    // A query past its `timeout` is a 503 `timeout`, as Prometheus answers.
+    let (code, body) = node.get(&format!(
+        "/api/v1/query?query={}&timeout=0s",
+        enc("sum(cpu_load)")
+    ));
+    assert_eq!(code, 503, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["errorType"],
+        "timeout"
+    );
     assert_eq!(
         node.get_json("/healthz")["entries"].as_u64().unwrap(),
         size_before,

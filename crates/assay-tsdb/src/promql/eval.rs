@@ -80,6 +80,8 @@ pub(super) struct Evaluator<'a> {
     /// Whether range queries use tables (tests compare with the per-step evaluation).
     tabulate: bool,
     limits: Limits,
+    /// When the query gives up (`QueryOptions::deadline`), checked as samples are loaded.
+    deadline: Option<std::time::Instant>,
 }
 
 /// The per-query limits; the public constants in production, smaller ones in tests.
@@ -141,7 +143,14 @@ impl<'a> Evaluator<'a> {
             groupings: HashMap::new(),
             tabulate: true,
             limits: Limits::default(),
+            deadline: None,
         }
+    }
+
+    /// Gives up with a timeout error once `deadline` has passed.
+    pub(super) fn with_deadline(mut self, deadline: Option<std::time::Instant>) -> Evaluator<'a> {
+        self.deadline = deadline;
+        self
     }
 
     /// Evaluates at one time and converts to the public result shape.
@@ -328,6 +337,16 @@ impl<'a> Evaluator<'a> {
     }
 
     fn load_u64(&mut self, samples: u64) -> Result<(), QueryError> {
+        // Every read of samples passes here, so this is where a query notices its deadline.
+        if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Err(QueryError {
+                kind: super::QueryErrorKind::Timeout,
+                message: "query timed out in expression evaluation".into(),
+            });
+        }
         self.samples_loaded = self.samples_loaded.saturating_add(samples);
         if self.samples_loaded > self.limits.samples_loaded_max {
             return Err(QueryError::execution(format!(

@@ -61,6 +61,8 @@
 //!   NaN), and the lowest bucket starts at 0 when its bound is positive.
 //! - Limits: [`QUERY_SERIES_TOUCHED_MAX`], [`QUERY_SAMPLES_LOADED_MAX`],
 //!   [`QUERY_SUBQUERY_STEPS_MAX`] and the others below are Assay's, with Assay's messages.
+//!   A deadline ([`QueryOptions`]; the API's `timeout`, default 2 min as Prometheus) fails
+//!   the query with Prometheus' `timeout` error.
 
 mod aggregate;
 mod binary;
@@ -140,6 +142,8 @@ pub enum QueryErrorKind {
     BadData,
     /// The query is valid but failed while running, e.g. on a limit (HTTP 422 `execution`).
     Execution,
+    /// The query ran past its deadline (HTTP 503 `timeout`, as Prometheus).
+    Timeout,
 }
 
 impl QueryErrorKind {
@@ -148,6 +152,7 @@ impl QueryErrorKind {
         match self {
             QueryErrorKind::BadData => "bad_data",
             QueryErrorKind::Execution => "execution",
+            QueryErrorKind::Timeout => "timeout",
         }
     }
 }
@@ -191,10 +196,27 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, QueryError> {
     parse::selector(s)
 }
 
+/// Per-query options of the API (rules and tests use the defaults).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueryOptions {
+    /// The query fails with [`QueryErrorKind::Timeout`] once this has passed.
+    pub deadline: Option<std::time::Instant>,
+}
+
 /// Evaluates `query` at `at_ms`.
 pub fn instant_query(db: &Tsdb, query: &str, at_ms: i64) -> Result<Value, QueryError> {
+    instant_query_with(db, query, at_ms, QueryOptions::default())
+}
+
+/// [`instant_query`] with options.
+pub fn instant_query_with(
+    db: &Tsdb,
+    query: &str,
+    at_ms: i64,
+    options: QueryOptions,
+) -> Result<Value, QueryError> {
     let expr = parse::query(query)?;
-    let mut ev = eval::Evaluator::new(db, at_ms, at_ms);
+    let mut ev = eval::Evaluator::new(db, at_ms, at_ms).with_deadline(options.deadline);
     ev.instant(&expr, at_ms)
 }
 
@@ -205,6 +227,25 @@ pub fn range_query(
     start_ms: i64,
     end_ms: i64,
     step_ms: i64,
+) -> Result<Value, QueryError> {
+    range_query_with(
+        db,
+        query,
+        start_ms,
+        end_ms,
+        step_ms,
+        QueryOptions::default(),
+    )
+}
+
+/// [`range_query`] with options.
+pub fn range_query_with(
+    db: &Tsdb,
+    query: &str,
+    start_ms: i64,
+    end_ms: i64,
+    step_ms: i64,
+    options: QueryOptions,
 ) -> Result<Value, QueryError> {
     if step_ms <= 0 {
         return Err(QueryError::bad_data(
@@ -223,7 +264,7 @@ pub fn range_query(
         )));
     }
     let expr = parse::query(query)?;
-    let mut ev = eval::Evaluator::new(db, start_ms, end_ms);
+    let mut ev = eval::Evaluator::new(db, start_ms, end_ms).with_deadline(options.deadline);
     ev.range(&expr, start_ms, end_ms, step_ms)
 }
 

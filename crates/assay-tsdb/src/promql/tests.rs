@@ -4074,3 +4074,31 @@ fn step_tables_over_the_cells_limit_fall_back_to_steps() {
         assert_eq!((small, small_loaded), (stepped, stepped_loaded), "{q}");
     }
 }
+
+#[test]
+fn a_past_deadline_is_a_timeout_and_no_deadline_is_none() {
+    let db = requests();
+    let past = QueryOptions {
+        deadline: Some(std::time::Instant::now()),
+    };
+    for r in [
+        instant_query_with(&db, "sum(rate(http_requests_total[5m]))", 600_000, past),
+        range_query_with(&db, "http_requests_total", 0, 600_000, 60_000, past),
+    ] {
+        let e = r.unwrap_err();
+        assert_eq!(
+            (e.kind, e.kind.as_str()),
+            (QueryErrorKind::Timeout, "timeout")
+        );
+        assert_eq!(e.message, "query timed out in expression evaluation");
+    }
+    // Loading nothing never looks at the clock; no deadline never times out.
+    assert!(instant_query_with(&db, "1 + 1", 0, past).is_ok());
+    assert!(instant_query_with(
+        &db,
+        "sum(http_requests_total)",
+        600_000,
+        QueryOptions::default()
+    )
+    .is_ok());
+}
