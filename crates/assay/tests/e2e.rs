@@ -424,10 +424,15 @@ fn assert_all_present(node: &NodeProc, acked: &[(u64, String)]) {
 #[test]
 fn kill9_loses_nothing_acknowledged_and_verify_catches_a_flipped_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(dir.path(), &[]);
+    // Raw segments, so the test can find an entry's bytes in the file and flip one (the
+    // packed case: `a_node_packs_full_segments_and_still_serves_and_verifies_every_entry`).
+    let config = dir.path().join("assay.toml");
+    std::fs::write(&config, "[ledger]\npack_segments = false\n").unwrap();
+    let args = ["--config", config.to_str().unwrap()];
+    let node = NodeProc::start(dir.path(), &args);
     let acked = acked_under_load(node, Duration::from_millis(1500), NodeProc::kill9);
 
-    let node = NodeProc::start(dir.path(), &[]);
+    let node = NodeProc::start(dir.path(), &args);
     assert_all_present(&node, &acked);
     let total = node.query("count(load_test)");
     assert!(
@@ -451,7 +456,7 @@ fn kill9_loses_nothing_acknowledged_and_verify_catches_a_flipped_byte() {
     let mut bytes = std::fs::read(&seg).unwrap();
     let target = acked.iter().map(|a| a.0).min().unwrap().max(1);
     let entry = {
-        let node = NodeProc::start(dir.path(), &[]);
+        let node = NodeProc::start(dir.path(), &args);
         let e = node.get(&format!("/v1/ledger/entries/{target}")).1;
         node.stop();
         e
@@ -788,6 +793,15 @@ fn a_node_packs_full_segments_and_still_serves_and_verifies_every_entry() {
     let (code, out) = cli(&["verify", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, 0, "verify over packed segments: {out}");
     assert!(out.contains("ledger intact"), "{out}");
+    // A flipped byte in a pack is caught and the pack named.
+    let pack = ledger.join("00000000000000000001.pack");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&pack, &bytes).unwrap();
+    let (code, out) = cli(&["verify", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("00000000000000000001.pack"), "{out}");
 }
 
 #[test]
