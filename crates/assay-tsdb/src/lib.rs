@@ -148,6 +148,22 @@ impl OffloadItem {
     }
 }
 
+/// Chunk counts and encoded sizes (see [`Tsdb::chunk_stats`]); sizes are the encoded
+/// bytes, wherever they live, without per-chunk bookkeeping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChunkStats {
+    /// Sealed chunks, on the heap or in chunk files.
+    pub sealed_chunks: u64,
+    /// Samples in sealed chunks.
+    pub sealed_samples: u64,
+    /// Encoded bytes of the sealed chunks.
+    pub sealed_bytes: u64,
+    /// Samples in open chunks.
+    pub head_samples: u64,
+    /// Heap bytes of the open chunks' bit streams (capacity).
+    pub head_bytes: u64,
+}
+
 /// How long and how much the view keeps; the ledger itself keeps everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Retention {
@@ -442,6 +458,22 @@ impl Tsdb {
     /// Bytes the samples take in memory (compressed chunks and heads; approximate).
     pub fn sample_bytes(&self) -> usize {
         self.series.iter().map(|e| e.samples.memory_bytes()).sum()
+    }
+
+    /// Sizes of the sealed chunks and the open ones, for benchmarks and metrics.
+    pub fn chunk_stats(&self) -> ChunkStats {
+        let mut st = ChunkStats::default();
+        for e in &self.series {
+            for c in e.samples.sealed() {
+                st.sealed_chunks += 1;
+                st.sealed_samples += c.len() as u64;
+                st.sealed_bytes += c.byte_len() as u64;
+            }
+            let (head_samples, head_bytes) = e.samples.head_size();
+            st.head_samples += head_samples as u64;
+            st.head_bytes += head_bytes as u64;
+        }
+        st
     }
 
     /// Number of samples (distinct series and timestamp pairs).

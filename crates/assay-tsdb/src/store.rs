@@ -105,6 +105,11 @@ impl SampleStore {
             .chain(self.head.last().map(|(t, _)| (t, self.head.memory_bytes())))
     }
 
+    /// `(samples, heap bytes)` of the open chunk.
+    pub(crate) fn head_size(&self) -> (usize, usize) {
+        (self.head.len(), self.head.memory_bytes())
+    }
+
     /// True when no sample is held.
     pub(crate) fn is_empty(&self) -> bool {
         self.sealed.is_empty() && self.head.len() == 0
