@@ -89,7 +89,7 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
         "store-bytes series={} samples={} interval={} ms: {} samples\n\
          columns of {COLUMN_SAMPLES}, B/sample: timestamps varint {:.3}, packed {:.3}; \
          values varint {:.3}, packed {:.3}; total varint {:.3}, packed {:.3}\n\
-         view: sample_bytes {} B = {:.3} B/sample; sealed chunks {} holding {} samples in {} B \
+         view: sample_bytes {} B = {:.3} B/sample; sealed chunks {} ({} as columns) holding {} samples in {} B \
          = {:.3} B/sample; open chunks {} samples in {} B",
         p.series,
         p.samples,
@@ -104,6 +104,7 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
         db.sample_bytes(),
         per(db.sample_bytes()),
         st.sealed_chunks,
+        st.sealed_columns_chunks,
         st.sealed_samples,
         st.sealed_bytes,
         sealed_per,
@@ -120,6 +121,8 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
         "columns_values_varint_bytes": cols.values_varint,
         "columns_values_packed_bytes": cols.values_packed,
         "view_sample_bytes": db.sample_bytes(),
+        "view_sealed_chunks": st.sealed_chunks,
+        "view_sealed_columns_chunks": st.sealed_columns_chunks,
         "view_sealed_samples": st.sealed_samples,
         "view_sealed_bytes": st.sealed_bytes,
         "view_head_samples": st.head_samples,
