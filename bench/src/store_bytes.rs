@@ -65,6 +65,7 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
     let t0 = 1_700_000_000_000i64;
     let mut cols = ColumnBytes::default();
     let mut db = assay_tsdb::Tsdb::new();
+    let mut apply = std::time::Duration::ZERO;
     for s in 0..p.series {
         let mut cursor = fleet.cursor(s);
         let ts: Vec<i64> = (0..p.samples as i64)
@@ -79,8 +80,11 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
         for (&t, &v) in ts.iter().zip(&vs) {
             batch.push(l.clone(), t, v);
         }
+        let t = std::time::Instant::now();
         db.apply_batch(&batch);
+        apply += t.elapsed();
     }
+    let snapshot_bytes = db.encode_snapshot().len();
     let n = (p.series * p.samples) as f64;
     let per = |b: usize| b as f64 / n;
     let st = db.chunk_stats();
@@ -90,7 +94,8 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
          columns of {COLUMN_SAMPLES}, B/sample: timestamps varint {:.3}, packed {:.3}; \
          values varint {:.3}, packed {:.3}; total varint {:.3}, packed {:.3}\n\
          view: sample_bytes {} B = {:.3} B/sample; sealed chunks {} ({} as columns) holding {} samples in {} B \
-         = {:.3} B/sample; open chunks {} samples in {} B",
+         = {:.3} B/sample; open chunks {} samples in {} B\n\
+         apply {:.0} ns/sample (one series per batch, sealing included); snapshot {} B = {:.3} B/sample",
         p.series,
         p.samples,
         p.interval_ms,
@@ -110,6 +115,9 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
         sealed_per,
         st.head_samples,
         st.head_bytes,
+        apply.as_nanos() as f64 / n,
+        snapshot_bytes,
+        per(snapshot_bytes),
     );
     let json = json!({
         "bench": "store-bytes",
@@ -127,6 +135,8 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
         "view_sealed_bytes": st.sealed_bytes,
         "view_head_samples": st.head_samples,
         "view_head_bytes": st.head_bytes,
+        "apply_ns_per_sample": apply.as_nanos() as f64 / n,
+        "snapshot_bytes": snapshot_bytes,
     });
     Ok((human, json))
 }
