@@ -64,6 +64,8 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
     let fleet = Fleet::new(p.interval_ms as f64 / 1000.0);
     let t0 = 1_700_000_000_000i64;
     let mut cols = ColumnBytes::default();
+    // Packed value bytes and samples by metric name: where the bytes go.
+    let mut by_name: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     let mut db = assay_tsdb::Tsdb::new();
     let mut apply = std::time::Duration::ZERO;
     for s in 0..p.series {
@@ -72,10 +74,16 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
             .map(|r| t0 + r * p.interval_ms)
             .collect();
         let vs: Vec<f64> = ts.iter().map(|_| fleet.next_value(&mut cursor)).collect();
+        let before = cols.values_packed;
         for (t, v) in ts.chunks(COLUMN_SAMPLES).zip(vs.chunks(COLUMN_SAMPLES)) {
             cols.add(t, v);
         }
         let l = labels(&fleet, s)?;
+        let name = by_name
+            .entry(l.metric_name().unwrap_or_default().to_string())
+            .or_default();
+        name.0 += cols.values_packed - before;
+        name.1 += vs.len();
         let mut batch = SampleBatch::with_capacity(ts.len());
         for (&t, &v) in ts.iter().zip(&vs) {
             batch.push(l.clone(), t, v);
@@ -119,6 +127,19 @@ pub fn run(p: &StoreBytesParams) -> Result<(String, serde_json::Value)> {
         snapshot_bytes,
         per(snapshot_bytes),
     );
+    let mut names: Vec<(String, (usize, usize))> = by_name.into_iter().collect();
+    names.sort_by_key(|(_, (bytes, _))| std::cmp::Reverse(*bytes));
+    let breakdown: Vec<String> = names
+        .iter()
+        .map(|(n, (b, k))| {
+            format!(
+                "{n} {:.2} B/sample ({:.0} %)",
+                *b as f64 / *k as f64,
+                100.0 * *b as f64 / cols.values_packed as f64
+            )
+        })
+        .collect();
+    let human = format!("{human}\npacked values by metric: {}", breakdown.join(", "));
     let json = json!({
         "bench": "store-bytes",
         "series": p.series,
