@@ -90,20 +90,32 @@ fn rescale(m: i64, e: i32, to: i32) -> Option<i64> {
 /// The common exponent that leaves the fewest exceptions (ties: the largest, which gives
 /// the smallest mantissas).
 fn common_exponent(decimals: &[Option<(i64, i32)>]) -> i32 {
-    let mut candidates: Vec<i32> = decimals.iter().flatten().map(|&(_, e)| e).collect();
-    candidates.sort_unstable();
-    candidates.dedup();
+    let mut exps: Vec<i32> = decimals.iter().flatten().map(|&(_, e)| e).collect();
+    exps.sort_unstable();
     let misfits = |to: i32| {
         decimals
             .iter()
             .filter(|d| !d.is_some_and(|(m, e)| rescale(m, e, to).is_some()))
             .count()
     };
-    candidates
-        .into_iter()
-        .rev()
-        .min_by_key(|&to| misfits(to))
-        .unwrap_or(0)
+    let undecimal = decimals.len() - exps.len();
+    // Ascending: a value with a smaller exponent never fits, so `undecimal + below` bounds a
+    // candidate's misfits from below and most candidates need no count (usually only the
+    // smallest does: every value fits it).
+    let mut best: Option<(usize, i32)> = None;
+    let mut below = 0;
+    while below < exps.len() {
+        let to = exps[below];
+        let run = exps[below..].iter().take_while(|&&e| e == to).count();
+        if best.is_none_or(|(b, _)| undecimal + below <= b) {
+            let m = misfits(to);
+            if best.is_none_or(|(b, _)| m <= b) {
+                best = Some((m, to));
+            }
+        }
+        below += run;
+    }
+    best.map_or(0, |(_, to)| to)
 }
 
 /// Appends `vs` losslessly with byte-aligned varints (for a compressor to run over).

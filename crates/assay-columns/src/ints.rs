@@ -160,7 +160,8 @@ fn put_packed(codes: &[i64], out: &mut Vec<u8>) {
     let mut acc: u128 = 0;
     let mut have = 0u32;
     for &c in codes {
-        let u = c.wrapping_sub(min) as u64 / gcd;
+        let u = c.wrapping_sub(min) as u64;
+        let u = if gcd == 1 { u } else { u / gcd };
         acc |= (u as u128) << have;
         have += width;
         while have >= 8 {
