@@ -29,8 +29,9 @@
 //! sealed chunks, oldest first: each holds 1..=240 samples, `min_t <= max_t`, and starts
 //! after the previous one ends; an inline chunk's bytes (an encoding byte, then Prometheus'
 //! XOR layout or `assay_columns`' packed timestamps and values) must decode to exactly its
-//! count, first and last timestamp, and nothing more; a file chunk's bytes must lie in the chunk file and match the
-//! CRC-32. The open chunk's samples follow (fewer than `HEAD_SAMPLES_MAX`, after the last
+//! count, first and last timestamp, and nothing more; a file chunk's bytes must lie in the
+//! chunk file, match the CRC-32 and start with a known encoding byte. The open chunk's samples
+//! follow (fewer than `HEAD_SAMPLES_MAX`, after the last
 //! chunk; the first `ts_delta` is relative to the last chunk's `max_t`, or 0). Metrics
 //! (metadata) are in ascending name order, each with 1..=`RECORDS_PER_METRIC_MAX` distinct
 //! records, oldest first.
