@@ -20,6 +20,7 @@ mod queries;
 mod remote_write;
 mod series;
 mod stats;
+mod store_bytes;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -215,6 +216,18 @@ enum Command {
         #[arg(long, default_value = "/tmp")]
         dir: PathBuf,
     },
+    /// Bytes per sample of the fleet's data: column codec, Gorilla chunks, the view.
+    StoreBytes {
+        /// Series of the fleet.
+        #[arg(long, default_value_t = 10_000)]
+        series: u64,
+        /// Samples per series.
+        #[arg(long, default_value_t = 240)]
+        samples: u64,
+        /// Scrape interval, ms.
+        #[arg(long, default_value_t = 15_000)]
+        interval_ms: i64,
+    },
     /// Time N appends+fdatasync in DIR: the floor under durable ingest.
     FsyncProbe {
         /// Directory on the disk to probe (a scratch file is created and removed).
@@ -320,6 +333,15 @@ fn main() -> Result<()> {
             let target = url.as_deref().map(http::Target::parse).transpose()?;
             runtime(1)?.block_on(disk::run(&data_dir, samples, target))?
         }
+        Command::StoreBytes {
+            series,
+            samples,
+            interval_ms,
+        } => store_bytes::run(&store_bytes::StoreBytesParams {
+            series,
+            samples,
+            interval_ms,
+        })?,
         Command::FsyncProbe { dir, count, bytes } => disk::fsync_probe(&dir, count, bytes)?,
         Command::Pack {
             series,

@@ -56,7 +56,10 @@ fn pack_params(codes: &[i64]) -> (i64, u64, u32) {
     let mut max = 0u64;
     for &c in codes {
         let u = c.wrapping_sub(min) as u64;
-        gcd = gcd_u64(gcd, u);
+        // Once 1, the gcd stays 1: skip the divisions (most columns get there quickly).
+        if gcd != 1 {
+            gcd = gcd_u64(gcd, u);
+        }
         max = max.max(u);
     }
     let gcd = gcd.max(1);
@@ -157,7 +160,8 @@ fn put_packed(codes: &[i64], out: &mut Vec<u8>) {
     let mut acc: u128 = 0;
     let mut have = 0u32;
     for &c in codes {
-        let u = c.wrapping_sub(min) as u64 / gcd;
+        let u = c.wrapping_sub(min) as u64;
+        let u = if gcd == 1 { u } else { u / gcd };
         acc |= (u as u128) << have;
         have += width;
         while have >= 8 {

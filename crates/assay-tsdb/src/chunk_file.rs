@@ -1,7 +1,8 @@
 //! Sealed chunks on disk: append-once files that the view memory-maps, so old samples cost
 //! page cache (which the kernel evicts) instead of heap.
 //!
-//! A chunk file is `"ASCHUNK1"` followed by chunk byte strings back to back; it is written
+//! A chunk file is `"ASCHUNK2"` followed by sealed chunks' bytes (each starting with its
+//! encoding byte, see `chunk.rs`) back to back; it is written
 //! whole, fsync'd, and never changed. Chunks refer to it by `(file id, offset, length)` and
 //! a snapshot records those references with a CRC-32 of each chunk, checked when the
 //! snapshot is loaded. Which chunks live on disk is a matter of memory, not of state: the
@@ -17,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// First bytes of every chunk file.
-pub const CHUNK_FILE_MAGIC: &[u8; 8] = b"ASCHUNK1";
+/// (`ASCHUNK1` files held untagged XOR chunks; snapshots that referred to them are version 4,
+/// which this build refuses, so such files are never opened.)
+pub const CHUNK_FILE_MAGIC: &[u8; 8] = b"ASCHUNK2";
 
 /// A memory-mapped chunk file.
 pub struct ChunkFile {

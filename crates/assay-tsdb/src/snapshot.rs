@@ -7,18 +7,19 @@
 //! zig-zag varint, value bits), then the metadata (below). It depends only on the state —
 //! samples, chunk layout, metadata — never on series ids or where chunk bytes live.
 //!
-//! # Snapshot, version 4
+//! # Snapshot, version 5
 //!
 //! Integers are unsigned LEB128 varints in their shortest form unless stated.
 //!
 //! ```text
-//! snapshot := magic:"ASTS" version:u8(=4) body checksum:[u8;32]   (SHA-256 of body)
+//! snapshot := magic:"ASTS" version:u8(=5) body checksum:[u8;32]   (SHA-256 of body)
 //! body     := series_count series{series_count} metric_count metric{metric_count}
 //! series   := label_count (name:str value:str){label_count}
 //!             chunk_count chunk{chunk_count} head_count sample{head_count}
-//! chunk    := 0x00 count min_t:zz max_t:zz len bytes{len}                   (inline)
+//! chunk    := 0x00 count min_t:zz max_t:zz len chunk_bytes{len}             (inline)
 //!           | 0x01 count min_t:zz max_t:zz len file:varint offset:varint crc32:u32le
 //!                                                                   (in a chunk file)
+//! chunk_bytes := 0x01 xor_bit_stream | 0x02 timestamps_column values_column
 //! sample   := ts_delta:zz value:f64-le-bits(8 bytes)
 //! metric   := name:str record_count (type:u8 help:str unit:str){record_count}
 //! str      := len bytes(UTF-8)        zz := zig-zag varint
@@ -26,12 +27,17 @@
 //!
 //! Series are in ascending label order, each with at least one sample. Chunks are the
 //! sealed chunks, oldest first: each holds 1..=240 samples, `min_t <= max_t`, and starts
-//! after the previous one ends; an inline chunk's bytes must decode to exactly its count,
-//! first and last timestamp; a file chunk's bytes must lie in the chunk file and match the
-//! CRC-32. The open chunk's samples follow (fewer than `HEAD_SAMPLES_MAX`, after the last
+//! after the previous one ends; an inline chunk's bytes (an encoding byte, then Prometheus'
+//! XOR layout or `assay_columns`' packed timestamps and values) must decode to exactly its
+//! count, first and last timestamp, and nothing more; a file chunk's bytes must lie in the
+//! chunk file, match the CRC-32 and start with a known encoding byte. The open chunk's samples
+//! follow (fewer than `HEAD_SAMPLES_MAX`, after the last
 //! chunk; the first `ts_delta` is relative to the last chunk's `max_t`, or 0). Metrics
 //! (metadata) are in ascending name order, each with 1..=`RECORDS_PER_METRIC_MAX` distinct
 //! records, oldest first.
+//!
+//! Version 5 added the chunk encoding byte (version 4 chunks were untagged XOR); older
+//! versions are refused and the node rebuilds the view from the ledger.
 
 use sha2::{Digest, Sha256};
 
@@ -47,7 +53,7 @@ use crate::{SeriesEntry, Tsdb};
 use assay_ledger::Labels;
 
 /// Version byte of the snapshot encoding this build writes and reads.
-pub const SNAPSHOT_VERSION: u8 = 4;
+pub const SNAPSHOT_VERSION: u8 = 5;
 const MAGIC: &[u8; 4] = b"ASTS";
 /// Hard cap on labels per series the decoder accepts (as the ledger's entry decoder).
 const SNAPSHOT_LABELS_PER_SERIES_MAX: usize = assay_ledger::entry::ENTRY_LABELS_PER_SERIES_MAX;
@@ -341,6 +347,9 @@ fn read_body(
                     )?;
                     if crc32fast::hash(c.bytes()) != crc {
                         return Err(bad(&format!("CRC mismatch in chunk file {file}")));
+                    }
+                    if !c.has_known_encoding() {
+                        return Err(bad(&format!("unknown encoding in chunk file {file}")));
                     }
                     c
                 }

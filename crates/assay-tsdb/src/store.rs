@@ -16,7 +16,7 @@ pub(crate) const CHUNK_LEN_MAX: u64 = CHUNK_SAMPLES_MAX as u64;
 
 /// Samples of one series: timestamps strictly increasing, one value per timestamp.
 ///
-/// Old samples live in sealed chunks; the newest up to [`HEAD_SAMPLES_MAX`] in an open
+/// Old samples live in sealed chunks (each in the smaller of two encodings); the newest up to [`HEAD_SAMPLES_MAX`] in an open
 /// chunk that in-order appends (the common case) extend in place. A write older than the
 /// newest sample (an out-of-order sample the window admitted) recompresses the one chunk it
 /// falls in.
@@ -103,6 +103,11 @@ impl SampleStore {
             .iter()
             .map(|c| (c.max_t(), c.byte_len() + std::mem::size_of::<Chunk>()))
             .chain(self.head.last().map(|(t, _)| (t, self.head.memory_bytes())))
+    }
+
+    /// `(samples, heap bytes)` of the open chunk.
+    pub(crate) fn head_size(&self) -> (usize, usize) {
+        (self.head.len(), self.head.memory_bytes())
     }
 
     /// True when no sample is held.
@@ -334,6 +339,31 @@ mod tests {
         );
         assert_eq!(s.drop_before(3_000), 180);
         assert!(s.is_empty() && s.newest_ms().is_none());
+    }
+
+    #[test]
+    fn out_of_order_write_rewrites_a_sealed_columns_chunk() {
+        let mut s = SampleStore::default();
+        for i in 0..300i64 {
+            s.insert(i * 15_000, 100.0 + (i * 37 % 11) as f64 / 100.0);
+        }
+        let columns = Some(crate::chunk::ChunkEncoding::Columns);
+        assert!(s.sealed.iter().all(|c| c.encoding() == columns));
+        // Into the first chunk (a gap between scrapes), and a replacement in the second.
+        assert!(s.insert(7_500, f64::from_bits(0x7ff0_0000_0000_0002)));
+        assert!(!s.insert(150 * 15_000, -0.0));
+        assert_eq!((s.len(), s.sealed_lens()), (301, vec![121, 120]));
+        assert!(s.sealed.iter().all(|c| c.encoding() == columns));
+        assert_eq!(
+            s.value_at(7_500).map(f64::to_bits),
+            Some(0x7ff0_0000_0000_0002)
+        );
+        assert_eq!(
+            s.value_at(150 * 15_000).map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+        assert_eq!(s.value_at(15_000), Some(100.04));
+        assert!(s.is_sorted_unique());
     }
 
     proptest! {

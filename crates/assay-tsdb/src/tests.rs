@@ -156,7 +156,7 @@ fn snapshot_rejects_corruption_without_panicking() {
         b"",
         expect![[r#"snapshot does not start with the magic bytes "ASTS": not a tsdb snapshot"#]],
     );
-    check(b"ASTS\x01", expect!["snapshot version 1 is not supported (this build reads version 4); rebuild the view from the ledger"]);
+    check(b"ASTS\x01", expect!["snapshot version 1 is not supported (this build reads version 5); rebuild the view from the ledger"]);
     let mut flipped = bytes.clone();
     flipped[8] ^= 1;
     check(&flipped, expect!["snapshot checksum does not match its contents: the file is corrupt, rebuild the view from the ledger"]);
@@ -495,7 +495,7 @@ fn offloaded_chunks_answer_the_same_and_snapshots_refer_to_them() {
     // A flipped byte in the chunk file is caught by the chunk's CRC.
     let path = crate::chunk_file::chunk_file_path(dir.path(), 7);
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[20] ^= 1;
+    bytes[crate::chunk_file::CHUNK_FILE_MAGIC.len() + 2] ^= 1;
     drop(file);
     drop(db);
     std::fs::write(&path, &bytes).unwrap();
