@@ -162,6 +162,7 @@ impl Node {
             shared: self.shared.clone(),
             sequencer,
             limits: self.config.limits.clone(),
+            series_cache: Arc::new(assay_ingest::SeriesCache::new(&self.config.limits)),
         };
         let app = api::router(state);
         let (stop_snapshots, snapshots) = self.start_snapshots();

@@ -189,9 +189,14 @@ impl Tsdb {
     /// The id of an indexed series; `hash` must be `SeriesIndex::hash(labels)`.
     fn lookup(&self, labels: &Labels, hash: u64) -> Option<SeriesId> {
         debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
-        let keys = &self.keys;
-        self.by_labels
-            .get(hash, |id| key_matches(&keys[id as usize], labels))
+        self.by_labels.get(hash, |id| self.is_series(id, labels))
+    }
+
+    /// Whether series `id` has these labels: the same shared pairs (labels that came from
+    /// the same parse cache entry), else the flat key compared.
+    fn is_series(&self, id: SeriesId, labels: &Labels) -> bool {
+        std::ptr::eq(self.series[id as usize].labels.pairs(), labels.pairs())
+            || key_matches(&self.keys[id as usize], labels)
     }
 
     fn series_id(&mut self, labels: &Labels) -> SeriesId {
@@ -201,12 +206,15 @@ impl Tsdb {
     /// `hash` must be `SeriesIndex::hash(labels)` (a batch carries it).
     fn series_id_hashed(&mut self, labels: &Labels, hash: u64) -> SeriesId {
         debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
-        let keys = &self.keys;
-        if let Some(id) = self
-            .by_labels
-            .get(hash, |id| key_matches(&keys[id as usize], labels))
-        {
-            debug_assert!(self.series[id as usize].labels == *labels);
+        if let Some(id) = self.lookup(labels, hash) {
+            let held = &mut self.series[id as usize].labels;
+            debug_assert!(*held == *labels);
+            // Share the batch's pairs (equal, so nothing observable changes): batches from
+            // the parser's series cache then match by pointer (see `is_series`), also after
+            // a restart built these labels anew.
+            if !std::ptr::eq(held.pairs(), labels.pairs()) {
+                *held = labels.clone();
+            }
             // Only a batch sample resolves a series, so one retention emptied comes back.
             if self.series[id as usize].samples.is_empty() {
                 self.empty_series -= 1;
