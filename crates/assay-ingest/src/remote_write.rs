@@ -312,10 +312,9 @@ fn add_series<'a>(
         Some((end, labels, hash))
     });
     let walked = match hit {
-        Some((end, labels, hash)) => match walk_after_labels(bytes, end, s, samples)? {
-            Some(exemplars) => Some((exemplars, Some((labels, hash)))),
-            None => None, // A label after other fields: the full walk checks it.
-        },
+        // `None` from the walk: a label after other fields, which the full walk checks.
+        Some((end, labels, hash)) => walk_after_labels(bytes, end, s, samples)?
+            .map(|exemplars| (exemplars, Some((labels, hash)))),
         None => None,
     };
     let (exemplars, labels) = match walked {

@@ -18,7 +18,7 @@
 //! The keys are split over [`SERIES_CACHE_SHARDS`] locked shards, so parsers on several
 //! threads rarely wait for each other; each shard has its share of the bounds.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 
 use assay_ledger::Labels;
@@ -107,10 +107,8 @@ impl SeriesCache {
     }
 
     fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
-        let mut h = FxBuildHasher.build_hasher();
-        key.hash(&mut h);
         // The high bits: FxHash mixes them best.
-        &self.shards[(h.finish() >> 32) as usize % SERIES_CACHE_SHARDS]
+        &self.shards[(FxBuildHasher.hash_one(key) >> 32) as usize % SERIES_CACHE_SHARDS]
     }
 
     /// The labels and hash cached for these raw label bytes.
