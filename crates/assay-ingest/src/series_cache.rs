@@ -122,18 +122,18 @@ impl SeriesCache {
         Some(hit)
     }
 
-    /// Caches labels that passed validation under [`SeriesCache::limits`]; `hash` must be
-    /// their `SeriesIndex::hash`.
+    /// Caches labels that passed validation under [`SeriesCache::limits`] after a miss
+    /// ([`SeriesCache::get`] found neither generation holding them); `hash` must be their
+    /// `SeriesIndex::hash`.
     pub(crate) fn insert(&self, key: &[u8], labels: &Labels, hash: u64) {
         debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
         if cost(key, labels) > self.bytes_max {
             return; // Larger than a generation: never cached.
         }
+        // Not looked up again: another request may have cached the same key meanwhile,
+        // which `put` replaces (with equal labels). A copy left in the previous generation
+        // is only counted twice until it rotates out.
         let mut shard = self.shard(key).lock().expect("series cache lock");
-        if shard.current.contains_key(key) {
-            return; // Another request cached it meanwhile.
-        }
-        shard.previous.remove(key);
         self.put(&mut shard, key.into(), (labels.clone(), hash));
     }
 
@@ -141,11 +141,15 @@ impl SeriesCache {
     fn put(&self, shard: &mut Shard, key: Box<[u8]>, value: (Labels, u64)) {
         let c = cost(&key, &value.0);
         if shard.current.len() >= self.entries_max || shard.current_bytes + c > self.bytes_max {
-            shard.previous = std::mem::take(&mut shard.current);
+            // The next generation will likely fill as this one did: size it so.
+            let next = FxHashMap::with_capacity_and_hasher(shard.current.len(), FxBuildHasher);
+            shard.previous = std::mem::replace(&mut shard.current, next);
             shard.current_bytes = 0;
         }
         shard.current_bytes += c;
-        shard.current.insert(key, value);
+        if shard.current.insert(key, value).is_some() {
+            shard.current_bytes -= c; // The same key with equal labels: the same cost.
+        }
         debug_assert!(shard.current.len() <= self.entries_max);
         debug_assert!(shard.current_bytes <= self.bytes_max);
     }

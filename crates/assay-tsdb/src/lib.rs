@@ -98,6 +98,12 @@ fn flat_key(labels: &Labels) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
+/// Where `labels`' pairs live: equal for clones of one `Labels`. Compared only against the
+/// address of pairs a series holds, so the allocation cannot have been reused meanwhile.
+fn pairs_address(labels: &Labels) -> usize {
+    labels.pairs().as_ptr() as usize
+}
+
 /// Whether `key` is [`flat_key`] of `labels`, without building it.
 fn key_matches(key: &[u8], labels: &Labels) -> bool {
     let mut rest = key;
@@ -122,8 +128,10 @@ pub struct Tsdb {
     by_labels: assay_ledger::SeriesIndex,
     /// Each series' labels flattened into one buffer (see [`flat_key`]): comparing a
     /// candidate touches one allocation instead of one per label string, which is most of
-    /// the cost of a lookup once the series outgrow the CPU caches.
-    keys: Vec<Box<[u8]>>,
+    /// the cost of a lookup once the series outgrow the CPU caches. Beside it, the address
+    /// of the pairs the series' `labels` share (alive as long as the series is), so labels
+    /// from the same parse-cache entry match without touching either.
+    keys: Vec<(Box<[u8]>, usize)>,
     /// label name -> label value -> series ids (ascending).
     postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
     sample_count: u64,
@@ -195,8 +203,8 @@ impl Tsdb {
     /// Whether series `id` has these labels: the same shared pairs (labels that came from
     /// the same parse cache entry), else the flat key compared.
     fn is_series(&self, id: SeriesId, labels: &Labels) -> bool {
-        std::ptr::eq(self.series[id as usize].labels.pairs(), labels.pairs())
-            || key_matches(&self.keys[id as usize], labels)
+        let (key, pairs) = &self.keys[id as usize];
+        *pairs == pairs_address(labels) || key_matches(key, labels)
     }
 
     fn series_id(&mut self, labels: &Labels) -> SeriesId {
@@ -214,6 +222,7 @@ impl Tsdb {
             // a restart built these labels anew.
             if !std::ptr::eq(held.pairs(), labels.pairs()) {
                 *held = labels.clone();
+                self.keys[id as usize].1 = pairs_address(labels);
             }
             // Only a batch sample resolves a series, so one retention emptied comes back.
             if self.series[id as usize].samples.is_empty() {
@@ -237,7 +246,7 @@ impl Tsdb {
             }
         }
         self.by_labels.insert(hash, id);
-        self.keys.push(flat_key(labels));
+        self.keys.push((flat_key(labels), pairs_address(labels)));
         self.series.push(SeriesEntry {
             labels: labels.clone(),
             samples: SampleStore::default(),
