@@ -136,6 +136,7 @@ mod json;
 mod junit;
 mod prometheus;
 pub mod remote_write;
+mod series_cache;
 mod validate;
 
 pub use assay_ledger::{Entry, Labels, SampleBatch};
@@ -143,7 +144,12 @@ pub use influx::{parse_influx_line, InfluxLines, InfluxPrecision};
 pub use json::parse_json_push;
 pub use junit::{parse_junit, CiRun, JUNIT_DEPTH_MAX, JUNIT_SUITES_MAX};
 pub use prometheus::{parse_prometheus_text, parse_prometheus_text_with_metadata};
-pub use remote_write::{encode_remote_write, parse_remote_write, RemoteWrite};
+pub use remote_write::{
+    encode_remote_write, parse_remote_write, parse_remote_write_cached, RemoteWrite,
+};
+pub use series_cache::{
+    SeriesCache, SERIES_CACHE_BYTES_MAX, SERIES_CACHE_ENTRIES_MAX, SERIES_CACHE_SHARDS,
+};
 pub use validate::{validate_label_name, validate_metric_name};
 
 /// Bounds every parser enforces; exceeding one is an error, never a truncation.

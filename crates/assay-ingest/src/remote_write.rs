@@ -8,9 +8,10 @@
 //! and ~100 in memory, so 64 MiB of them is gigabytes) before any limit could be checked.
 //! The walk checks the limits as it goes and builds each series' labels once.
 
-use assay_ledger::{SampleBatch, METRIC_NAME_LABEL};
+use assay_ledger::{Labels, SampleBatch, METRIC_NAME_LABEL};
 use prost::Message;
 
+use crate::series_cache::SeriesCache;
 use crate::validate::{check_metric_name, BatchBuilder, SeriesLabels};
 use crate::{IngestError, IngestErrorKind, Limits};
 
@@ -152,6 +153,29 @@ pub fn parse_remote_write(
     now_ms: i64,
     limits: &Limits,
 ) -> Result<RemoteWrite, IngestError> {
+    parse(body, now_ms, limits, None)
+}
+
+/// [`parse_remote_write`] with a [`SeriesCache`] shared across requests: series whose label
+/// bytes were validated before (under the same limits) skip decoding and validation. The
+/// result, errors included, is the same as without the cache. A cache made for other limits
+/// is not used.
+pub fn parse_remote_write_cached(
+    body: &[u8],
+    now_ms: i64,
+    limits: &Limits,
+    cache: &SeriesCache,
+) -> Result<RemoteWrite, IngestError> {
+    let cache = (cache.limits() == limits).then_some(cache);
+    parse(body, now_ms, limits, cache)
+}
+
+fn parse(
+    body: &[u8],
+    now_ms: i64,
+    limits: &Limits,
+    cache: Option<&SeriesCache>,
+) -> Result<RemoteWrite, IngestError> {
     let decoded = decompress(body, limits)?;
     let mut parsed = RemoteWrite {
         batch: SampleBatch::new(),
@@ -160,11 +184,20 @@ pub fn parse_remote_write(
     };
     let mut builder = BatchBuilder::with_capacity(limits, now_ms, decoded.len() / 64);
     let mut series_index = 0;
+    // The sample fields of the series being added, reused from series to series.
+    let mut samples = Vec::new();
     let mut request = Wire::new(&decoded);
     while let Some((tag, value)) = request.next_field().map_err(|e| proto_error("", e))? {
         match (tag, value) {
             (1, Value::Bytes(series)) => {
-                parsed.exemplars_ignored += add_series(series, series_index, limits, &mut builder)?;
+                parsed.exemplars_ignored += add_series(
+                    series,
+                    series_index,
+                    limits,
+                    cache,
+                    &mut samples,
+                    &mut builder,
+                )?;
                 series_index += 1;
             }
             (3, Value::Bytes(meta)) => {
@@ -262,18 +295,123 @@ fn wrong_wire_type(tag: u32) -> String {
     format!("field {tag} has the wrong wire type")
 }
 
-/// One series: labels first (in one pass that also checks the structure), then samples.
-/// Returns the number of exemplars ignored.
-fn add_series(
-    bytes: &[u8],
+/// One series: its labels (from the cache, or decoded and checked in one pass that also
+/// checks the structure), then its samples. Returns the number of exemplars ignored.
+fn add_series<'a>(
+    bytes: &'a [u8],
     s: usize,
     limits: &Limits,
+    cache: Option<&SeriesCache>,
+    samples: &mut Vec<&'a [u8]>,
     builder: &mut BatchBuilder<'_>,
 ) -> Result<usize, IngestError> {
+    samples.clear();
+    let hit = cache.and_then(|c| {
+        let end = label_prefix_end(bytes);
+        let (labels, hash) = c.get(&bytes[..end])?;
+        Some((end, labels, hash))
+    });
+    let walked = match hit {
+        // `None` from the walk: a label after other fields, which the full walk checks.
+        Some((end, labels, hash)) => walk_after_labels(bytes, end, s, samples)?
+            .map(|exemplars| (exemplars, Some((labels, hash)))),
+        None => None,
+    };
+    let (exemplars, labels) = match walked {
+        Some(w) => w,
+        None => {
+            samples.clear();
+            walk_series(bytes, s, limits, cache, samples)?
+        }
+    };
+    if samples.is_empty() {
+        return Ok(exemplars); // Exemplar-only series carry no sample to store.
+    }
+    let (labels, hash) = labels.expect("a series with samples has labels, or the walk failed");
+    // The walk checked the structure (all of it, before any sample is looked at).
+    for (sample_index, sample) in samples.iter().enumerate() {
+        let at = Path::Sample(s, sample_index);
+        let (ts, v) = decode_sample(sample).map_err(|e| proto_error(&at.to_string(), e))?;
+        // A clone is a reference count (`Labels` shares its pairs).
+        builder
+            .push_hashed(labels.clone(), hash, Some(ts), v)
+            .map_err(|r| {
+                let (kind, why) = r.describe();
+                error_at(kind, &at.to_string(), &why)
+            })?;
+    }
+    Ok(exemplars)
+}
+
+/// The end of the series' leading run of label fields (0 when it has none, or when the
+/// run is malformed: then the full walk names the error). This prefix, as raw bytes, is
+/// the series' key in the [`SeriesCache`].
+fn label_prefix_end(bytes: &[u8]) -> usize {
+    let mut wire = Wire::new(bytes);
+    let mut end = 0;
+    while let Ok(Some((1, Value::Bytes(_)))) = wire.next_field() {
+        end = wire.pos;
+    }
+    end
+}
+
+/// The walk of a series whose first `from` bytes are cached labels: checks the rest's
+/// structure as [`walk_series`] would, collects the sample fields and counts exemplars;
+/// `None` when a label field follows other fields (not cached: the full walk must check it).
+fn walk_after_labels<'a>(
+    bytes: &'a [u8],
+    from: usize,
+    s: usize,
+    samples: &mut Vec<&'a [u8]>,
+) -> Result<Option<usize>, IngestError> {
+    let path = Path::Series(s);
+    let mut exemplars = 0;
+    let mut wire = Wire::new(bytes);
+    wire.pos = from;
+    while let Some((tag, value)) = wire
+        .next_field()
+        .map_err(|e| proto_error(&path.to_string(), e))?
+    {
+        match (tag, value) {
+            (1, Value::Bytes(_)) => return Ok(None),
+            (2, Value::Bytes(sample)) => samples.push(sample),
+            (3, Value::Bytes(_)) => exemplars += 1,
+            (4, Value::Bytes(_)) => return Err(histograms_error(&path)),
+            (1..=4, _) => return Err(proto_error(&path.to_string(), wrong_wire_type(tag))),
+            _ => {}
+        }
+    }
+    Ok(Some(exemplars))
+}
+
+fn histograms_error(path: &Path) -> IngestError {
+    error_at(
+        IngestErrorKind::BadRequest,
+        &format!("{path}.histograms"),
+        "native histograms are not supported; set `send_native_histograms: false` \
+         in the sender's remote_write config",
+    )
+}
+
+/// Exemplars counted and, when the series has samples, its labels and their hash.
+type Walked = (usize, Option<(Labels, u64)>);
+
+/// The full walk of a series: decodes and checks each label, checks the structure,
+/// collects the sample fields and counts exemplars. Labels that pass are cached when they
+/// lead the series.
+fn walk_series<'a>(
+    bytes: &'a [u8],
+    s: usize,
+    limits: &Limits,
+    cache: Option<&SeriesCache>,
+    samples: &mut Vec<&'a [u8]>,
+) -> Result<Walked, IngestError> {
     let path = Path::Series(s);
     let mut labels = SeriesLabels::new(limits);
     let mut name: Option<&str> = None;
-    let (mut label_index, mut samples, mut exemplars) = (0, 0, 0);
+    let (mut label_index, mut exemplars) = (0, 0);
+    // The end of the leading run of label fields; `None` once a label follows another field.
+    let (mut prefix_end, mut in_prefix) = (Some(0), true);
     let mut wire = Wire::new(bytes);
     while let Some((tag, value)) = wire
         .next_field()
@@ -295,23 +433,24 @@ fn add_series(
                     labels.add(n.to_string(), v.to_string()).map_err(bad)?;
                 }
                 label_index += 1;
+                if in_prefix {
+                    prefix_end = Some(wire.pos);
+                } else {
+                    prefix_end = None;
+                }
             }
-            (2, Value::Bytes(_)) => samples += 1,
+            (2, Value::Bytes(sample)) => samples.push(sample),
             (3, Value::Bytes(_)) => exemplars += 1,
-            (4, Value::Bytes(_)) => {
-                return Err(error_at(
-                    IngestErrorKind::BadRequest,
-                    &format!("{path}.histograms"),
-                    "native histograms are not supported; set `send_native_histograms: false` \
-                     in the sender's remote_write config",
-                ))
-            }
+            (4, Value::Bytes(_)) => return Err(histograms_error(&path)),
             (1..=4, _) => return Err(proto_error(&path.to_string(), wrong_wire_type(tag))),
             _ => {}
         }
+        if tag != 1 {
+            in_prefix = false;
+        }
     }
-    if samples == 0 {
-        return Ok(exemplars); // Exemplar-only series carry no sample to store.
+    if samples.is_empty() {
+        return Ok((exemplars, None));
     }
     let Some(name) = name else {
         return Err(error_at(
@@ -320,30 +459,12 @@ fn add_series(
             "series has no `__name__` label; every series needs a metric name",
         ));
     };
-    let mut labels = Some(labels.finish(name));
-    let mut wire = Wire::new(bytes);
-    let mut sample_index = 0;
-    // The first pass checked the structure: this one cannot fail to decode a field.
-    while let Ok(Some((tag, value))) = wire.next_field() {
-        let (2, Value::Bytes(sample)) = (tag, value) else {
-            continue;
-        };
-        let at = Path::Sample(s, sample_index);
-        let (ts, v) = decode_sample(sample).map_err(|e| proto_error(&at.to_string(), e))?;
-        sample_index += 1;
-        // The last sample takes the labels; earlier ones clone them.
-        let l = if sample_index == samples {
-            labels.take()
-        } else {
-            labels.clone()
-        }
-        .expect("only the last sample takes the labels");
-        builder.push(l, Some(ts), v).map_err(|r| {
-            let (kind, why) = r.describe();
-            error_at(kind, &at.to_string(), &why)
-        })?;
+    let labels = labels.finish(name);
+    let hash = assay_ledger::SeriesIndex::hash(&labels);
+    if let (Some(cache), Some(end)) = (cache, prefix_end) {
+        cache.insert(&bytes[..end], &labels, hash);
     }
-    Ok(exemplars)
+    Ok((exemplars, Some((labels, hash))))
 }
 
 /// A `Label` message: name and value, both UTF-8.
@@ -499,8 +620,24 @@ mod tests {
         }
     }
 
+    /// Checks the parse, and that a series cache, cold and then warmed by the same body,
+    /// gives the same answer (errors included).
     fn check_body(body: &[u8], limits: &Limits, expect: Expect) {
-        expect.assert_eq(&render(parse_remote_write(body, NOW, limits)));
+        let cold = parse_remote_write(body, NOW, limits);
+        let cache = SeriesCache::new(limits);
+        for _ in 0..2 {
+            let cached = parse_remote_write_cached(body, NOW, limits, &cache);
+            assert_eq!(cached, cold);
+            assert_eq!(hashes(&cached), hashes(&cold));
+        }
+        expect.assert_eq(&render(cold));
+    }
+
+    fn hashes(parsed: &Result<RemoteWrite, IngestError>) -> Option<Vec<u64>> {
+        parsed
+            .as_ref()
+            .ok()
+            .map(|p| p.batch.series_hashes().to_vec())
     }
 
     fn check(request: &WriteRequest, expect: Expect) {
@@ -950,5 +1087,133 @@ mod tests {
             (parsed.batch.len(), parsed.batch.series().len()),
             (100_000, 20_000)
         );
+    }
+
+    /// 100 series `up{instance="host-i"}` of one sample each.
+    fn fleet(n: usize) -> WriteRequest {
+        let ts = (0..n)
+            .map(|i| {
+                let instance = format!("host-{i}");
+                series(
+                    &[("__name__", "up"), ("instance", &instance)],
+                    vec![sample(1.0, NOW)],
+                )
+            })
+            .collect();
+        request(ts)
+    }
+
+    #[test]
+    fn a_cache_hit_gives_the_cold_parse() {
+        let body = encode_remote_write(&fleet(100));
+        let cache = SeriesCache::new(&Limits::default());
+        let cold = parse_remote_write(&body, NOW, &Limits::default()).unwrap();
+        let first = parse_remote_write_cached(&body, NOW, &Limits::default(), &cache).unwrap();
+        assert_eq!(cache.len(), 100);
+        let hit = parse_remote_write_cached(&body, NOW, &Limits::default(), &cache).unwrap();
+        assert_eq!(cache.len(), 100);
+        for parsed in [&first, &hit] {
+            assert_eq!(parsed, &cold);
+            assert_eq!(parsed.batch.series_hashes(), cold.batch.series_hashes());
+        }
+        // A hit shares the cached pairs instead of building them again.
+        let shared = |a: &Labels, b: &Labels| std::ptr::eq(a.pairs(), b.pairs());
+        assert!(shared(&first.batch.series()[7], &hit.batch.series()[7]));
+        assert!(!shared(&cold.batch.series()[7], &hit.batch.series()[7]));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = SeriesCache::with_bounds(&Limits::default(), 64, usize::MAX / 4);
+        let body = encode_remote_write(&fleet(1000));
+        for _ in 0..2 {
+            let parsed = parse_remote_write_cached(&body, NOW, &Limits::default(), &cache);
+            assert_eq!(parsed.map(|p| p.batch.len()), Ok(1000));
+            assert!(cache.len() <= 128, "{} entries", cache.len());
+        }
+    }
+
+    #[test]
+    fn a_bad_series_after_cached_ones_is_named() {
+        let cache = SeriesCache::new(&Limits::default());
+        let mut req = fleet(3);
+        parse_remote_write_cached(&encode_remote_write(&req), NOW, &Limits::default(), &cache)
+            .unwrap();
+        req.timeseries.push(series(
+            &[("__name__", "a"), ("9x", "1")],
+            vec![sample(1.0, NOW)],
+        ));
+        // A cached series whose sample is now bad, and one with a label after its sample.
+        req.timeseries[1].samples[0].timestamp = 0;
+        let render_cached = |req: &WriteRequest| -> String {
+            let body = encode_remote_write(req);
+            render(parse_remote_write_cached(
+                &body,
+                NOW,
+                &Limits::default(),
+                &cache,
+            ))
+        };
+        expect![[r#"
+            BadRequest timeseries[1].samples[0]: timestamp 0 ms is outside the accepted window [1697321600000, 1700000600000] (now - timestamp_past_ms_max, now + timestamp_future_ms_max); check the sender's clock and that timestamps are in milliseconds
+            {"field":"timeseries[1].samples[0]"}
+        "#]]
+        .assert_eq(&render_cached(&req));
+        req.timeseries[1].samples[0].timestamp = NOW;
+        expect![[r#"
+            BadRequest timeseries[3].labels[1]: label name `9x` must match [a-zA-Z_][a-zA-Z0-9_]*
+            {"field":"timeseries[3].labels[1]"}
+        "#]]
+        .assert_eq(&render_cached(&req));
+    }
+
+    #[test]
+    fn a_label_after_the_samples_is_checked_on_a_hit() {
+        let cache = SeriesCache::new(&Limits::default());
+        let good = fleet(1);
+        parse_remote_write_cached(&encode_remote_write(&good), NOW, &Limits::default(), &cache)
+            .unwrap();
+        // The cached label bytes, then a sample, then a bad label (field 1, bytes).
+        let lbl = label("9x", "1").encode_to_vec();
+        let mut series_bytes = good.timeseries[0].encode_to_vec();
+        series_bytes.push(0x0a);
+        series_bytes.push(lbl.len() as u8);
+        series_bytes.extend_from_slice(&lbl);
+        assert!(series_bytes.len() < 128, "one-byte length");
+        let mut req = vec![0x0a, series_bytes.len() as u8];
+        req.extend_from_slice(&series_bytes);
+        let body = snap::raw::Encoder::new().compress_vec(&req).unwrap();
+        expect![[r#"
+            BadRequest timeseries[0].labels[2]: label name `9x` must match [a-zA-Z_][a-zA-Z0-9_]*
+            {"field":"timeseries[0].labels[2]"}
+        "#]]
+        .assert_eq(&render(parse_remote_write_cached(
+            &body,
+            NOW,
+            &Limits::default(),
+            &cache,
+        )));
+    }
+
+    #[test]
+    fn a_cache_for_other_limits_is_not_used() {
+        let cache = SeriesCache::new(&Limits::default());
+        let req = request(vec![series(
+            &[("__name__", "a"), ("x", "1"), ("y", "2")],
+            vec![sample(1.0, NOW)],
+        )]);
+        let body = encode_remote_write(&req);
+        assert!(parse_remote_write_cached(&body, NOW, &Limits::default(), &cache).is_ok());
+        let tighter = Limits {
+            labels_per_series_max: 1,
+            ..Limits::default()
+        };
+        expect![[r#"
+            BadRequest timeseries[0].labels[2]: series has more than labels_per_series_max = 1 labels; drop some
+            {"field":"timeseries[0].labels[2]"}
+        "#]]
+        .assert_eq(&render(parse_remote_write_cached(
+            &body, NOW, &tighter, &cache
+        )));
     }
 }

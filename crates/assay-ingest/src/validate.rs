@@ -3,7 +3,7 @@
 //! The checks return plain reasons; each parser adds its own location (field path, line and
 //! column, element) when it turns a reason into an [`IngestError`].
 
-use assay_ledger::{Labels, SampleBatch, METRIC_NAME_LABEL};
+use assay_ledger::{Labels, SampleBatch, SeriesIndex, METRIC_NAME_LABEL};
 
 use crate::{IngestErrorKind, Limits};
 
@@ -206,6 +206,18 @@ impl<'l> BatchBuilder<'l> {
         timestamp_ms: Option<i64>,
         value: f64,
     ) -> Result<(), PushRejection> {
+        let hash = SeriesIndex::hash(&labels);
+        self.push_hashed(labels, hash, timestamp_ms, value)
+    }
+
+    /// [`BatchBuilder::push`] with the labels' `SeriesIndex::hash` known already.
+    pub(crate) fn push_hashed(
+        &mut self,
+        labels: Labels,
+        hash: u64,
+        timestamp_ms: Option<i64>,
+        value: f64,
+    ) -> Result<(), PushRejection> {
         if self.batch.len() >= self.limits.samples_per_batch_max {
             return Err(PushRejection::TooMany {
                 max: self.limits.samples_per_batch_max,
@@ -222,7 +234,7 @@ impl<'l> BatchBuilder<'l> {
             return Err(PushRejection::Timestamp { ts, min, max });
         }
         let index = self.batch.len();
-        self.batch.push(labels, ts, value);
+        self.batch.push_hashed(labels, hash, ts, value);
         let series = self.batch.samples()[index].series;
         if let Some(&first) = self.seen.get(&(series, ts)) {
             // The batch is dropped on any error, so the extra sample never escapes.

@@ -4,7 +4,7 @@
 use assay_ingest::remote_write::proto::{Label, Sample, TimeSeries, WriteRequest};
 use assay_ingest::{
     parse_influx_line, parse_json_push, parse_junit, parse_prometheus_text, parse_remote_write,
-    CiRun, InfluxPrecision, IngestError, Limits,
+    parse_remote_write_cached, CiRun, InfluxPrecision, IngestError, Limits, SeriesCache,
 };
 use proptest::prelude::*;
 use prost::Message;
@@ -81,9 +81,21 @@ fn all_parsers_hold_up(body: &[u8]) -> Result<(), TestCaseError> {
         Ok(batch) => prop_assert!(!batch.is_empty()),
         Err(e) => check_err(&e)?,
     }
-    match parse_remote_write(body, NOW_MS, &limits) {
+    let cold = parse_remote_write(body, NOW_MS, &limits);
+    match &cold {
         Ok(rw) => prop_assert!(rw.batch.len() <= limits.samples_per_batch_max),
-        Err(e) => check_err(&e)?,
+        Err(e) => check_err(e)?,
+    }
+    // The series cache changes nothing: warmed with the valid seed, then filled by this body.
+    let cache = SeriesCache::new(&limits);
+    prop_assert!(
+        parse_remote_write_cached(&snappy(&write_request()), NOW_MS, &limits, &cache).is_ok()
+    );
+    for _ in 0..2 {
+        prop_assert_eq!(
+            &parse_remote_write_cached(body, NOW_MS, &limits, &cache),
+            &cold
+        );
     }
     match parse_influx_line(body, NOW_MS, InfluxPrecision::Nanoseconds, &limits) {
         Ok(lines) => prop_assert!(lines.batch.len() <= limits.samples_per_batch_max),

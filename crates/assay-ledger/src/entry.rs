@@ -42,8 +42,26 @@ pub const ENTRY_LABELS_PER_SERIES_MAX: usize = 1024;
 pub const METRIC_NAME_LABEL: &str = "__name__";
 
 /// A series identity: label pairs sorted by name, names unique, `__name__` included.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+///
+/// The pairs sit behind an `Arc`, so a clone (one per sample in a batch, one per view or
+/// cache that keeps the series) is a reference count, and two clones compare equal by
+/// pointer before any string is compared. Equality, order and hash are those of the pairs.
+#[derive(Clone, Debug, Eq, PartialOrd, Ord)]
+pub struct Labels(std::sync::Arc<[(String, String)]>);
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        // `Arc`'s own pointer shortcut applies to sized contents only.
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0[..] == other.0[..]
+    }
+}
+
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the derived hash of the pairs (`SeriesIndex::hash` depends on it).
+        self.0[..].hash(state);
+    }
+}
 
 impl Labels {
     /// Builds a label set from pairs in any order; fails on a duplicate or empty name.
@@ -57,7 +75,7 @@ impl Labels {
         if pairs.iter().any(|(n, _)| n.is_empty()) {
             return Err(EntryError::EmptyLabelName);
         }
-        let labels = Labels(pairs);
+        let labels = Labels(pairs.into());
         if labels.metric_name().is_none_or(str::is_empty) {
             return Err(EntryError::MissingMetricName);
         }
@@ -136,6 +154,13 @@ impl SampleBatch {
     /// Appends one sample, registering its series on first use.
     pub fn push(&mut self, labels: Labels, timestamp_ms: i64, value: f64) {
         let hash = SeriesIndex::hash(&labels);
+        self.push_hashed(labels, hash, timestamp_ms, value);
+    }
+
+    /// [`SampleBatch::push`] for a caller that knows `hash` = [`SeriesIndex::hash`]`(&labels)`
+    /// already (a parser's series cache), so the labels are not hashed again.
+    pub fn push_hashed(&mut self, labels: Labels, hash: u64, timestamp_ms: i64, value: f64) {
+        debug_assert_eq!(hash, SeriesIndex::hash(&labels), "hash of other labels");
         let known = &self.series;
         let series = match self.index.get(hash, |id| known[id as usize] == labels) {
             Some(i) => i,
@@ -440,7 +465,7 @@ impl Entry {
         put_varint(&mut out, batch.series.len() as u64);
         for labels in &batch.series {
             put_varint(&mut out, labels.0.len() as u64);
-            for (n, v) in &labels.0 {
+            for (n, v) in labels.pairs() {
                 put_str(&mut out, n);
                 put_str(&mut out, v);
             }
@@ -546,7 +571,7 @@ fn decode_batch(r: &mut Reader<'_>) -> Result<SampleBatch, EntryError> {
         if pairs.windows(2).any(|w| w[0].0 >= w[1].0) || pairs.iter().any(|(n, _)| n.is_empty()) {
             return Err(EntryError::LabelOrder(i));
         }
-        let labels = Labels(pairs);
+        let labels = Labels(pairs.into());
         if labels.metric_name().is_none_or(str::is_empty) {
             return Err(EntryError::SeriesName(i));
         }

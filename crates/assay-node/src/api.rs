@@ -32,6 +32,8 @@ pub struct AppState {
     pub limits: assay_ingest::Limits,
     /// Longest a query may run, ms (`tsdb.query_timeout_ms`).
     pub query_timeout_ms: u64,
+    /// Remote write's series labels validated under `limits`, shared by all requests.
+    pub series_cache: Arc<assay_ingest::SeriesCache>,
 }
 
 /// The whole API.
@@ -368,7 +370,8 @@ async fn remote_write(
     let media: &[&str] = &["application/x-protobuf"];
     let mut metadata = Vec::new();
     accept(&s, "remote_write", &headers, body, Some(media), |b| {
-        let w = assay_ingest::parse_remote_write(b, wall_clock_ms(), limits)?;
+        let w =
+            assay_ingest::parse_remote_write_cached(b, wall_clock_ms(), limits, &s.series_cache)?;
         metadata = w.metadata;
         Ok((!w.batch.is_empty()).then_some(Entry::Samples(w.batch)))
     })

@@ -17,8 +17,7 @@
 //! A block may hold several batches for the same series; [`Admission`] remembers what the
 //! batches admitted before in the same block so the rules hold across them too.
 
-use assay_ledger::{Labels, SampleBatch};
-use rustc_hash::FxHashMap;
+use assay_ledger::{Labels, SampleBatch, SeriesIndex};
 
 use crate::Tsdb;
 
@@ -67,8 +66,8 @@ pub enum Conflict {
 pub struct Admission<'a> {
     db: &'a Tsdb,
     window_ms: i64,
-    /// Series hash → slots of the series with that hash (a collision shares the list).
-    by_hash: FxHashMap<u64, Vec<u32>>,
+    /// Series hash → slot (slots are dense ids `0..n`; collisions chain).
+    by_hash: SeriesIndex,
     /// Per slot: the series and its newest admitted timestamp.
     slots: Vec<(&'a Labels, i64)>,
     /// `(slot, timestamp, value bits)` of every admitted sample; searched only for a write
@@ -84,7 +83,7 @@ impl<'a> Admission<'a> {
         Admission {
             db,
             window_ms: window_ms.max(0),
-            by_hash: FxHashMap::default(),
+            by_hash: SeriesIndex::default(),
             slots: Vec::new(),
             samples: Vec::new(),
         }
@@ -92,11 +91,9 @@ impl<'a> Admission<'a> {
 
     /// The slot of a series admitted earlier in the block.
     fn slot(&self, labels: &Labels, hash: u64) -> Option<u32> {
+        // Equal labels from the parser's series cache compare by pointer.
         self.by_hash
-            .get(&hash)?
-            .iter()
-            .copied()
-            .find(|&s| self.slots[s as usize].0 == labels)
+            .get(hash, |s| self.slots[s as usize].0 == labels)
     }
 
     /// Checks `batch` against the view and the batches admitted before it; on success it
@@ -122,11 +119,12 @@ impl<'a> Admission<'a> {
                 known.unwrap_or_else(|| {
                     let slot = self.slots.len() as u32;
                     self.slots.push((labels, i64::MIN));
-                    self.by_hash.entry(hash).or_default().push(slot);
+                    self.by_hash.insert(hash, slot);
                     slot
                 })
             })
             .collect();
+        self.samples.reserve(batch.len());
         for s in batch.samples() {
             let slot = slots[s.series as usize];
             let newest = &mut self.slots[slot as usize].1;

@@ -100,6 +100,12 @@ fn flat_key(labels: &Labels) -> Box<[u8]> {
     key.into_boxed_slice()
 }
 
+/// Where `labels`' pairs live: equal for clones of one `Labels`. Compared only against the
+/// address of pairs a series holds, so the allocation cannot have been reused meanwhile.
+fn pairs_address(labels: &Labels) -> usize {
+    labels.pairs().as_ptr() as usize
+}
+
 /// Whether `key` is [`flat_key`] of `labels`, without building it.
 fn key_matches(key: &[u8], labels: &Labels) -> bool {
     let mut rest = key;
@@ -124,8 +130,10 @@ pub struct Tsdb {
     by_labels: assay_ledger::SeriesIndex,
     /// Each series' labels flattened into one buffer (see [`flat_key`]): comparing a
     /// candidate touches one allocation instead of one per label string, which is most of
-    /// the cost of a lookup once the series outgrow the CPU caches.
-    keys: Vec<Box<[u8]>>,
+    /// the cost of a lookup once the series outgrow the CPU caches. Beside it, the address
+    /// of the pairs the series' `labels` share (alive as long as the series is), so labels
+    /// from the same parse-cache entry match without touching either.
+    keys: Vec<(Box<[u8]>, usize)>,
     /// label name -> label value -> series ids (ascending).
     postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
     sample_count: u64,
@@ -209,9 +217,14 @@ impl Tsdb {
     /// The id of an indexed series; `hash` must be `SeriesIndex::hash(labels)`.
     fn lookup(&self, labels: &Labels, hash: u64) -> Option<SeriesId> {
         debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
-        let keys = &self.keys;
-        self.by_labels
-            .get(hash, |id| key_matches(&keys[id as usize], labels))
+        self.by_labels.get(hash, |id| self.is_series(id, labels))
+    }
+
+    /// Whether series `id` has these labels: the same shared pairs (labels that came from
+    /// the same parse cache entry), else the flat key compared.
+    fn is_series(&self, id: SeriesId, labels: &Labels) -> bool {
+        let (key, pairs) = &self.keys[id as usize];
+        *pairs == pairs_address(labels) || key_matches(key, labels)
     }
 
     fn series_id(&mut self, labels: &Labels) -> SeriesId {
@@ -221,12 +234,16 @@ impl Tsdb {
     /// `hash` must be `SeriesIndex::hash(labels)` (a batch carries it).
     fn series_id_hashed(&mut self, labels: &Labels, hash: u64) -> SeriesId {
         debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
-        let keys = &self.keys;
-        if let Some(id) = self
-            .by_labels
-            .get(hash, |id| key_matches(&keys[id as usize], labels))
-        {
-            debug_assert!(self.series[id as usize].labels == *labels);
+        if let Some(id) = self.lookup(labels, hash) {
+            let held = &mut self.series[id as usize].labels;
+            debug_assert!(*held == *labels);
+            // Share the batch's pairs (equal, so nothing observable changes): batches from
+            // the parser's series cache then match by pointer (see `is_series`), also after
+            // a restart built these labels anew.
+            if !std::ptr::eq(held.pairs(), labels.pairs()) {
+                *held = labels.clone();
+                self.keys[id as usize].1 = pairs_address(labels);
+            }
             // Only a batch sample resolves a series, so one retention emptied comes back.
             if self.series[id as usize].samples.is_empty() {
                 self.empty_series -= 1;
@@ -249,7 +266,7 @@ impl Tsdb {
             }
         }
         self.by_labels.insert(hash, id);
-        self.keys.push(flat_key(labels));
+        self.keys.push((flat_key(labels), pairs_address(labels)));
         self.series.push(SeriesEntry {
             labels: labels.clone(),
             samples: SampleStore::default(),

@@ -1,0 +1,240 @@
+//! A bounded cache from a series' raw label bytes to its validated [`Labels`] and hash.
+//!
+//! Remote write sends every series again on every scrape, with the same label bytes. The
+//! parser looks those bytes up here and, on a hit, skips decoding, UTF-8 checks, validation,
+//! allocation and hashing of the labels. Only successes are stored, so a rejected series is
+//! walked (and its error named) exactly as without the cache.
+//!
+//! A cached result holds only for the [`Limits`] it was validated under: the cache keeps a
+//! copy of them, and the parser consults it only when the request is parsed under equal
+//! limits (a node that changes its limits gets a cache that is never consulted, never a
+//! stale "valid").
+//!
+//! Bounds: entries and bytes (key bytes plus label bytes plus a fixed overhead per entry and
+//! per pair) in each of two generations. New entries go to the current generation; when it
+//! is full, it becomes the previous one and the old previous is dropped; a hit in the
+//! previous generation moves the entry to the current one. So the cache holds at most twice
+//! the per-generation bounds and keeps the series seen since the last rotation.
+//! The keys are split over [`SERIES_CACHE_SHARDS`] locked shards, so parsers on several
+//! threads rarely wait for each other; each shard has its share of the bounds.
+
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+
+use assay_ledger::Labels;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+use crate::Limits;
+
+/// Default bound on entries per generation (two generations: at most twice this).
+pub const SERIES_CACHE_ENTRIES_MAX: usize = 256 * 1024;
+/// Default bound on accounted bytes per generation (two generations: at most twice this).
+pub const SERIES_CACHE_BYTES_MAX: usize = 64 << 20;
+/// Independently locked shards.
+pub const SERIES_CACHE_SHARDS: usize = 16;
+
+/// Bytes accounted per entry besides its key and label strings (map slot, `Arc` header).
+const ENTRY_OVERHEAD_BYTES: usize = 96;
+/// Bytes accounted per label pair besides its strings (two `String` headers).
+const PAIR_OVERHEAD_BYTES: usize = 48;
+
+/// Raw label bytes → (labels, `SeriesIndex::hash` of them), validated under `limits`.
+pub struct SeriesCache {
+    limits: Limits,
+    shards: Box<[Mutex<Shard>]>,
+    /// Per shard and generation.
+    entries_max: usize,
+    /// Per shard and generation.
+    bytes_max: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    current: FxHashMap<Box<[u8]>, (Labels, u64)>,
+    current_bytes: usize,
+    previous: FxHashMap<Box<[u8]>, (Labels, u64)>,
+}
+
+impl SeriesCache {
+    /// A cache for results validated under `limits`, with the default bounds.
+    pub fn new(limits: &Limits) -> SeriesCache {
+        SeriesCache::with_bounds(limits, SERIES_CACHE_ENTRIES_MAX, SERIES_CACHE_BYTES_MAX)
+    }
+
+    /// A cache holding at most `entries_max` entries and `bytes_max` accounted bytes per
+    /// generation (rounded up to a multiple of [`SERIES_CACHE_SHARDS`]).
+    pub fn with_bounds(limits: &Limits, entries_max: usize, bytes_max: usize) -> SeriesCache {
+        SeriesCache {
+            limits: limits.clone(),
+            shards: (0..SERIES_CACHE_SHARDS)
+                .map(|_| Mutex::new(Shard::default()))
+                .collect(),
+            entries_max: entries_max.div_ceil(SERIES_CACHE_SHARDS).max(1),
+            bytes_max: bytes_max.div_ceil(SERIES_CACHE_SHARDS),
+        }
+    }
+
+    /// The limits the cached results were validated under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Entries held, both generations.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock().expect("series cache lock");
+                s.current.len() + s.previous.len()
+            })
+            .sum()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Accounted bytes of the entries held, both generations.
+    pub fn bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock().expect("series cache lock");
+                s.current_bytes + s.previous.iter().map(|(k, v)| cost(k, &v.0)).sum::<usize>()
+            })
+            .sum()
+    }
+
+    fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
+        // The high bits: FxHash mixes them best.
+        &self.shards[(FxBuildHasher.hash_one(key) >> 32) as usize % SERIES_CACHE_SHARDS]
+    }
+
+    /// The labels and hash cached for these raw label bytes.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<(Labels, u64)> {
+        let mut shard = self.shard(key).lock().expect("series cache lock");
+        if let Some(hit) = shard.current.get(key) {
+            return Some(hit.clone());
+        }
+        let (key, hit) = shard.previous.remove_entry(key)?;
+        self.put(&mut shard, key, hit.clone());
+        Some(hit)
+    }
+
+    /// Caches labels that passed validation under [`SeriesCache::limits`] after a miss
+    /// ([`SeriesCache::get`] found neither generation holding them); `hash` must be their
+    /// `SeriesIndex::hash`.
+    pub(crate) fn insert(&self, key: &[u8], labels: &Labels, hash: u64) {
+        debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
+        if cost(key, labels) > self.bytes_max {
+            return; // Larger than a generation: never cached.
+        }
+        // Not looked up again: another request may have cached the same key meanwhile,
+        // which `put` replaces (with equal labels). A copy left in the previous generation
+        // is only counted twice until it rotates out.
+        let mut shard = self.shard(key).lock().expect("series cache lock");
+        self.put(&mut shard, key.into(), (labels.clone(), hash));
+    }
+
+    /// Adds an entry to the current generation, rotating first when it is full.
+    fn put(&self, shard: &mut Shard, key: Box<[u8]>, value: (Labels, u64)) {
+        let c = cost(&key, &value.0);
+        if shard.current.len() >= self.entries_max || shard.current_bytes + c > self.bytes_max {
+            // The next generation will likely fill as this one did: size it so.
+            let next = FxHashMap::with_capacity_and_hasher(shard.current.len(), FxBuildHasher);
+            shard.previous = std::mem::replace(&mut shard.current, next);
+            shard.current_bytes = 0;
+        }
+        shard.current_bytes += c;
+        if shard.current.insert(key, value).is_some() {
+            shard.current_bytes -= c; // The same key with equal labels: the same cost.
+        }
+        debug_assert!(shard.current.len() <= self.entries_max);
+        debug_assert!(shard.current_bytes <= self.bytes_max);
+    }
+}
+
+/// What an entry is accounted as: its key, its label strings and fixed overheads.
+fn cost(key: &[u8], labels: &Labels) -> usize {
+    let strings: usize = labels
+        .pairs()
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + PAIR_OVERHEAD_BYTES)
+        .sum();
+    key.len() + strings + ENTRY_OVERHEAD_BYTES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(i: usize) -> Labels {
+        Labels::new(vec![
+            ("__name__".into(), "up".into()),
+            ("instance".into(), format!("host-{i}")),
+        ])
+        .unwrap()
+    }
+
+    fn fill(cache: &SeriesCache, n: usize) {
+        for i in 0..n {
+            let l = labels(i);
+            let h = assay_ledger::SeriesIndex::hash(&l);
+            cache.insert(format!("key-{i}").as_bytes(), &l, h);
+        }
+    }
+
+    #[test]
+    fn entries_are_bounded_by_two_generations() {
+        let limits = Limits::default();
+        let cache = SeriesCache::with_bounds(&limits, 64, usize::MAX / 4);
+        fill(&cache, 10_000);
+        // 64 per generation rounds to 4 per shard: at most 2 × 16 × 4.
+        assert!(cache.len() <= 2 * 64, "{} entries", cache.len());
+        assert!(cache.len() >= 64, "{} entries", cache.len());
+        // The newest entries are kept.
+        let l = labels(9_999);
+        assert_eq!(cache.get(b"key-9999").map(|h| h.0), Some(l));
+        assert_eq!(cache.get(b"key-0"), None);
+    }
+
+    #[test]
+    fn bytes_are_bounded_by_two_generations() {
+        let limits = Limits::default();
+        let bytes_max = 16 * 1024;
+        let cache = SeriesCache::with_bounds(&limits, usize::MAX / 4, bytes_max);
+        fill(&cache, 10_000);
+        assert!(cache.bytes() <= 2 * bytes_max, "{} bytes", cache.bytes());
+        assert!(cache.bytes() > 0);
+        // An entry larger than a whole shard's generation is not cached at all.
+        let tiny = SeriesCache::with_bounds(&limits, 1024, 16);
+        fill(&tiny, 10);
+        assert!(tiny.is_empty());
+    }
+
+    #[test]
+    fn a_hit_in_the_previous_generation_moves_to_the_current_one() {
+        let limits = Limits::default();
+        // One entry per shard and generation.
+        let cache = SeriesCache::with_bounds(&limits, SERIES_CACHE_SHARDS, usize::MAX / 4);
+        let a = b"key-a".as_slice();
+        let same_shard: Vec<Vec<u8>> = (0..)
+            .map(|i| format!("key-{i}").into_bytes())
+            .filter(|k| std::ptr::eq(cache.shard(k), cache.shard(a)))
+            .take(2)
+            .collect();
+        let (b, c) = (&same_shard[0], &same_shard[1]);
+        let put = |key: &[u8], i| {
+            let l = labels(i);
+            cache.insert(key, &l, assay_ledger::SeriesIndex::hash(&l));
+        };
+        put(a, 0);
+        put(b, 1); // a moves to the previous generation
+        assert_eq!(cache.get(a).map(|h| h.0), Some(labels(0))); // and back: b is previous
+        put(c, 2); // rotates: a stays (previous), b is dropped
+        assert_eq!(cache.get(b), None);
+        assert_eq!(cache.get(a).map(|h| h.0), Some(labels(0)));
+        assert_eq!(cache.limits(), &limits);
+    }
+}
