@@ -382,11 +382,7 @@ pub fn pack_segment(raw: &[u8], options: &PackOptions) -> Result<Vec<u8>, PackEr
     out.extend_from_slice(&crc32fast::hash(&idx).to_le_bytes());
     out.extend_from_slice(PACK_MAGIC);
     // The pack must give back exactly the raw bytes before anyone may delete them.
-    let back = unpack_all(&out)?;
-    if back != raw {
-        let at = back.iter().zip(raw).take_while(|(a, b)| a == b).count();
-        return Err(PackError::Mismatch(at as u64));
-    }
+    verify(&out, raw)?;
     Ok(out)
 }
 
@@ -554,6 +550,34 @@ pub fn unpack_frame(
     dict: &SeriesDict,
     frame: &FrameRef,
 ) -> Result<Vec<u8>, PackError> {
+    let mut out = Vec::with_capacity(frame.raw_len as usize);
+    unpack_frame_into(body, dict, frame, &mut out)?;
+    Ok(out)
+}
+
+/// [`unpack_frame`], appending to `out`.
+pub fn unpack_frame_into(
+    body: &[u8],
+    dict: &SeriesDict,
+    frame: &FrameRef,
+    out: &mut Vec<u8>,
+) -> Result<(), PackError> {
+    out.reserve(frame.raw_len as usize);
+    unpack_frame_records(body, dict, frame, |ty, payload| {
+        put_record(out, ty, payload);
+        Ok(())
+    })
+}
+
+/// Rebuilds a frame's records and hands each (type, payload) to `sink`, in order; the check
+/// before a pack is installed compares them with the raw segment this way, without a
+/// frame-sized buffer (fresh pages, which the kernel zeroes, were half of packing's cost).
+fn unpack_frame_records(
+    body: &[u8],
+    dict: &SeriesDict,
+    frame: &FrameRef,
+    mut sink: impl FnMut(RecordType, &[u8]) -> Result<(), PackError>,
+) -> Result<(), PackError> {
     let bad = |what: &str| damaged(format!("frame at raw offset {}: {what}", frame.raw_start));
     let mut r = Cursor { bytes: body, at: 0 };
     let mut stream = || -> Result<&[u8], PackError> {
@@ -652,7 +676,7 @@ pub fn unpack_frame(
         return Err(bad("column streams longer than their samples"));
     }
     // Pass 2: the records.
-    let mut out = Vec::with_capacity(frame.raw_len as usize);
+    let mut written = 0usize;
     let mut raw = Cursor {
         bytes: raw.bytes,
         at: 0,
@@ -675,7 +699,8 @@ pub fn unpack_frame(
                 3 => RecordType::Seal,
                 t => return Err(bad(&format!("unknown record type {t}"))),
             };
-            put_record(&mut out, ty, bytes);
+            written += crate::segment::RECORD_HEADER_BYTES + bytes.len();
+            sink(ty, bytes)?;
             continue;
         }
         let report = (tag == 2).then(|| raw.take(32).expect("checked in pass 1"));
@@ -709,16 +734,16 @@ pub fn unpack_frame(
         if payload.len() > crate::segment::RECORD_PAYLOAD_BYTES_MAX {
             return Err(bad("an entry exceeds the record size limit"));
         }
-        put_record(&mut out, RecordType::Entry, &payload);
+        written += crate::segment::RECORD_HEADER_BYTES + payload.len();
+        sink(RecordType::Entry, &payload)?;
     }
-    if out.len() as u64 != frame.raw_len {
+    if written as u64 != frame.raw_len {
         return Err(bad(&format!(
-            "records take {} bytes, the index says {}",
-            out.len(),
+            "records take {written} bytes, the index says {}",
             frame.raw_len
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The whole raw segment a pack holds.
@@ -728,9 +753,35 @@ pub fn unpack_all(pack: &[u8]) -> Result<Vec<u8>, PackError> {
     let mut out = Vec::with_capacity(index.raw_len as usize);
     for (i, f) in index.frames.iter().enumerate() {
         let body = read_section(pack, &f.section, &format!("frame {i}"))?;
-        out.extend_from_slice(&unpack_frame(&body, &dict, f)?);
+        unpack_frame_into(&body, &dict, f, &mut out)?;
     }
     Ok(out)
+}
+
+/// Checks that `pack` unpacks to exactly `raw`, one frame at a time in one buffer.
+fn verify(pack: &[u8], raw: &[u8]) -> Result<(), PackError> {
+    let index = read_index(pack)?;
+    if index.raw_len != raw.len() as u64 {
+        return Err(PackError::Mismatch(index.raw_len.min(raw.len() as u64)));
+    }
+    let dict = read_dict(&read_section(pack, &index.dict, "series dictionary")?)?;
+    for (i, f) in index.frames.iter().enumerate() {
+        let body = read_section(pack, &f.section, &format!("frame {i}"))?;
+        let mut at = f.raw_start as usize;
+        let mut record = Vec::new();
+        unpack_frame_records(&body, &dict, f, |ty, payload| {
+            record.clear();
+            put_record(&mut record, ty, payload);
+            let want = raw.get(at..at + record.len()).unwrap_or(&[]);
+            if record != want {
+                let same = record.iter().zip(want).take_while(|(a, b)| a == b).count();
+                return Err(PackError::Mismatch((at + same) as u64));
+            }
+            at += record.len();
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 /// File name of the pack of segment `seq`.
