@@ -193,7 +193,7 @@ pub fn scan<S: Storage>(
         } else {
             st.segment(i as u32, name, &bytes, i + 1 == count)?;
         }
-        // One line per segment (≤ 256 MiB each): progress for a long recovery or audit.
+        // One line per segment (64 MiB each by default): progress for a long recovery or audit.
         tracing::info!(
             segment = i + 1,
             segments = count,
