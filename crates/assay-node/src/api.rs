@@ -639,12 +639,25 @@ fn success(data: Value) -> Json<Value> {
     Json(json!({"status": "success", "data": data}))
 }
 
+/// A query result's success body, written as text (see `promql::prometheus_data_json`).
+fn query_success(v: &promql::Value) -> Response {
+    let body = format!(
+        r#"{{"status":"success","data":{}}}"#,
+        promql::prometheus_data_json(v)
+    );
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 async fn query(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = prom_params(q, &headers, &body);
     let query = p.required("query").map_err(|e| ApiError::bad(e).prom())?;
     let at = p
@@ -659,7 +672,7 @@ async fn query(
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(success(promql::to_prometheus_data(&v)))
+    Ok(query_success(&v))
 }
 
 /// The deadline of a query: `tsdb.query_timeout_ms`, or the request's shorter `timeout`.
@@ -686,7 +699,7 @@ async fn query_range(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = prom_params(q, &headers, &body);
     let bad = |e: String| ApiError::bad(e).prom();
     let query = p.required("query").map_err(bad)?;
@@ -708,7 +721,7 @@ async fn query_range(
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(success(promql::to_prometheus_data(&v)))
+    Ok(query_success(&v))
 }
 
 type Selectors = Vec<Vec<assay_tsdb::Matcher>>;

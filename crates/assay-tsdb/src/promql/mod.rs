@@ -268,52 +268,105 @@ pub fn range_query_with(
     ev.range(&expr, start_ms, end_ms, step_ms)
 }
 
-/// The `data` object of the Prometheus HTTP API for a result.
+/// The `data` object of the Prometheus HTTP API for a result, as a JSON value (tests and
+/// tools; the API writes [`prometheus_data_json`]).
 pub fn to_prometheus_data(v: &Value) -> serde_json::Value {
-    use serde_json::json;
-    let (result_type, result) = match v {
-        Value::Scalar { t_ms, v } => ("scalar", point_json(*t_ms, *v)),
-        Value::String { t_ms, v } => ("string", json!([time_json(*t_ms), v])),
+    serde_json::from_str(&prometheus_data_json(v)).expect("prometheus_data_json writes JSON")
+}
+
+/// The `data` object of the Prometheus HTTP API for a result, as JSON text written the way
+/// Prometheus writes it: timestamps in seconds with three decimals when not whole (`805.140`),
+/// values as strings (`format_value`). Written directly rather than through a
+/// `serde_json::Value` tree, which costs an allocation per point of a large matrix.
+pub fn prometheus_data_json(v: &Value) -> String {
+    let mut out = String::with_capacity(64);
+    match v {
+        Value::Scalar { t_ms, v } => {
+            out.push_str(r#"{"resultType":"scalar","result":"#);
+            push_point(&mut out, *t_ms, *v);
+        }
+        Value::String { t_ms, v } => {
+            out.push_str(r#"{"resultType":"string","result":["#);
+            push_time(&mut out, *t_ms);
+            out.push(',');
+            push_json_str(&mut out, v);
+            out.push(']');
+        }
         Value::Vector(samples) => {
-            let r = samples
-                .iter()
-                .map(
-                    |s| json!({"metric": labels_json(&s.labels), "value": point_json(s.t_ms, s.v)}),
-                )
-                .collect();
-            ("vector", serde_json::Value::Array(r))
+            out.reserve(samples.len() * 64);
+            out.push_str(r#"{"resultType":"vector","result":["#);
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                push_labels(&mut out, &s.labels);
+                out.push_str(r#","value":"#);
+                push_point(&mut out, s.t_ms, s.v);
+                out.push('}');
+            }
+            out.push(']');
         }
         Value::Matrix(series) => {
-            let r = series
-                .iter()
-                .map(|s| {
-                    let values: Vec<_> = s.points.iter().map(|&(t, v)| point_json(t, v)).collect();
-                    json!({"metric": labels_json(&s.labels), "values": values})
-                })
-                .collect();
-            ("matrix", serde_json::Value::Array(r))
+            let points: usize = series.iter().map(|s| s.points.len()).sum();
+            out.reserve(series.len() * 64 + points * 24);
+            out.push_str(r#"{"resultType":"matrix","result":["#);
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                push_labels(&mut out, &s.labels);
+                out.push_str(r#","values":["#);
+                for (k, &(t, v)) in s.points.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    push_point(&mut out, t, v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
         }
-    };
-    json!({"resultType": result_type, "result": result})
+    }
+    out.push('}');
+    out
 }
 
-fn labels_json(labels: &ResultLabels) -> serde_json::Value {
-    let map = labels
-        .iter()
-        .map(|(n, v)| (n.clone(), serde_json::Value::String(v.clone())));
-    serde_json::Value::Object(map.collect())
+fn push_labels(out: &mut String, labels: &ResultLabels) {
+    out.push('{');
+    for (i, (n, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(out, n);
+        out.push(':');
+        push_json_str(out, v);
+    }
+    out.push('}');
 }
 
-fn point_json(t_ms: i64, v: f64) -> serde_json::Value {
-    serde_json::json!([time_json(t_ms), format_value(v)])
+fn push_json_str(out: &mut String, s: &str) {
+    out.push_str(&serde_json::to_string(s).expect("a string serializes"));
 }
 
-/// Unix seconds as a JSON number; whole seconds print without a fraction, as Prometheus.
-fn time_json(t_ms: i64) -> serde_json::Value {
-    if t_ms % 1000 == 0 {
-        serde_json::Value::from(t_ms / 1000)
-    } else {
-        serde_json::Value::from(t_ms as f64 / 1000.0)
+fn push_point(out: &mut String, t_ms: i64, v: f64) {
+    out.push('[');
+    push_time(out, t_ms);
+    out.push_str(",\"");
+    out.push_str(&format_value(v));
+    out.push_str("\"]");
+}
+
+/// Unix seconds: whole seconds without a fraction, else three decimals, as Prometheus'
+/// `marshalTimestamp` writes them.
+fn push_time(out: &mut String, t_ms: i64) {
+    use std::fmt::Write as _;
+    let sign = if t_ms < 0 { "-" } else { "" };
+    let t = t_ms.unsigned_abs();
+    let _ = write!(out, "{sign}{}", t / 1000);
+    if !t.is_multiple_of(1000) {
+        let _ = write!(out, ".{:03}", t % 1000);
     }
 }
 

@@ -807,6 +807,15 @@ fn prometheus_json_shapes() {
     expect![[r#"{"result":[0,"x"],"resultType":"string"}"#]].assert_eq(&data(r#""x""#, 0));
     expect![[r#"{"result":[{"metric":{"room":"a"},"values":[[0,"20"],[300,"21"]]}],"resultType":"matrix"}"#]]
         .assert_eq(&to_prometheus_data(&range_query(&db, r#"temperature{room="a"} + 0"#, 0, 5 * M, 5 * M).unwrap()).to_string());
+    // The text the API sends: timestamps as Prometheus writes them (805.140, -1.500).
+    expect![[r#"{"resultType":"vector","result":[{"metric":{"__name__":"temperature","room":"a"},"value":[1.500,"20"]}]}"#]]
+        .assert_eq(&prometheus_data_json(&instant_query(&db, r#"temperature{room="a"}"#, 1_500).unwrap()));
+    expect![[r#"{"resultType":"scalar","result":[805.140,"1"]}"#]].assert_eq(
+        &prometheus_data_json(&instant_query(&db, "1", 805_140).unwrap()),
+    );
+    expect![[r#"{"resultType":"string","result":[-1.005,"a\"b"]}"#]].assert_eq(
+        &prometheus_data_json(&instant_query(&db, r#""a\"b""#, -1_005).unwrap()),
+    );
     let formatted: Vec<String> = [1e21, 1e-7, -0.0, 0.1 + 0.2, 1.5]
         .map(format_value)
         .to_vec();
