@@ -354,25 +354,14 @@ impl<S: Storage> Ledger<S> {
         buf: &mut Vec<u8>,
     ) -> Result<(), LedgerError> {
         let last = self.segments.last().expect("a segment exists after open");
-        let holds_block = self
-            .locations
-            .last()
-            .is_some_and(|l| l.segment as usize == self.segments.len() - 1);
-        if last.len + block_bytes <= self.config.segment_bytes_max || !holds_block {
+        if last.len + block_bytes <= self.config.segment_bytes_max
+            || !self.last_segment_holds_block()
+        {
             return Ok(());
         }
-        let seq = last.seq + 1;
-        let name = segment_name(seq);
-        self.storage.create(&name)?;
         // The header is written with the block and synced with it; a crash before that
         // leaves an empty last segment, which recovery completes.
-        self.segments.push(SegmentInfo {
-            name,
-            seq,
-            len: 0,
-            has_header: true,
-            pack: None,
-        });
+        let seq = self.create_next_segment(true)?;
         let header = SegmentHeader { seq, first_index };
         put_record(buf, RecordType::Header, &header.encode());
         Ok(())
@@ -504,27 +493,42 @@ impl<S: Storage> Ledger<S> {
             return Err(LedgerError::Stopped);
         }
         let last = self.segments.last().expect("a segment exists after open");
-        let holds_block = self
-            .locations
-            .last()
-            .is_some_and(|l| l.segment as usize == self.segments.len() - 1);
-        if !holds_block || last.len < bytes_min {
+        if !self.last_segment_holds_block() || last.len < bytes_min {
             return Ok(false);
         }
-        let seq = last.seq + 1;
-        let name = segment_name(seq);
-        self.storage
-            .create(&name)
+        self.create_next_segment(false)
+            .and_then(|_| self.ensure_segment())
             .inspect_err(|_| self.stopped = true)?;
+        Ok(true)
+    }
+
+    /// Whether the segment being appended to holds at least one block.
+    fn last_segment_holds_block(&self) -> bool {
+        self.locations
+            .last()
+            .is_some_and(|l| l.segment as usize == self.segments.len() - 1)
+    }
+
+    /// Creates the file of the segment after the last one (durably) and lists it; its
+    /// header is still to be written (`has_header` says whether the caller's next write
+    /// carries it). The new segment's sequence number.
+    fn create_next_segment(&mut self, has_header: bool) -> Result<u64, LedgerError> {
+        let seq = self
+            .segments
+            .last()
+            .expect("a segment exists after open")
+            .seq
+            + 1;
+        let name = segment_name(seq);
+        self.storage.create(&name)?;
         self.segments.push(SegmentInfo {
             name,
             seq,
             len: 0,
-            has_header: false,
+            has_header,
             pack: None,
         });
-        self.ensure_segment().inspect_err(|_| self.stopped = true)?;
-        Ok(true)
+        Ok(seq)
     }
 
     /// Sequence numbers of sealed segments still stored raw (every segment but the one

@@ -174,6 +174,14 @@ impl Default for LedgerSettings {
 }
 
 impl LedgerSettings {
+    /// How the node packs full segments.
+    pub fn pack_options(&self) -> assay_ledger::pack::PackOptions {
+        assay_ledger::pack::PackOptions {
+            frame_bytes: self.pack_frame_bytes,
+            level: self.pack_level,
+        }
+    }
+
     /// The ledger's view of these settings.
     pub fn ledger(&self) -> assay_ledger::LedgerConfig {
         assay_ledger::LedgerConfig {

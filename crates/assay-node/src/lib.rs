@@ -285,10 +285,7 @@ impl Node {
             return (stop, None);
         }
         let shared = self.shared.clone();
-        let options = assay_ledger::pack::PackOptions {
-            frame_bytes: self.config.ledger.pack_frame_bytes,
-            level: self.config.ledger.pack_level,
-        };
+        let options = self.config.ledger.pack_options();
         let thread = std::thread::Builder::new()
             .name("assay-pack".into())
             .spawn(move || loop {
@@ -343,10 +340,7 @@ impl Node {
         if !self.config.ledger.pack_segments {
             return;
         }
-        let options = assay_ledger::pack::PackOptions {
-            frame_bytes: self.config.ledger.pack_frame_bytes,
-            level: self.config.ledger.pack_level,
-        };
+        let options = self.config.ledger.pack_options();
         let started = std::time::Instant::now();
         let mut ledger = self.shared.ledger.write().expect("ledger lock");
         let packed = ledger
