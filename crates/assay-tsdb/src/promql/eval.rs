@@ -518,6 +518,27 @@ impl<'a> Evaluator<'a> {
         vs: &VectorSelector,
         grid: StepGrid,
     ) -> Result<Option<StepTable>, QueryError> {
+        self.tabulate_series(
+            vs,
+            grid,
+            LOOKBACK_DELTA_MS,
+            true,
+            |samples, times, column| lookback_column(samples, times, LOOKBACK_DELTA_MS, column),
+        )
+    }
+
+    /// A table over the series `vs` selects: per series, its samples from `window_ms`
+    /// before the first step's selector time to the last one's, turned into a column by
+    /// `fill` (given the samples and every step's selector time; it returns the samples it
+    /// loaded). `None` when the table would exceed the cell bound.
+    fn tabulate_series(
+        &mut self,
+        vs: &VectorSelector,
+        grid: StepGrid,
+        window_ms: i64,
+        keep_name: bool,
+        mut fill: impl FnMut(&[(i64, f64)], &[i64], &mut Column) -> u64,
+    ) -> Result<Option<StepTable>, QueryError> {
         let ids = self.selection(vs)?;
         if !self.reserve_cells(ids.len(), grid) {
             return Ok(None);
@@ -526,7 +547,7 @@ impl<'a> Evaluator<'a> {
             .map(|i| self.selector_time(vs, grid.time(i)))
             .collect();
         let (first, last) = (times[0], times[grid.len - 1]);
-        let min = first.saturating_sub(LOOKBACK_DELTA_MS).saturating_add(1);
+        let min = first.saturating_sub(window_ms).saturating_add(1);
         let mut table = StepTable::new(grid.len);
         let mut column = Column::new(grid.len);
         // Reused from series to series: one allocation, not one per series.
@@ -535,9 +556,10 @@ impl<'a> Evaluator<'a> {
             let entry = self.db.entry(id);
             samples.clear();
             samples.extend(entry.samples.range(min, last));
-            let loaded = lookback_column(&samples, &times, LOOKBACK_DELTA_MS, &mut column);
+            let loaded = fill(&samples, &times, &mut column);
             self.load_u64(loaded)?;
-            table.push(result_labels(&entry.labels), &column);
+            let labels = result_labels(&entry.labels);
+            table.push(if keep_name { labels } else { drop_name(labels) }, &column);
         }
         Ok(Some(table.finish()))
     }
@@ -567,37 +589,25 @@ impl<'a> Evaluator<'a> {
         };
         // Number literals (`tabulable_nodes` checked): the same at every step.
         let scalars = over_time::scalar_args(self, name, args, range_at, grid.start_ms)?;
-        let ids = self.selection(&ms.vs)?;
-        if !self.reserve_cells(ids.len(), grid) {
-            return Ok(None);
-        }
         let range_ms = duration_ms(&ms.range);
-        let ends: Vec<i64> = (0..grid.len)
-            .map(|i| self.selector_time(&ms.vs, grid.time(i)))
-            .collect();
-        let (first, last) = (ends[0], ends[grid.len - 1]);
-        let min = first.saturating_sub(range_ms).saturating_add(1);
-        let mut table = StepTable::new(grid.len);
-        let mut column = Column::new(grid.len);
-        // Reused from series to series: one allocation, not one per series.
-        let mut samples = Vec::new();
-        for &id in ids.iter() {
-            let entry = self.db.entry(id);
-            samples.clear();
-            samples.extend(entry.samples.range(min, last));
-            let loaded = window_column(&samples, &ends, range_ms, &mut column, |i, points| {
-                over_time::series_value(name, points, (ends[i], range_ms), grid.time(i), &scalars)
-            });
-            self.load_u64(loaded)?;
-            let labels = result_labels(&entry.labels);
-            let labels = if over_time::keeps_name(name) {
-                labels
-            } else {
-                drop_name(labels)
-            };
-            table.push(labels, &column);
-        }
-        Ok(Some(table.finish()))
+        let keep_name = over_time::keeps_name(name);
+        self.tabulate_series(
+            &ms.vs,
+            grid,
+            range_ms,
+            keep_name,
+            |samples, ends, column| {
+                window_column(samples, ends, range_ms, column, |i, points| {
+                    over_time::series_value(
+                        name,
+                        points,
+                        (ends[i], range_ms),
+                        grid.time(i),
+                        &scalars,
+                    )
+                })
+            },
+        )
     }
 
     /// The inner expression of a subquery at one of its steps, counted against the limit.
