@@ -309,7 +309,7 @@ fn read_body(
                 chunk: k,
                 reason: reason.to_string(),
             };
-            let kind = r.array1()?;
+            let kind = r.u8()?;
             let count = r.varint()?;
             let min_t = unzigzag(r.varint()?);
             let max_t = unzigzag(r.varint()?);
@@ -404,11 +404,10 @@ fn read_metadata(r: &mut Reader<'_>) -> Result<MetadataStore, SnapshotError> {
         let mut list: Vec<MetadataRecord> = Vec::with_capacity(records);
         for _ in 0..records {
             let at = r.at;
-            let kind =
-                assay_ledger::MetricType::from_u8(r.array1()?).ok_or(SnapshotError::Limit {
-                    what: "metric type",
-                    at,
-                })?;
+            let kind = assay_ledger::MetricType::from_u8(r.u8()?).ok_or(SnapshotError::Limit {
+                what: "metric type",
+                at,
+            })?;
             let record = MetadataRecord {
                 kind,
                 help: r.str()?,
@@ -470,15 +469,6 @@ impl Reader<'_> {
         let s = &self.bytes[self.at..end];
         self.at = end;
         Ok(s)
-    }
-
-    fn array1(&mut self) -> Result<u8, SnapshotError> {
-        let b = *self
-            .bytes
-            .get(self.at)
-            .ok_or(SnapshotError::Truncated(self.at))?;
-        self.at += 1;
-        Ok(b)
     }
 
     fn array4(&mut self) -> Result<[u8; 4], SnapshotError> {
