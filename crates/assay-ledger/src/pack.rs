@@ -749,37 +749,46 @@ fn unpack_frame_records(
 /// The whole raw segment a pack holds.
 pub fn unpack_all(pack: &[u8]) -> Result<Vec<u8>, PackError> {
     let index = read_index(pack)?;
-    let dict = read_dict(&read_section(pack, &index.dict, "series dictionary")?)?;
     let mut out = Vec::with_capacity(index.raw_len as usize);
-    for (i, f) in index.frames.iter().enumerate() {
-        let body = read_section(pack, &f.section, &format!("frame {i}"))?;
-        unpack_frame_into(&body, &dict, f, &mut out)?;
-    }
+    unpack_records(pack, &index, |ty, payload| {
+        put_record(&mut out, ty, payload);
+        Ok(())
+    })?;
     Ok(out)
 }
 
-/// Checks that `pack` unpacks to exactly `raw`, one frame at a time in one buffer.
+/// Checks that `pack` unpacks to exactly `raw`, record by record (no segment-sized buffer).
 fn verify(pack: &[u8], raw: &[u8]) -> Result<(), PackError> {
     let index = read_index(pack)?;
     if index.raw_len != raw.len() as u64 {
         return Err(PackError::Mismatch(index.raw_len.min(raw.len() as u64)));
     }
+    // Frames tile the segment from offset 0 (`read_index` checks), so one cursor follows.
+    let mut at = 0usize;
+    let mut record = Vec::new();
+    unpack_records(pack, &index, |ty, payload| {
+        record.clear();
+        put_record(&mut record, ty, payload);
+        let want = raw.get(at..at + record.len()).unwrap_or(&[]);
+        if record != want {
+            let same = record.iter().zip(want).take_while(|(a, b)| a == b).count();
+            return Err(PackError::Mismatch((at + same) as u64));
+        }
+        at += record.len();
+        Ok(())
+    })
+}
+
+/// Every record of `pack`, frame after frame, handed to `sink` as (type, payload).
+fn unpack_records(
+    pack: &[u8],
+    index: &PackIndex,
+    mut sink: impl FnMut(RecordType, &[u8]) -> Result<(), PackError>,
+) -> Result<(), PackError> {
     let dict = read_dict(&read_section(pack, &index.dict, "series dictionary")?)?;
     for (i, f) in index.frames.iter().enumerate() {
         let body = read_section(pack, &f.section, &format!("frame {i}"))?;
-        let mut at = f.raw_start as usize;
-        let mut record = Vec::new();
-        unpack_frame_records(&body, &dict, f, |ty, payload| {
-            record.clear();
-            put_record(&mut record, ty, payload);
-            let want = raw.get(at..at + record.len()).unwrap_or(&[]);
-            if record != want {
-                let same = record.iter().zip(want).take_while(|(a, b)| a == b).count();
-                return Err(PackError::Mismatch((at + same) as u64));
-            }
-            at += record.len();
-            Ok(())
-        })?;
+        unpack_frame_records(&body, &dict, f, &mut sink)?;
     }
     Ok(())
 }
