@@ -664,11 +664,23 @@ async fn query(
         .time_ms("time", wall_clock_ms())
         .map_err(|e| ApiError::bad(e).prom())?;
     let options = query_options(&s, &p)?;
-    let (shared, query) = (s.shared.clone(), query.to_string());
-    // Off the async workers: a long query must not stall request handling (ingest).
+    let query = query.to_string();
+    run_query(&s, move |db| {
+        promql::instant_query_with(db, &query, at, options)
+    })
+    .await
+}
+
+/// Runs a query against the views off the async workers (a long query must not stall
+/// request handling, ingest included) and answers with its result.
+async fn run_query(
+    s: &AppState,
+    query: impl FnOnce(&assay_tsdb::Tsdb) -> Result<promql::Value, promql::QueryError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let shared = s.shared.clone();
     let v = tokio::task::spawn_blocking(move || {
         let views = shared.views.read().expect("views lock");
-        promql::instant_query_with(&views.tsdb, &query, at, options)
+        query(&views.tsdb)
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
@@ -714,14 +726,11 @@ async fn query_range(
     let step = parse_duration_ms(p.required("step").map_err(bad)?)
         .map_err(|e| bad(format!("parameter `step`: {e}")))?;
     let options = query_options(&s, &p)?;
-    let (shared, query) = (s.shared.clone(), query.to_string());
-    let v = tokio::task::spawn_blocking(move || {
-        let views = shared.views.read().expect("views lock");
-        promql::range_query_with(&views.tsdb, &query, start, end, step, options)
+    let query = query.to_string();
+    run_query(&s, move |db| {
+        promql::range_query_with(db, &query, start, end, step, options)
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    Ok(query_success(&v))
 }
 
 type Selectors = Vec<Vec<assay_tsdb::Matcher>>;
