@@ -126,7 +126,10 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
         let t = Instant::now();
         let back = unpack_all(&pack)?;
         unpack_time += t.elapsed();
-        anyhow::ensure!(back == raw, "segment {seq} did not unpack to its bytes");
+        anyhow::ensure!(
+            back[..] == raw[..],
+            "segment {seq} did not unpack to its bytes"
+        );
         raw_bytes += raw.len() as u64;
         pack_bytes += pack.len() as u64;
         ledger.install_pack(seq, &pack)?;

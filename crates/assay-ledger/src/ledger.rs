@@ -19,7 +19,7 @@ use crate::scan::{
 use crate::segment::{
     put_record, segment_name, BlockHeader, RecordType, Seal, SegmentHeader, RECORD_HEADER_BYTES,
 };
-use crate::storage::Storage;
+use crate::storage::{FileBytes, Storage};
 use base64::Engine as _;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -542,11 +542,12 @@ impl<S: Storage> Ledger<S> {
             .collect()
     }
 
-    /// The bytes of sealed raw segment `seq`, to pack (outside any lock: packing is slow).
-    pub fn segment_bytes(&self, seq: u64) -> Result<Vec<u8>, LedgerError> {
+    /// The bytes of sealed raw segment `seq` (mapped where the storage can), to pack outside
+    /// any lock: packing is slow.
+    pub fn segment_bytes(&self, seq: u64) -> Result<FileBytes, LedgerError> {
         let seg = self.sealed_raw(seq)?;
         self.storage
-            .read_at(&seg.name, 0, seg.len as usize)
+            .read_sealed(&seg.name, seg.len as usize)
             .map_err(LedgerError::Read)
     }
 

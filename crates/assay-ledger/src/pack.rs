@@ -268,6 +268,7 @@ pub fn pack_segment(raw: &[u8], options: &PackOptions) -> Result<Vec<u8>, PackEr
     let mut dict_order: Vec<&[u8]> = Vec::new();
     let mut frames = Vec::new();
     let mut columns: Vec<Column> = Vec::new();
+    #[cfg(debug_assertions)]
     let mut check = Vec::new();
     let mut first = 0;
     while first < records.len() {
@@ -284,20 +285,23 @@ pub fn pack_segment(raw: &[u8], options: &PackOptions) -> Result<Vec<u8>, PackEr
         let mut present: Vec<u32> = Vec::new();
         let mut prev_dict = 0i64;
         for rec in frame_records {
+            // Shortest varints, whole payload consumed: writing it back gives the same
+            // bytes (checked here in debug builds, and for the whole pack by `verify`).
             let entry = (rec.ty == RecordType::Entry)
                 .then(|| split_sample_entry(rec.payload))
-                .flatten()
-                .filter(|e| {
-                    check.clear();
-                    write_sample_entry(
-                        &mut check,
-                        e.kind,
-                        e.report,
-                        &e.series,
-                        e.samples.iter().copied(),
-                    );
-                    check == rec.payload
-                });
+                .flatten();
+            #[cfg(debug_assertions)]
+            if let Some(e) = &entry {
+                check.clear();
+                write_sample_entry(
+                    &mut check,
+                    e.kind,
+                    e.report,
+                    &e.series,
+                    e.samples.iter().copied(),
+                );
+                debug_assert!(check == rec.payload, "a split entry writes back unchanged");
+            }
             let Some(e) = entry else {
                 s.tags.push(0);
                 s.raw.push(rec.ty as u8);
@@ -823,13 +827,20 @@ impl<'a> Cursor<'a> {
         Some(s)
     }
 
+    /// A varint in its shortest form only (as `put_varint` writes it), so an entry that
+    /// [`split_sample_entry`] accepts is written back byte for byte by
+    /// [`write_sample_entry`] without writing it to check.
     fn varint(&mut self) -> Option<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
-            v |= ((b & 0x7f) as u64) << shift;
+            let low = (b & 0x7f) as u64;
+            if shift == 63 && low > 1 {
+                return None;
+            }
+            v |= low << shift;
             if b & 0x80 == 0 {
-                return Some(v);
+                return (b != 0 || shift == 0).then_some(v);
             }
         }
         None
@@ -839,5 +850,47 @@ impl<'a> Cursor<'a> {
     fn count(&mut self) -> Option<usize> {
         let n = self.varint()?;
         (n <= (self.bytes.len() - self.at) as u64).then_some(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Entry, Labels, SampleBatch};
+
+    #[test]
+    fn only_entries_in_their_shortest_form_are_split() {
+        let mut b = SampleBatch::new();
+        let labels = Labels::new(vec![("__name__".into(), "up".into())]).unwrap();
+        b.push(labels.clone(), 5, 1.5);
+        b.push(labels, 20_000, 2.5);
+        let entry = Entry::Samples(b).encode();
+        let split = split_sample_entry(&entry).expect("an encoded entry splits");
+        let mut back = Vec::new();
+        write_sample_entry(
+            &mut back,
+            split.kind,
+            split.report,
+            &split.series,
+            split.samples.iter().copied(),
+        );
+        assert_eq!(back, entry);
+        // The series count 1 padded to two bytes: stored as is, never written back shorter.
+        let mut padded = entry.clone();
+        assert_eq!(padded[2], 1, "the series count follows version and kind");
+        padded.splice(2..3, [0x81, 0x00]);
+        assert!(split_sample_entry(&padded).is_none());
+        // A varint whose tenth byte overflows 64 bits.
+        let mut c = Cursor {
+            bytes: &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+            at: 0,
+        };
+        assert_eq!(c.varint(), None);
+        let mut c = Cursor {
+            bytes: &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+            at: 0,
+        };
+        assert_eq!(c.varint(), Some(u64::MAX));
+        assert_eq!(Cursor { bytes: &[0], at: 0 }.varint(), Some(0));
     }
 }

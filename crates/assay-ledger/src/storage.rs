@@ -26,6 +26,13 @@ pub trait Storage: Send {
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
     /// `len` bytes at `offset`.
     fn read_at(&self, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// The first `len` bytes of a file no one appends to or truncates any more (a sealed
+    /// segment), mapped where the storage can: packing reads whole 64 MiB segments, and a
+    /// copy into fresh memory cost as much CPU as a tenth of ingest (the kernel zeroing
+    /// the pages, then the copy).
+    fn read_sealed(&self, name: &str, len: usize) -> io::Result<FileBytes> {
+        self.read_at(name, 0, len).map(FileBytes::Read)
+    }
     /// Creates an empty file, durably; fails if it exists.
     fn create(&mut self, name: &str) -> io::Result<()>;
     /// Appends bytes; not durable until [`Storage::sync`].
@@ -38,6 +45,35 @@ pub trait Storage: Send {
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()>;
     /// Deletes a file, durably.
     fn remove(&mut self, name: &str) -> io::Result<()>;
+}
+
+/// A file's bytes, read into memory or mapped from the file.
+pub enum FileBytes {
+    /// Read into memory.
+    Read(Vec<u8>),
+    /// Mapped read-only from a file that no longer changes.
+    Mapped(memmap2::Mmap),
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self {
+            FileBytes::Read(_) => "read",
+            FileBytes::Mapped(_) => "mapped",
+        };
+        write!(f, "FileBytes({} bytes, {how})", self.len())
+    }
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Read(v) => v,
+            FileBytes::Mapped(m) => m,
+        }
+    }
 }
 
 /// A real directory on disk.
@@ -93,6 +129,26 @@ impl Storage for FsStorage {
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         std::fs::read(self.dir.join(name))
+    }
+
+    fn read_sealed(&self, name: &str, len: usize) -> io::Result<FileBytes> {
+        let f = File::open(self.dir.join(name))?;
+        let file_len = f.metadata()?.len();
+        if file_len < len as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{name} holds {file_len} bytes, {len} expected"),
+            ));
+        }
+        if len == 0 {
+            return Ok(FileBytes::Read(Vec::new()));
+        }
+        // SAFETY: the caller promises the file is sealed: the ledger never appends to,
+        // truncates or rewrites a sealed segment, only removes it (the mapping stays valid
+        // after an unlink), so the mapped bytes cannot change under the reader.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&f)? };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(FileBytes::Mapped(map))
     }
 
     fn read_at(&self, name: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
@@ -400,5 +456,29 @@ impl Storage for SimStorage {
         disk.step()?;
         disk.files.remove(name).ok_or_else(|| not_found(name))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_file_maps_to_the_bytes_read_and_a_short_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FsStorage::open(dir.path()).unwrap();
+        s.create("0.seg").unwrap();
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        s.append("0.seg", &bytes).unwrap();
+        s.sync("0.seg").unwrap();
+        let mapped = s.read_sealed("0.seg", 99_000).unwrap();
+        assert!(matches!(mapped, FileBytes::Mapped(_)), "{mapped:?}");
+        assert_eq!(&mapped[..], &s.read_at("0.seg", 0, 99_000).unwrap()[..]);
+        assert_eq!(s.read_sealed("0.seg", 0).unwrap().len(), 0);
+        let err = s.read_sealed("0.seg", 100_001).unwrap_err();
+        assert_eq!(err.to_string(), "0.seg holds 100000 bytes, 100001 expected");
+        // The mapping outlives the file's removal (installing a pack removes the raw file).
+        s.remove("0.seg").unwrap();
+        assert_eq!(mapped[98_999], bytes[98_999]);
     }
 }
