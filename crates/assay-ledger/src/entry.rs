@@ -270,6 +270,12 @@ impl SeriesIndex {
         self.next.len()
     }
 
+    /// Forgets every id, keeping the memory for the next use.
+    pub fn clear(&mut self) {
+        self.heads.clear();
+        self.next.clear();
+    }
+
     /// True before the first id.
     pub fn is_empty(&self) -> bool {
         self.next.is_empty()

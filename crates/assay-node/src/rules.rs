@@ -83,7 +83,7 @@ impl ViewsEvaluator<'_> {
             }
             self.corrected += changed.len();
             let entry = Entry::Samples(changed);
-            if let Err(e) = commit_entries(self.shared, &[&entry.encode()], &[&entry]) {
+            if let Err(e) = commit_entries(self.shared, &[&entry.encode()], &[&entry], &[]) {
                 self.ledger_error = Some(e);
             }
             return;
@@ -99,7 +99,7 @@ impl ViewsEvaluator<'_> {
             return;
         }
         let entry = Entry::Samples(rest);
-        if let Err(e) = commit_entries(self.shared, &[&entry.encode()], &[&entry]) {
+        if let Err(e) = commit_entries(self.shared, &[&entry.encode()], &[&entry], &[]) {
             self.ledger_error = Some(e);
         }
     }

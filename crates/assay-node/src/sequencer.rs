@@ -149,6 +149,7 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
         (l.config().block_entries_max, l.config().block_bytes_max)
     };
     let mut failed: Option<String> = None;
+    let mut admission_buffers = assay_tsdb::AdmissionBuffers::default();
     let mut checkpoint = CheckpointSchedule {
         every: persist_every,
         last: Instant::now(),
@@ -191,7 +192,7 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
             }
             continue;
         }
-        let batch = admit(shared, batch, window);
+        let (batch, resolved) = admit(shared, batch, window, &mut admission_buffers);
         if batch.is_empty() {
             continue;
         }
@@ -205,7 +206,7 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
                 .map(|s| s.timestamp_ms)
                 .min()
         });
-        match commit_entries(shared, &bytes, &entries) {
+        match commit_entries(shared, &bytes, &entries, &resolved) {
             Ok((block_time, receipts)) => {
                 checkpoint.dirty = true;
                 for (p, r) in batch.into_iter().zip(receipts) {
@@ -269,17 +270,30 @@ impl CheckpointSchedule {
     }
 }
 
+/// Per admitted entry, the series ids admission found in the view (see
+/// `assay_tsdb::Admitted`).
+type Resolved = Vec<Vec<Option<assay_tsdb::SeriesId>>>;
+
 /// Answers the proposals that conflict with the view (or with one admitted before them in
-/// this block) and returns the rest, in order.
-fn admit(shared: &Shared, batch: Vec<Proposal>, window_ms: i64) -> Vec<Proposal> {
+/// this block) and returns the rest, in order, with the series ids found for them.
+fn admit(
+    shared: &Shared,
+    batch: Vec<Proposal>,
+    window_ms: i64,
+    buffers: &mut assay_tsdb::AdmissionBuffers,
+) -> (Vec<Proposal>, Resolved) {
     // Verdicts first, while the admission borrows the batches; then move them.
-    let verdicts: Vec<Result<(), assay_tsdb::Conflict>> = {
+    let (verdicts, resolved): (Vec<Result<(), assay_tsdb::Conflict>>, Resolved) = {
         let views = shared.views.read().expect("views lock");
-        let mut admission = assay_tsdb::Admission::new(&views.tsdb, window_ms);
-        batch
+        let mut admission =
+            assay_tsdb::Admission::with_buffers(&views.tsdb, window_ms, std::mem::take(buffers));
+        let verdicts = batch
             .iter()
             .map(|p| admission.admit(p.entry.batch()))
-            .collect()
+            .collect();
+        let admitted = admission.finish();
+        *buffers = admitted.buffers;
+        (verdicts, admitted.resolved)
     };
     let mut admitted = Vec::with_capacity(batch.len());
     for (p, verdict) in batch.into_iter().zip(verdicts) {
@@ -288,15 +302,19 @@ fn admit(shared: &Shared, batch: Vec<Proposal>, window_ms: i64) -> Vec<Proposal>
             Err(conflict) => p.answer(Err(CommitError::Conflict(conflict))),
         }
     }
-    admitted
+    debug_assert_eq!(admitted.len(), resolved.len());
+    (admitted, resolved)
 }
 
 /// Appends one block of `entries` (`refs` are their encodings) and applies it to the
-/// views; the block's time and a receipt per entry. Only the sequencer thread calls it.
+/// views (`resolved`: the series ids admission found, per entry, or empty); the block's
+/// time and a receipt per entry. Only the sequencer thread calls it, and nothing changes
+/// the views between its admission and this.
 pub(crate) fn commit_entries(
     shared: &Shared,
     refs: &[&[u8]],
     entries: &[&Entry],
+    resolved: &[Vec<Option<assay_tsdb::SeriesId>>],
 ) -> Result<(i64, Vec<Receipt>), String> {
     debug_assert_eq!(refs.len(), entries.len());
     let started = Instant::now();
@@ -317,7 +335,7 @@ pub(crate) fn commit_entries(
         .views
         .write()
         .expect("views lock")
-        .apply_block(&block, entries.iter().copied());
+        .apply_block_resolved(&block, entries.iter().copied(), resolved);
     let samples: usize = entries.iter().map(|e| e.batch().len()).sum();
     shared.metrics.block_committed(
         entries.len(),

@@ -120,6 +120,17 @@ impl Views {
         block: &BlockSummary,
         entries: impl IntoIterator<Item = &'a Entry>,
     ) {
+        self.apply_block_resolved(block, entries, &[]);
+    }
+
+    /// [`Views::apply_block`] given, per entry, the series ids admission found for it
+    /// (`assay_tsdb::Admitted::resolved`; shorter or empty: none known).
+    pub fn apply_block_resolved<'a>(
+        &mut self,
+        block: &BlockSummary,
+        entries: impl IntoIterator<Item = &'a Entry>,
+        resolved: &[Vec<Option<assay_tsdb::SeriesId>>],
+    ) {
         assert_eq!(
             block.header.height, self.height,
             "blocks are applied in order"
@@ -132,7 +143,10 @@ impl Views {
         for entry in entries {
             match entry {
                 Entry::Metadata(records) => self.tsdb.apply_metadata(records),
-                _ => self.tsdb.apply_batch(entry.batch()),
+                _ => {
+                    let hints = resolved.get(n as usize).map_or(&[][..], |r| &r[..]);
+                    self.tsdb.apply_batch_resolved(entry.batch(), hints)
+                }
             }
             n += 1;
         }

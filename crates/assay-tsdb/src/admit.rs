@@ -19,7 +19,7 @@
 
 use assay_ledger::{Labels, SampleBatch, SeriesIndex};
 
-use crate::Tsdb;
+use crate::{SeriesId, Tsdb};
 
 /// Why a batch was refused; the caller answers 400 (the sender must not retry it).
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -73,19 +73,63 @@ pub struct Admission<'a> {
     /// `(slot, timestamp, value bits)` of every admitted sample; searched only for a write
     /// at or below its series' newest.
     samples: Vec<(u32, i64, u64)>,
+    /// Per admitted batch, in order: each series' id in the view, as looked up to check it.
+    resolved: Vec<Vec<Option<SeriesId>>>,
+}
+
+/// Memory an [`Admission`] keeps for the next block: a block's sample list and series
+/// index are large, and fresh memory for them every block (the kernel zeroing its pages)
+/// cost more than the admission's own work.
+#[derive(Default)]
+pub struct AdmissionBuffers {
+    by_hash: SeriesIndex,
+    samples: Vec<(u32, i64, u64)>,
+}
+
+/// What an admission found, for applying the admitted batches.
+pub struct Admitted {
+    /// Per admitted batch, in admission order: each of its series' id in the view when it
+    /// was checked (`None`: new to the view). Valid for applying those batches to the same
+    /// view, unchanged but for the batches applied before them (ids are only added).
+    pub resolved: Vec<Vec<Option<SeriesId>>>,
+    /// The memory to start the next block's admission with.
+    pub buffers: AdmissionBuffers,
 }
 
 impl<'a> Admission<'a> {
     /// Starts a block over `db`; samples up to `window_ms` older than a series' newest are
     /// accepted (0: strictly in order, as Prometheus by default).
     pub fn new(db: &'a Tsdb, window_ms: i64) -> Admission<'a> {
+        Admission::with_buffers(db, window_ms, AdmissionBuffers::default())
+    }
+
+    /// [`Admission::new`] reusing the memory of an earlier block's admission.
+    pub fn with_buffers(db: &'a Tsdb, window_ms: i64, buffers: AdmissionBuffers) -> Admission<'a> {
         debug_assert!(window_ms >= 0);
+        let AdmissionBuffers {
+            mut by_hash,
+            mut samples,
+        } = buffers;
+        by_hash.clear();
+        samples.clear();
         Admission {
             db,
             window_ms: window_ms.max(0),
-            by_hash: SeriesIndex::default(),
+            by_hash,
             slots: Vec::new(),
-            samples: Vec::new(),
+            samples,
+            resolved: Vec::new(),
+        }
+    }
+
+    /// Ends the block: the admitted batches' series ids, and the memory to reuse.
+    pub fn finish(self) -> Admitted {
+        Admitted {
+            resolved: self.resolved,
+            buffers: AdmissionBuffers {
+                by_hash: self.by_hash,
+                samples: self.samples,
+            },
         }
     }
 
@@ -109,7 +153,8 @@ impl<'a> Admission<'a> {
                 .map(|(l, &h)| self.slot(l, h))
                 .collect()
         };
-        self.check(batch, &known)?;
+        let stored = self.check(batch, &known)?;
+        self.resolved.push(stored);
         let slots: Vec<u32> = batch
             .series()
             .iter()
@@ -134,7 +179,12 @@ impl<'a> Admission<'a> {
         Ok(())
     }
 
-    fn check(&self, batch: &SampleBatch, known: &[Option<u32>]) -> Result<(), Conflict> {
+    /// Checks every sample; on success, each series' id in the view (`None`: new to it).
+    fn check(
+        &self,
+        batch: &SampleBatch,
+        known: &[Option<u32>],
+    ) -> Result<Vec<Option<SeriesId>>, Conflict> {
         // The view's lookup per distinct series of the batch, not per sample.
         let stored: Vec<Option<u32>> = batch
             .series()
@@ -188,7 +238,7 @@ impl<'a> Admission<'a> {
                 }
             }
         }
-        Ok(())
+        Ok(stored)
     }
 }
 
@@ -282,6 +332,49 @@ mod tests {
             out of order sample: series up{host="a"} has a sample at 2000 ms, and 1500 ms is not within the out-of-order window of 100 ms before it; send samples of a series in time order, or raise tsdb.out_of_order_window_ms
             ok"#]]
         .assert_eq(&got);
+    }
+
+    #[test]
+    fn admission_hands_apply_the_ids_it_found_and_wrong_hints_change_nothing() {
+        let mut db = Tsdb::new();
+        db.apply_batch(&batch(&[("a", 100, 1.0), ("z", 100, 1.0)]));
+        let blocks = [
+            batch(&[("a", 200, 2.0), ("b", 200, 2.0)]),
+            batch(&[("b", 300, 3.0), ("z", 300, 3.0), ("c", 300, 3.0)]),
+        ];
+        let mut buffers = AdmissionBuffers::default();
+        for round in 0..2 {
+            let mut a = Admission::with_buffers(&db, 0, std::mem::take(&mut buffers));
+            for b in &blocks {
+                a.admit(b).unwrap();
+            }
+            let admitted = a.finish();
+            buffers = admitted.buffers;
+            // Ids in the view when checked: `b` and `c` are new to it, even after the
+            // first batch admitted `b`.
+            let expected = if round == 0 {
+                vec![vec![Some(0), None], vec![None, Some(1), None]]
+            } else {
+                vec![vec![Some(0), Some(2)], vec![Some(2), Some(1), Some(3)]]
+            };
+            assert_eq!(admitted.resolved, expected, "round {round}");
+            let mut plain = db.clone();
+            let mut wrong = db.clone();
+            for (b, ids) in blocks.iter().zip(&admitted.resolved) {
+                plain.apply_batch(b);
+                db.apply_batch_resolved(b, ids);
+                // Hints naming another series, or none at all, are ignored.
+                let bad: Vec<Option<SeriesId>> = ids.iter().map(|_| Some(1)).collect();
+                wrong.apply_batch_resolved(b, &bad);
+            }
+            assert_eq!(db.digest(), plain.digest());
+            assert_eq!(wrong.digest(), plain.digest());
+        }
+        // Out of range hints too.
+        let mut plain = db.clone();
+        plain.apply_batch(&blocks[0]);
+        db.apply_batch_resolved(&blocks[0], &[Some(99), Some(u32::MAX)]);
+        assert_eq!(db.digest(), plain.digest());
     }
 
     #[test]

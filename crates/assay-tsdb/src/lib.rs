@@ -64,14 +64,14 @@ use std::collections::BTreeMap;
 
 use assay_ledger::{Labels, SampleBatch};
 
-pub use admit::{Admission, Conflict};
+pub use admit::{Admission, AdmissionBuffers, Admitted, Conflict};
 pub use matcher::{MatchOp, Matcher, MATCHER_REGEX_BYTES_MAX};
 pub use metadata::{MetadataRecord, METRICS_MAX, RECORDS_PER_METRIC_MAX};
 pub use snapshot::{SnapshotError, SNAPSHOT_VERSION};
 use store::SampleStore;
 
 /// Dense series number, assigned in first-write ledger order.
-type SeriesId = u32;
+pub type SeriesId = u32;
 
 /// One indexed series: its identity and its samples.
 #[derive(Clone, Debug)]
@@ -193,12 +193,30 @@ impl Tsdb {
 
     /// Applies one committed batch; see the crate docs for ordering rules.
     pub fn apply_batch(&mut self, batch: &SampleBatch) {
+        self.apply_batch_resolved(batch, &[]);
+    }
+
+    /// [`Tsdb::apply_batch`] given the ids an [`Admission`] found for the batch's series
+    /// (`Admitted::resolved`; empty: none known), so each is not looked up twice. A hint
+    /// is used only when that id holds these very labels, so the result never depends on
+    /// it.
+    pub fn apply_batch_resolved(&mut self, batch: &SampleBatch, resolved: &[Option<SeriesId>]) {
         // Resolve each batch series once, then samples are a vector index away.
         let ids: Vec<SeriesId> = batch
             .series()
             .iter()
             .zip(batch.series_hashes())
-            .map(|(l, &h)| self.series_id_hashed(l, h))
+            .enumerate()
+            .map(|(i, (l, &h))| {
+                let hint = resolved.get(i).copied().flatten();
+                match hint.filter(|&id| self.is_series_hinted(id, l)) {
+                    Some(id) => {
+                        debug_assert_eq!(self.lookup(l, h), Some(id));
+                        self.resolve_found(id, l)
+                    }
+                    None => self.series_id_hashed(l, h),
+                }
+            })
             .collect();
         for s in batch.samples() {
             let Some(&id) = ids.get(s.series as usize) else {
@@ -227,6 +245,11 @@ impl Tsdb {
         *pairs == pairs_address(labels) || key_matches(key, labels)
     }
 
+    /// Whether a hinted id is in range and holds `labels`.
+    fn is_series_hinted(&self, id: SeriesId, labels: &Labels) -> bool {
+        (id as usize) < self.keys.len() && self.is_series(id, labels)
+    }
+
     fn series_id(&mut self, labels: &Labels) -> SeriesId {
         self.series_id_hashed(labels, assay_ledger::SeriesIndex::hash(labels))
     }
@@ -235,6 +258,14 @@ impl Tsdb {
     fn series_id_hashed(&mut self, labels: &Labels, hash: u64) -> SeriesId {
         debug_assert_eq!(hash, assay_ledger::SeriesIndex::hash(labels));
         if let Some(id) = self.lookup(labels, hash) {
+            return self.resolve_found(id, labels);
+        }
+        self.create_series(labels, hash)
+    }
+
+    /// Series `id`, found holding `labels`, as a batch sample resolves it.
+    fn resolve_found(&mut self, id: SeriesId, labels: &Labels) -> SeriesId {
+        {
             let held = &mut self.series[id as usize].labels;
             debug_assert!(*held == *labels);
             // Share the batch's pairs (equal, so nothing observable changes): batches from
@@ -248,8 +279,12 @@ impl Tsdb {
             if self.series[id as usize].samples.is_empty() {
                 self.empty_series -= 1;
             }
-            return id;
         }
+        id
+    }
+
+    /// Indexes a series new to the view.
+    fn create_series(&mut self, labels: &Labels, hash: u64) -> SeriesId {
         let id = SeriesId::try_from(self.series.len()).expect("fewer than 2^32 series");
         for (name, value) in labels.pairs() {
             // Look up before inserting: `entry` would copy the strings for every label of
