@@ -120,6 +120,12 @@ impl SeriesCache {
         }
     }
 
+    /// The most entries and accounted bytes it holds, both generations together.
+    pub fn bounds(&self) -> (usize, usize) {
+        let n = 2 * SERIES_CACHE_SHARDS;
+        (n * self.entries_max, n * self.bytes_max)
+    }
+
     /// The limits the cached results were validated under.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -152,6 +158,7 @@ impl SeriesCache {
             .sum()
     }
 
+    #[cfg(test)]
     fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
         &self.shards[shard_of(FxBuildHasher.hash_one(key))]
     }

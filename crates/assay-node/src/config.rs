@@ -17,6 +17,12 @@
 //! timestamp_past_ms_max = 2678400000 # 31 days
 //! junit_testcases_max = 200000
 //!
+//! [ingest]
+//! series_cache_bytes = 134217728    # remote write: validated labels of recently seen series,
+//!                                   # keyed by their raw bytes (a hit skips decoding and
+//!                                   # checks); ~400 B per series of node_exporter's shape,
+//!                                   # so raise it above ~300 k active series
+//!
 //! [tsdb]
 //! out_of_order_window_ms = 3600000  # a sample up to 1 h older than its series' newest is
 //!                                   # accepted; older ones are refused (400), as Prometheus
@@ -67,10 +73,38 @@ pub struct NodeConfig {
     pub rule_files: Vec<PathBuf>,
     /// Input limits.
     pub limits: assay_ingest::Limits,
+    /// Ingest settings.
+    pub ingest: IngestSettings,
     /// Time-series view settings.
     pub tsdb: TsdbSettings,
     /// Ledger and sequencer limits.
     pub ledger: LedgerSettings,
+}
+
+/// How writes are parsed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Bound on remote write's series cache (raw label bytes → validated labels), bytes
+    /// accounted over both generations; also bounds it to one entry per 256 bytes.
+    pub series_cache_bytes: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            series_cache_bytes: 2 * assay_ingest::SERIES_CACHE_BYTES_MAX,
+        }
+    }
+}
+
+impl IngestSettings {
+    /// The series cache these settings describe, for results validated under `limits`.
+    pub fn series_cache(&self, limits: &assay_ingest::Limits) -> assay_ingest::SeriesCache {
+        // Two generations share the bound.
+        let per_generation = self.series_cache_bytes / 2;
+        assay_ingest::SeriesCache::with_bounds(limits, per_generation / 256, per_generation)
+    }
 }
 
 /// How the time-series view admits samples.
@@ -128,6 +162,7 @@ impl Default for NodeConfig {
             origin: String::new(),
             rule_files: Vec::new(),
             limits: assay_ingest::Limits::default(),
+            ingest: IngestSettings::default(),
             tsdb: TsdbSettings::default(),
             ledger: LedgerSettings::default(),
         }
@@ -261,5 +296,20 @@ mod tests {
         assert!(e.contains("unknown field `block_entries`"), "{e}");
         let e = NodeConfig::parse("listen = 5\n").unwrap_err();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn the_series_cache_bound_is_shared_by_both_generations() {
+        let c = NodeConfig::parse("[ingest]\nseries_cache_bytes = 1048576\n").unwrap();
+        assert_eq!(c.ingest.series_cache_bytes, 1 << 20);
+        let limits = assay_ingest::Limits::default();
+        let cache = c.ingest.series_cache(&limits);
+        // Per generation: half the bytes, and one entry per 256 of them.
+        assert_eq!(cache.bounds(), ((1 << 20) / 256, 1 << 20));
+        let d = NodeConfig::parse("").unwrap().ingest.series_cache(&limits);
+        assert_eq!(
+            d.bounds(),
+            (2 * assay_ingest::SERIES_CACHE_ENTRIES_MAX, 128 << 20)
+        );
     }
 }

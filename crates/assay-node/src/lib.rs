@@ -163,7 +163,7 @@ impl Node {
             sequencer,
             limits: self.config.limits.clone(),
             query_timeout_ms: self.config.tsdb.query_timeout_ms,
-            series_cache: Arc::new(assay_ingest::SeriesCache::new(&self.config.limits)),
+            series_cache: Arc::new(self.config.ingest.series_cache(&self.config.limits)),
         };
         let app = api::router(state);
         let (stop_snapshots, snapshots) = self.start_snapshots();
