@@ -762,23 +762,35 @@ pub fn unpack_all(pack: &[u8]) -> Result<Vec<u8>, PackError> {
 }
 
 /// Checks that `pack` unpacks to exactly `raw`, record by record (no segment-sized buffer).
+///
+/// `raw`'s records must have passed [`read_record`] (their CRCs checked), as
+/// [`pack_segment`]'s first pass does: then a record whose length, type and payload equal
+/// the unpacked one's also has the CRC `put_record` would write, so the check compares those
+/// in place instead of writing each record out (a copy and a CRC pass over the segment).
 fn verify(pack: &[u8], raw: &[u8]) -> Result<(), PackError> {
+    use crate::segment::RECORD_HEADER_BYTES;
     let index = read_index(pack)?;
     if index.raw_len != raw.len() as u64 {
         return Err(PackError::Mismatch(index.raw_len.min(raw.len() as u64)));
     }
     // Frames tile the segment from offset 0 (`read_index` checks), so one cursor follows.
     let mut at = 0usize;
-    let mut record = Vec::new();
     unpack_records(pack, &index, |ty, payload| {
-        record.clear();
-        put_record(&mut record, ty, payload);
-        let want = raw.get(at..at + record.len()).unwrap_or(&[]);
-        if record != want {
+        let end = at + RECORD_HEADER_BYTES + payload.len();
+        let same = raw.get(at..end).is_some_and(|want| {
+            want[..4] == (payload.len() as u32).to_le_bytes()
+                && want[8] == ty as u8
+                && want[RECORD_HEADER_BYTES..] == *payload
+        });
+        if !same {
+            // Rare: write the record out to name the first differing byte.
+            let mut record = Vec::new();
+            put_record(&mut record, ty, payload);
+            let want = raw.get(at..).unwrap_or(&[]);
             let same = record.iter().zip(want).take_while(|(a, b)| a == b).count();
             return Err(PackError::Mismatch((at + same) as u64));
         }
-        at += record.len();
+        at = end;
         Ok(())
     })
 }
@@ -857,6 +869,37 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
     use crate::{Entry, Labels, SampleBatch};
+
+    #[test]
+    fn the_check_names_the_first_byte_a_pack_does_not_give_back() {
+        use crate::segment::RECORD_HEADER_BYTES;
+        let mut b = SampleBatch::new();
+        let labels = Labels::new(vec![("__name__".into(), "up".into())]).unwrap();
+        b.push(labels.clone(), 5, 1.5);
+        b.push(labels, 20_000, 2.5);
+        let entry = Entry::Samples(b).encode();
+        let mut raw = Vec::new();
+        put_record(&mut raw, RecordType::Entry, &entry);
+        put_record(&mut raw, RecordType::Seal, b"a seal");
+        let pack = pack_segment(&raw, &PackOptions::default()).unwrap();
+        assert!(verify(&pack, &raw).is_ok());
+        let mismatch = |at: usize| {
+            let mut other = raw.clone();
+            other[at] ^= 1;
+            match verify(&pack, &other) {
+                Err(PackError::Mismatch(o)) => o,
+                r => panic!("{r:?}"),
+            }
+        };
+        // The last value byte, the type byte, a length byte, the seal's last byte.
+        let last_value = RECORD_HEADER_BYTES + entry.len() - 1;
+        assert_eq!(mismatch(last_value), last_value as u64);
+        assert_eq!(mismatch(8), 8);
+        assert_eq!(mismatch(0), 0);
+        assert_eq!(mismatch(raw.len() - 1), raw.len() as u64 - 1);
+        // A raw segment longer or shorter than the pack's.
+        assert!(matches!(verify(&pack, &raw[..raw.len() - 1]), Err(PackError::Mismatch(_))));
+    }
 
     #[test]
     fn only_entries_in_their_shortest_form_are_split() {
