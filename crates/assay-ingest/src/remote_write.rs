@@ -347,8 +347,25 @@ fn add_series<'a>(
 /// run is malformed: then the full walk names the error). This prefix, as raw bytes, is
 /// the series' key in the [`SeriesCache`].
 fn label_prefix_end(bytes: &[u8]) -> usize {
+    // Every series is looked up by this prefix, so the common shape — tag byte 0x0a (field
+    // 1, length-delimited) and a one-byte length — is skipped without the general walk;
+    // anything else is left to it, which gives the same answer for the same bytes.
+    let mut pos = 0;
+    while let Some(&[0x0a, len]) = bytes.get(pos..pos + 2) {
+        let end = pos + 2 + len as usize;
+        if len >= 0x80 || end > bytes.len() {
+            break;
+        }
+        pos = end;
+    }
+    label_prefix_end_from(bytes, pos)
+}
+
+/// [`label_prefix_end`] by the general field walk, from `pos` (the end of a label run).
+fn label_prefix_end_from(bytes: &[u8], pos: usize) -> usize {
     let mut wire = Wire::new(bytes);
-    let mut end = 0;
+    wire.pos = pos;
+    let mut end = pos;
     while let Ok(Some((1, Value::Bytes(_)))) = wire.next_field() {
         end = wire.pos;
     }
@@ -680,6 +697,40 @@ mod tests {
         0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, // Sample.value (field 1, fixed64) = 1.0
         0x10, 0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31, // Sample.timestamp (field 2, varint)
     ];
+
+    proptest::proptest! {
+        #[test]
+        fn the_label_prefix_shortcut_ends_where_the_general_walk_does(
+            fields in proptest::collection::vec(
+                (proptest::prop_oneof![
+                    proptest::strategy::Just(0x0au8),
+                    proptest::strategy::Just(0x12u8),
+                    proptest::strategy::Just(0x8au8),
+                    proptest::strategy::Just(0x09u8),
+                ], 0usize..200, 0usize..4),
+                0..12,
+            )
+        ) {
+            // Fields of varied tags and lengths, some lengths overlong, some cut short.
+            let mut bytes = Vec::new();
+            for (tag, len, quirk) in fields {
+                bytes.push(tag);
+                if tag == 0x8a {
+                    bytes.push(0x00); // field 1 with a padded tag
+                }
+                if quirk == 3 {
+                    bytes.extend_from_slice(&[(len as u8) | 0x80, 0x00]); // padded length
+                } else {
+                    let mut l = Vec::new();
+                    prost::encoding::encode_varint(len as u64, &mut l);
+                    bytes.extend_from_slice(&l);
+                }
+                let body = if quirk == 2 { len / 2 } else { len };
+                bytes.extend(std::iter::repeat_n(b'x', body));
+            }
+            proptest::prop_assert_eq!(label_prefix_end(&bytes), label_prefix_end_from(&bytes, 0));
+        }
+    }
 
     #[test]
     fn hand_encoded_bytes_match_prost_and_parse() {

@@ -898,7 +898,10 @@ mod tests {
         assert_eq!(mismatch(0), 0);
         assert_eq!(mismatch(raw.len() - 1), raw.len() as u64 - 1);
         // A raw segment longer or shorter than the pack's.
-        assert!(matches!(verify(&pack, &raw[..raw.len() - 1]), Err(PackError::Mismatch(_))));
+        assert!(matches!(
+            verify(&pack, &raw[..raw.len() - 1]),
+            Err(PackError::Mismatch(_))
+        ));
     }
 
     #[test]
