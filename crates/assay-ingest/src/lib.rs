@@ -148,7 +148,8 @@ pub use remote_write::{
     encode_remote_write, parse_remote_write, parse_remote_write_cached, RemoteWrite,
 };
 pub use series_cache::{
-    SeriesCache, SERIES_CACHE_BYTES_MAX, SERIES_CACHE_ENTRIES_MAX, SERIES_CACHE_SHARDS,
+    SeriesCache, SeriesCacheStats, SERIES_CACHE_BYTES_MAX, SERIES_CACHE_ENTRIES_MAX,
+    SERIES_CACHE_SHARDS,
 };
 pub use validate::{validate_label_name, validate_metric_name};
 

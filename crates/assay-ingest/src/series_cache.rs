@@ -80,6 +80,20 @@ struct Shard {
     hits: u64,
     /// All lookups since the last rotation or change of `admit_shift`.
     all_lookups: u64,
+    /// Lookups and hits since the cache was made (for the node's metrics).
+    total_lookups: u64,
+    total_hits: u64,
+}
+
+/// What the cache has done since it was made, and what it holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeriesCacheStats {
+    /// Lookups.
+    pub lookups: u64,
+    /// Lookups that found the series.
+    pub hits: u64,
+    /// Entries held, both generations.
+    pub entries: u64,
 }
 
 impl Shard {
@@ -142,6 +156,19 @@ impl SeriesCache {
             .sum()
     }
 
+    /// Lookups and hits so far, and the entries held.
+    pub fn stats(&self) -> SeriesCacheStats {
+        self.shards
+            .iter()
+            .fold(SeriesCacheStats::default(), |mut acc, s| {
+                let s = s.lock().expect("series cache lock");
+                acc.lookups += s.total_lookups;
+                acc.hits += s.total_hits;
+                acc.entries += (s.current.len() + s.previous.len()) as u64;
+                acc
+            })
+    }
+
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -174,8 +201,10 @@ impl SeriesCache {
         let counted = u64::from(shard.admits(key_hash));
         shard.lookups += counted;
         shard.all_lookups += 1;
+        shard.total_lookups += 1;
         if let Some(hit) = shard.current.get(key) {
             shard.hits += counted;
+            shard.total_hits += 1;
             return Some(hit.clone());
         }
         let Some((key, hit)) = shard.previous.remove_entry(key) else {
@@ -183,6 +212,7 @@ impl SeriesCache {
             return None;
         };
         shard.hits += counted;
+        shard.total_hits += 1;
         self.put(shard, key, hit.clone());
         Some(hit)
     }
@@ -344,6 +374,13 @@ mod tests {
         // is dropped just before its keys come round); a share stays resident instead.
         let hit_rate = cycle(&cache, 6_400, 30);
         assert!(hit_rate >= 0.15, "hit rate {hit_rate}");
+        let stats = cache.stats();
+        assert_eq!(stats.lookups, 6_400 * 30);
+        assert!(
+            stats.hits > 6_400 * 3 && stats.hits < stats.lookups,
+            "{stats:?}"
+        );
+        assert_eq!(stats.entries, cache.len() as u64);
         assert!(cache.len() <= 3_200, "{} entries", cache.len());
         assert!(cache.admit_shift(b"key-0") >= 1);
         // A fleet that shrank is admitted whole again.

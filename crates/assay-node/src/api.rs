@@ -537,10 +537,14 @@ async fn metrics(State(s): State<AppState>) -> Response {
             v.tsdb.sample_bytes(),
         )
     };
-    let text = s
-        .shared
-        .metrics
-        .render(size, height, series, samples, sample_bytes);
+    let text = s.shared.metrics.render(
+        size,
+        height,
+        series,
+        samples,
+        sample_bytes,
+        s.series_cache.stats(),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -108,6 +108,7 @@ impl Metrics {
         series: usize,
         tsdb_samples: u64,
         tsdb_sample_bytes: usize,
+        series_cache: assay_ingest::SeriesCacheStats,
     ) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
@@ -190,6 +191,25 @@ impl Metrics {
             "assay_tsdb_sample_bytes",
             "Bytes the time-series view's samples take in memory (compressed chunks and heads).",
             tsdb_sample_bytes as u64,
+        );
+        counter(
+            &mut out,
+            "assay_remote_write_series_cache_lookups_total",
+            "Remote-write series looked up in the series cache (ingest.series_cache_bytes).",
+            series_cache.lookups,
+        );
+        counter(
+            &mut out,
+            "assay_remote_write_series_cache_hits_total",
+            "Series cache lookups that skipped decoding and checking the labels; a low share of \
+             lookups means more active series than ingest.series_cache_bytes holds.",
+            series_cache.hits,
+        );
+        gauge(
+            &mut out,
+            "assay_remote_write_series_cache_entries",
+            "Series the series cache holds.",
+            series_cache.entries,
         );
         self.commit_durable.render(
             &mut out,

@@ -274,6 +274,15 @@ fn remote_write_and_influx_answer_with_the_codes_senders_act_on() {
         node.query_at("sum(rw_load)", Some(t + 15_000))[0]["value"][1],
         "7"
     );
+    // The retry found both series in the parser's series cache.
+    let metrics = String::from_utf8(node.get("/metrics").1).unwrap();
+    for line in [
+        "assay_remote_write_series_cache_lookups_total 4",
+        "assay_remote_write_series_cache_hits_total 2",
+        "assay_remote_write_series_cache_entries 2",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 
     let entries = node.get_json("/healthz")["entries"].as_u64().unwrap();
     // What the sender must drop (4xx), with a reason it can log; nothing is written.
