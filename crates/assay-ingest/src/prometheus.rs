@@ -411,11 +411,7 @@ mod tests {
             Ok(batch) => batch
                 .iter()
                 .map(|(l, ts, v)| {
-                    let pairs: Vec<String> = l
-                        .pairs()
-                        .iter()
-                        .map(|(n, v)| format!("{n}={v:?}"))
-                        .collect();
+                    let pairs: Vec<String> = l.pairs().map(|(n, v)| format!("{n}={v:?}")).collect();
                     format!("{} {ts} {v}\n", pairs.join(","))
                 })
                 .collect::<String>(),

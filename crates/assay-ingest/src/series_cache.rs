@@ -291,7 +291,6 @@ fn shard_of(key_hash: u64) -> usize {
 fn cost(key: &[u8], labels: &Labels) -> usize {
     let strings: usize = labels
         .pairs()
-        .iter()
         .map(|(n, v)| n.len() + v.len() + PAIR_OVERHEAD_BYTES)
         .sum();
     key.len() + strings + ENTRY_OVERHEAD_BYTES

@@ -341,8 +341,8 @@ mod tests {
         // The empty-valued label is dropped from the identity.
         let labels = s.finish("m");
         assert_eq!(
-            labels.pairs(),
-            &[("__name__".into(), "m".into()), ("abc".into(), "xy".into())]
+            labels.pairs().collect::<Vec<_>>(),
+            [("__name__", "m"), ("abc", "xy")]
         );
     }
 

@@ -249,7 +249,7 @@ proptest! {
         let got: Vec<Flat> = parsed
             .batch
             .iter()
-            .map(|(l, ts, v)| (l.pairs().to_vec(), ts, v.to_bits()))
+            .map(|(l, ts, v)| (l.to_vec(), ts, v.to_bits()))
             .collect();
         let mut want = Vec::new();
         for ts in &request.timeseries {

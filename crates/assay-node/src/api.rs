@@ -793,14 +793,7 @@ async fn series(
         .tsdb
         .series(&sel, start, end)
         .iter()
-        .map(|l| {
-            Value::Object(
-                l.pairs()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!(v)))
-                    .collect(),
-            )
-        })
+        .map(|l| Value::Object(l.pairs().map(|(k, v)| (k.to_string(), json!(v))).collect()))
         .collect();
     Ok(success(Value::Array(list)))
 }

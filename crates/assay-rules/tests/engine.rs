@@ -61,7 +61,7 @@ impl Table {
                 Ok(newest
                     .into_iter()
                     .map(|(l, _, v)| RuleSample {
-                        labels: l.pairs().to_vec(),
+                        labels: l.to_vec(),
                         value: v,
                     })
                     .collect())

@@ -129,7 +129,7 @@ fn build(hours: i64) -> Tsdb {
                 } else {
                     v + (rate * noise.next() * 15.0).round()
                 }
-            } else if l.pairs().iter().any(|(_, v)| v == "up") {
+            } else if l.pairs().any(|(_, v)| v == "up") {
                 f64::from(noise.next() > 0.001)
             } else {
                 (100.0 * noise.next()).round()

@@ -247,8 +247,7 @@ fn render_series(labels: &Labels) -> String {
     let name = labels.metric_name().unwrap_or("");
     let rest: Vec<String> = labels
         .pairs()
-        .iter()
-        .filter(|(n, _)| n != "__name__")
+        .filter(|(n, _)| *n != "__name__")
         .map(|(n, v)| format!("{n}={v:?}"))
         .collect();
     format!("{name}{{{}}}", rest.join(", "))

@@ -85,11 +85,7 @@ const FLAT_KEY_SEPARATOR: u8 = 0xFF;
 
 /// `name 0xFF value 0xFF` for every label, in order: equal keys ⇔ equal label sets.
 fn flat_key(labels: &Labels) -> Box<[u8]> {
-    let len: usize = labels
-        .pairs()
-        .iter()
-        .map(|(n, v)| n.len() + v.len() + 2)
-        .sum();
+    let len: usize = labels.pairs().map(|(n, v)| n.len() + v.len() + 2).sum();
     let mut key = Vec::with_capacity(len);
     for (n, v) in labels.pairs() {
         key.extend_from_slice(n.as_bytes());
@@ -103,7 +99,7 @@ fn flat_key(labels: &Labels) -> Box<[u8]> {
 /// Where `labels`' pairs live: equal for clones of one `Labels`. Compared only against the
 /// address of pairs a series holds, so the allocation cannot have been reused meanwhile.
 fn pairs_address(labels: &Labels) -> usize {
-    labels.pairs().as_ptr() as usize
+    labels.addr()
 }
 
 /// Whether `key` is [`flat_key`] of `labels`, without building it.
@@ -271,7 +267,7 @@ impl Tsdb {
             // Share the batch's pairs (equal, so nothing observable changes): batches from
             // the parser's series cache then match by pointer (see `is_series`), also after
             // a restart built these labels anew.
-            if !std::ptr::eq(held.pairs(), labels.pairs()) {
+            if held.addr() != labels.addr() {
                 *held = labels.clone();
                 self.keys[id as usize].1 = pairs_address(labels);
             }
@@ -289,14 +285,14 @@ impl Tsdb {
         for (name, value) in labels.pairs() {
             // Look up before inserting: `entry` would copy the strings for every label of
             // every new series, although most names and many values exist already.
-            let values = match self.postings.get_mut(name.as_str()) {
+            let values = match self.postings.get_mut(name) {
                 Some(values) => values,
-                None => self.postings.entry(name.clone()).or_default(),
+                None => self.postings.entry(name.to_string()).or_default(),
             };
-            match values.get_mut(value.as_str()) {
+            match values.get_mut(value) {
                 Some(ids) => ids.push(id),
                 None => {
-                    values.insert(value.clone(), vec![id]);
+                    values.insert(value.to_string(), vec![id]);
                 }
             }
         }
@@ -573,8 +569,7 @@ impl Tsdb {
                 self.series[id as usize]
                     .labels
                     .pairs()
-                    .iter()
-                    .map(|(n, _)| n.clone()),
+                    .map(|(n, _)| n.to_string()),
             );
         }
         names.sort();

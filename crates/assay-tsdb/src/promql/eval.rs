@@ -739,9 +739,8 @@ pub(super) fn set_label(labels: &mut ResultLabels, name: &str, value: &str) {
 fn result_labels(labels: &assay_ledger::Labels) -> ResultLabels {
     labels
         .pairs()
-        .iter()
         .filter(|(_, v)| !v.is_empty())
-        .cloned()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect()
 }
 
