@@ -80,42 +80,10 @@ struct SeriesEntry {
     samples: SampleStore,
 }
 
-/// Separates names and values in a flat key; 0xFF never occurs in UTF-8.
-const FLAT_KEY_SEPARATOR: u8 = 0xFF;
-
-/// `name 0xFF value 0xFF` for every label, in order: equal keys ⇔ equal label sets.
-fn flat_key(labels: &Labels) -> Box<[u8]> {
-    let len: usize = labels.pairs().map(|(n, v)| n.len() + v.len() + 2).sum();
-    let mut key = Vec::with_capacity(len);
-    for (n, v) in labels.pairs() {
-        key.extend_from_slice(n.as_bytes());
-        key.push(FLAT_KEY_SEPARATOR);
-        key.extend_from_slice(v.as_bytes());
-        key.push(FLAT_KEY_SEPARATOR);
-    }
-    key.into_boxed_slice()
-}
-
 /// Where `labels`' pairs live: equal for clones of one `Labels`. Compared only against the
 /// address of pairs a series holds, so the allocation cannot have been reused meanwhile.
 fn pairs_address(labels: &Labels) -> usize {
     labels.addr()
-}
-
-/// Whether `key` is [`flat_key`] of `labels`, without building it.
-fn key_matches(key: &[u8], labels: &Labels) -> bool {
-    let mut rest = key;
-    for (n, v) in labels.pairs() {
-        for part in [n.as_bytes(), v.as_bytes()] {
-            match rest.get(part.len()) {
-                Some(&FLAT_KEY_SEPARATOR) if &rest[..part.len()] == part => {
-                    rest = &rest[part.len() + 1..]
-                }
-                _ => return false,
-            }
-        }
-    }
-    rest.is_empty()
 }
 
 /// The time-series view: series index, postings and per-series samples.
@@ -124,12 +92,9 @@ pub struct Tsdb {
     /// Indexed by `SeriesId`.
     series: Vec<SeriesEntry>,
     by_labels: assay_ledger::SeriesIndex,
-    /// Each series' labels flattened into one buffer (see [`flat_key`]): comparing a
-    /// candidate touches one allocation instead of one per label string, which is most of
-    /// the cost of a lookup once the series outgrow the CPU caches. Beside it, the address
-    /// of the pairs the series' `labels` share (alive as long as the series is), so labels
-    /// from the same parse-cache entry match without touching either.
-    keys: Vec<(Box<[u8]>, usize)>,
+    /// The address of the pairs each series' `labels` share (alive as long as the series
+    /// is), so labels from the same parse-cache entry match without touching the labels.
+    addrs: Vec<usize>,
     /// label name -> label value -> series ids (ascending).
     postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
     sample_count: u64,
@@ -237,13 +202,13 @@ impl Tsdb {
     /// Whether series `id` has these labels: the same shared pairs (labels that came from
     /// the same parse cache entry), else the flat key compared.
     fn is_series(&self, id: SeriesId, labels: &Labels) -> bool {
-        let (key, pairs) = &self.keys[id as usize];
-        *pairs == pairs_address(labels) || key_matches(key, labels)
+        self.addrs[id as usize] == pairs_address(labels)
+            || self.series[id as usize].labels == *labels
     }
 
     /// Whether a hinted id is in range and holds `labels`.
     fn is_series_hinted(&self, id: SeriesId, labels: &Labels) -> bool {
-        (id as usize) < self.keys.len() && self.is_series(id, labels)
+        (id as usize) < self.addrs.len() && self.is_series(id, labels)
     }
 
     fn series_id(&mut self, labels: &Labels) -> SeriesId {
@@ -269,7 +234,7 @@ impl Tsdb {
             // a restart built these labels anew.
             if held.addr() != labels.addr() {
                 *held = labels.clone();
-                self.keys[id as usize].1 = pairs_address(labels);
+                self.addrs[id as usize] = pairs_address(labels);
             }
             // Only a batch sample resolves a series, so one retention emptied comes back.
             if self.series[id as usize].samples.is_empty() {
@@ -297,7 +262,7 @@ impl Tsdb {
             }
         }
         self.by_labels.insert(hash, id);
-        self.keys.push((flat_key(labels), pairs_address(labels)));
+        self.addrs.push(pairs_address(labels));
         self.series.push(SeriesEntry {
             labels: labels.clone(),
             samples: SampleStore::default(),

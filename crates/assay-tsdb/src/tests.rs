@@ -292,7 +292,7 @@ fn snapshot_error_is_comparable() {
 }
 
 #[test]
-fn flat_keys_match_only_their_own_labels() {
+fn series_match_only_their_own_labels() {
     let l = |pairs: &[(&str, &str)]| {
         assay_ledger::Labels::new(
             pairs
@@ -303,9 +303,17 @@ fn flat_keys_match_only_their_own_labels() {
         .unwrap()
     };
     let a = l(&[("__name__", "m"), ("host", "ab")]);
-    let key = crate::flat_key(&a);
-    assert!(crate::key_matches(&key, &a));
-    // Same bytes split differently, a prefix, an extension: all different series.
+    let mut db = Tsdb::new();
+    let mut b = assay_ledger::SampleBatch::new();
+    b.push(a.clone(), 1, 1.0);
+    db.apply_batch(&b);
+    let hash = |l: &assay_ledger::Labels| assay_ledger::SeriesIndex::hash(l);
+    // The same labels: by pointer, and built anew.
+    assert_eq!(db.lookup(&a, hash(&a)), Some(0));
+    let again = l(&[("__name__", "m"), ("host", "ab")]);
+    assert_eq!(db.lookup(&again, hash(&again)), Some(0));
+    // Same bytes split differently, a prefix, an extension: all different series, even
+    // when they are made to share the candidate's hash chain.
     for other in [
         l(&[("__name__", "m"), ("host", "a"), ("hostb", "")]),
         l(&[("__name__", "m"), ("hos", "tab")]),
@@ -313,7 +321,8 @@ fn flat_keys_match_only_their_own_labels() {
         l(&[("__name__", "m"), ("host", "ab"), ("z", "1")]),
         l(&[("__name__", "m"), ("host", "ac")]),
     ] {
-        assert!(!crate::key_matches(&key, &other), "{other:?}");
+        assert!(!db.is_series(0, &other), "{other:?}");
+        assert_eq!(db.lookup(&other, hash(&other)), None, "{other:?}");
     }
 }
 
