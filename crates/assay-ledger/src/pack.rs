@@ -870,14 +870,19 @@ mod tests {
     use super::*;
     use crate::{Entry, Labels, SampleBatch};
 
-    #[test]
-    fn the_check_names_the_first_byte_a_pack_does_not_give_back() {
-        use crate::segment::RECORD_HEADER_BYTES;
+    /// A samples entry of one series and two samples.
+    fn small_entry() -> Vec<u8> {
         let mut b = SampleBatch::new();
         let labels = Labels::new(vec![("__name__".into(), "up".into())]).unwrap();
         b.push(labels.clone(), 5, 1.5);
         b.push(labels, 20_000, 2.5);
-        let entry = Entry::Samples(b).encode();
+        Entry::Samples(b).encode()
+    }
+
+    #[test]
+    fn the_check_names_the_first_byte_a_pack_does_not_give_back() {
+        use crate::segment::RECORD_HEADER_BYTES;
+        let entry = small_entry();
         let mut raw = Vec::new();
         put_record(&mut raw, RecordType::Entry, &entry);
         put_record(&mut raw, RecordType::Seal, b"a seal");
@@ -906,11 +911,7 @@ mod tests {
 
     #[test]
     fn only_entries_in_their_shortest_form_are_split() {
-        let mut b = SampleBatch::new();
-        let labels = Labels::new(vec![("__name__".into(), "up".into())]).unwrap();
-        b.push(labels.clone(), 5, 1.5);
-        b.push(labels, 20_000, 2.5);
-        let entry = Entry::Samples(b).encode();
+        let entry = small_entry();
         let split = split_sample_entry(&entry).expect("an encoded entry splits");
         let mut back = Vec::new();
         write_sample_entry(
