@@ -23,9 +23,9 @@
 //! its series come round again: every lookup missed and every miss paid an insert and,
 //! later, an eviction (measured: 10–25 % more CPU than no cache at 1 M series). So a shard
 //! whose generation filled up while fewer than half the lookups of keys it admits hit
-//! admits only a fixed,
-//! hash-chosen share of new keys from then on (halved at each such rotation, down to
-//! 1/2^[`ADMIT_SHIFT_MAX`]); that share stays resident and hits. When a shard has not
+//! admits only a fixed, hash-chosen share of new keys from then on (halved at each such
+//! rotation, down to 1/2^[`ADMIT_SHIFT_MAX`]); that share stays resident and hits. When a
+//! shard has not
 //! rotated for [`RELAX_AFTER_GENERATIONS`] generations' worth of lookups, it admits twice
 //! the share again, so a fleet that shrank is cached whole (under a steady overload the
 //! share so swings between the one that fits and twice it, which thrashes for about a
@@ -51,10 +51,11 @@ pub const ADMIT_SHIFT_MAX: u32 = 8;
 /// Lookups, in generations' worth of entries, after which a shard with room admits more.
 const RELAX_AFTER_GENERATIONS: u64 = 8;
 
-/// Bytes accounted per entry besides its key and label strings (map slot, `Arc` header).
+/// Bytes accounted per entry besides its key and label strings (map slot, the labels'
+/// `Arc` and its two allocations, allocator rounding).
 const ENTRY_OVERHEAD_BYTES: usize = 96;
-/// Bytes accounted per label pair besides its strings (two `String` headers).
-const PAIR_OVERHEAD_BYTES: usize = 48;
+/// Bytes accounted per label pair besides its strings (two `u32` end offsets).
+const PAIR_OVERHEAD_BYTES: usize = 8;
 
 /// Raw label bytes → (labels, `SeriesIndex::hash` of them), validated under `limits`.
 pub struct SeriesCache {
