@@ -184,6 +184,10 @@ enum Command {
         /// Distinct series (batches cycle through them; default: one new series per sample).
         #[arg(long, default_value_t = 1_000_000)]
         series: u64,
+        /// Remote-write bodies of the node_exporter-like fleet (as `remote-write` sends them,
+        /// one connection) instead of JSON; `--rounds` are then scrape rounds.
+        #[arg(long)]
+        remote_write: bool,
     },
     /// Ledger packing on the remote-write fleet, in process: bytes per sample raw and
     /// packed, pack and unpack speed.
@@ -367,10 +371,12 @@ fn main() -> Result<()> {
             batch,
             rounds,
             series,
+            remote_write,
         } => pipeline::run(&pipeline::PipelineParams {
             batch,
             rounds,
             series,
+            remote_write,
         })?,
     };
     println!("{human}");

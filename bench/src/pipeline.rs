@@ -20,10 +20,16 @@ pub struct PipelineParams {
     pub rounds: u64,
     /// Distinct series; when larger than `batch`, batches cycle through them.
     pub series: u64,
+    /// Remote-write bodies of the node_exporter-like fleet instead of JSON (`rounds` is then
+    /// the scrape rounds), parsed with a series cache and admitted as the sequencer does.
+    pub remote_write: bool,
 }
 
 /// Runs the steps and returns the human summary and the JSON line.
 pub fn run(p: &PipelineParams) -> Result<(String, serde_json::Value)> {
+    if p.remote_write {
+        return run_remote_write(p);
+    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
@@ -86,6 +92,78 @@ pub fn run(p: &PipelineParams) -> Result<(String, serde_json::Value)> {
         "parse_ns_per_sample": per(parse), "encode_ns_per_sample": per(encode),
         "leaf_hash_ns_per_sample": per(hash), "apply_ns_per_sample": per(apply),
         "total_ns_per_sample": total,
+    });
+    Ok((human, json))
+}
+
+/// The remote-write path: snappy + protobuf parse with the series cache, admission, entry
+/// encoding, leaf hash and apply with admission's series ids, one body at a time.
+fn run_remote_write(p: &PipelineParams) -> Result<(String, serde_json::Value)> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let interval_ms = 15_000;
+    let t0 = now_ms - 60_000 - interval_ms * p.rounds as i64;
+    let bodies = crate::remote_write::fleet_bodies(p.series, p.rounds, p.batch, interval_ms, t0);
+    let limits = assay_ingest::Limits::default();
+    let cache = assay_ingest::SeriesCache::new(&limits);
+    let mut db = assay_tsdb::Tsdb::new();
+    let mut buffers = assay_tsdb::AdmissionBuffers::default();
+    let mut times = [Duration::ZERO; 5];
+    let mut samples = 0u64;
+    for body in &bodies {
+        let t0 = Instant::now();
+        let parsed = assay_ingest::parse_remote_write_cached(body, now_ms, &limits, &cache)
+            .map_err(|e| anyhow!("{e}"))?;
+        let entry = Entry::Samples(parsed.batch);
+        let t1 = Instant::now();
+        let admitted = {
+            let mut a =
+                assay_tsdb::Admission::with_buffers(&db, 3_600_000, std::mem::take(&mut buffers));
+            a.admit(entry.batch()).map_err(|e| anyhow!("{e}"))?;
+            a.finish()
+        };
+        buffers = admitted.buffers;
+        let t2 = Instant::now();
+        let bytes = entry.encode();
+        let t3 = Instant::now();
+        std::hint::black_box(leaf_hash(&bytes));
+        let t4 = Instant::now();
+        db.apply_batch_resolved(entry.batch(), &admitted.resolved[0]);
+        let t5 = Instant::now();
+        samples += entry.batch().len() as u64;
+        for (d, (a, b)) in times
+            .iter_mut()
+            .zip([(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)])
+        {
+            *d += b - a;
+        }
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / samples.max(1) as f64;
+    let total = per(times.iter().sum());
+    let stats = cache.stats();
+    let human = format!(
+        "pipeline remote-write batch={} rounds={} series={}: {samples} samples in {} bodies, per sample: parse {:.0} ns, admit {:.0} ns, encode {:.0} ns, leaf hash {:.0} ns, apply {:.0} ns; total {:.0} ns ({:.0} samples/s on one core); series cache {} of {} lookups hit",
+        p.batch,
+        p.rounds,
+        p.series,
+        bodies.len(),
+        per(times[0]),
+        per(times[1]),
+        per(times[2]),
+        per(times[3]),
+        per(times[4]),
+        total,
+        1e9 / total,
+        stats.hits,
+        stats.lookups,
+    );
+    let json = json!({
+        "bench": "pipeline_remote_write", "batch": p.batch, "rounds": p.rounds, "series": p.series,
+        "samples": samples, "parse_ns_per_sample": per(times[0]), "admit_ns_per_sample": per(times[1]),
+        "encode_ns_per_sample": per(times[2]), "leaf_hash_ns_per_sample": per(times[3]),
+        "apply_ns_per_sample": per(times[4]), "total_ns_per_sample": total,
+        "series_cache_hits": stats.hits, "series_cache_lookups": stats.lookups,
     });
     Ok((human, json))
 }

@@ -82,6 +82,36 @@ pub fn start_ms(p: &RemoteWriteParams) -> i64 {
         .unwrap_or_else(|| now_unix_ms() - 60_000 - p.interval_ms * p.rounds as i64)
 }
 
+/// The snappy-compressed bodies a single connection would send for the whole fleet
+/// (`series` series × `rounds` rounds, `batch` samples each), for in-process benchmarks.
+pub fn fleet_bodies(
+    series: u64,
+    rounds: u64,
+    batch: usize,
+    interval_ms: i64,
+    t0: i64,
+) -> Vec<Vec<u8>> {
+    let p = RemoteWriteParams {
+        target: Target {
+            authority: String::new(),
+        },
+        path: String::new(),
+        connections: 1,
+        batch,
+        series,
+        rounds,
+        interval_ms,
+        start_ms: Some(t0),
+        server_pid: None,
+        max_lead_rounds: rounds,
+    };
+    let fleet = Fleet::new(interval_ms as f64 / 1000.0);
+    encode_connection(&p, &fleet, 0, t0)
+        .into_iter()
+        .map(|r| r.body)
+        .collect()
+}
+
 /// Encodes connection `c`'s requests.
 fn encode_connection(p: &RemoteWriteParams, fleet: &Fleet, c: usize, t0: i64) -> Vec<Request> {
     let mine: Vec<u64> = (c as u64..p.series).step_by(p.connections).collect();
