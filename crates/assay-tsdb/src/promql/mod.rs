@@ -295,37 +295,26 @@ pub fn prometheus_data_json(v: &Value) -> String {
         Value::Vector(samples) => {
             out.reserve(samples.len() * 64);
             out.push_str(r#"{"resultType":"vector","result":["#);
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
+            push_separated(&mut out, samples, |out, s| {
                 out.push_str(r#"{"metric":"#);
-                push_labels(&mut out, &s.labels);
+                push_labels(out, &s.labels);
                 out.push_str(r#","value":"#);
-                push_point(&mut out, s.t_ms, s.v);
+                push_point(out, s.t_ms, s.v);
                 out.push('}');
-            }
+            });
             out.push(']');
         }
         Value::Matrix(series) => {
             let points: usize = series.iter().map(|s| s.points.len()).sum();
             out.reserve(series.len() * 64 + points * 24);
             out.push_str(r#"{"resultType":"matrix","result":["#);
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
+            push_separated(&mut out, series, |out, s| {
                 out.push_str(r#"{"metric":"#);
-                push_labels(&mut out, &s.labels);
+                push_labels(out, &s.labels);
                 out.push_str(r#","values":["#);
-                for (k, &(t, v)) in s.points.iter().enumerate() {
-                    if k > 0 {
-                        out.push(',');
-                    }
-                    push_point(&mut out, t, v);
-                }
+                push_separated(out, &s.points, |out, &(t, v)| push_point(out, t, v));
                 out.push_str("]}");
-            }
+            });
             out.push(']');
         }
     }
@@ -333,16 +322,27 @@ pub fn prometheus_data_json(v: &Value) -> String {
     out
 }
 
-fn push_labels(out: &mut String, labels: &ResultLabels) {
-    out.push('{');
-    for (i, (n, v)) in labels.iter().enumerate() {
+/// Writes each item with `write`, a comma between each two.
+fn push_separated<T>(
+    out: &mut String,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut String, T),
+) {
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
+        write(out, item);
+    }
+}
+
+fn push_labels(out: &mut String, labels: &ResultLabels) {
+    out.push('{');
+    push_separated(out, labels, |out, (n, v)| {
         push_json_str(out, n);
         out.push(':');
         push_json_str(out, v);
-    }
+    });
     out.push('}');
 }
 
