@@ -80,20 +80,15 @@ struct SeriesEntry {
     samples: SampleStore,
 }
 
-/// Where `labels`' pairs live: equal for clones of one `Labels`. Compared only against the
-/// address of pairs a series holds, so the allocation cannot have been reused meanwhile.
-fn pairs_address(labels: &Labels) -> usize {
-    labels.addr()
-}
-
 /// The time-series view: series index, postings and per-series samples.
 #[derive(Clone, Debug, Default)]
 pub struct Tsdb {
     /// Indexed by `SeriesId`.
     series: Vec<SeriesEntry>,
     by_labels: assay_ledger::SeriesIndex,
-    /// The address of the pairs each series' `labels` share (alive as long as the series
-    /// is), so labels from the same parse-cache entry match without touching the labels.
+    /// Each series' `labels.addr()` (alive as long as the series is, so the allocation
+    /// cannot have been reused by other labels), so labels from the same parse-cache entry
+    /// match from this dense array without touching the series' entry or its labels.
     addrs: Vec<usize>,
     /// label name -> label value -> series ids (ascending).
     postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
@@ -202,8 +197,7 @@ impl Tsdb {
     /// Whether series `id` has these labels: the same shared pairs (labels that came from
     /// the same parse cache entry), else the flat key compared.
     fn is_series(&self, id: SeriesId, labels: &Labels) -> bool {
-        self.addrs[id as usize] == pairs_address(labels)
-            || self.series[id as usize].labels == *labels
+        self.addrs[id as usize] == labels.addr() || self.series[id as usize].labels == *labels
     }
 
     /// Whether a hinted id is in range and holds `labels`.
@@ -234,7 +228,7 @@ impl Tsdb {
             // a restart built these labels anew.
             if held.addr() != labels.addr() {
                 *held = labels.clone();
-                self.addrs[id as usize] = pairs_address(labels);
+                self.addrs[id as usize] = labels.addr();
             }
             // Only a batch sample resolves a series, so one retention emptied comes back.
             if self.series[id as usize].samples.is_empty() {
@@ -262,7 +256,7 @@ impl Tsdb {
             }
         }
         self.by_labels.insert(hash, id);
-        self.addrs.push(pairs_address(labels));
+        self.addrs.push(labels.addr());
         self.series.push(SeriesEntry {
             labels: labels.clone(),
             samples: SampleStore::default(),
