@@ -176,7 +176,32 @@ fn parse(
     limits: &Limits,
     cache: Option<&SeriesCache>,
 ) -> Result<RemoteWrite, IngestError> {
-    let decoded = decompress(body, limits)?;
+    // The decoded body is only read while parsing: decode into this thread's buffer,
+    // reused from request to request (a fresh one was paid for in page faults each time).
+    DECODED.with_borrow_mut(|decoded| {
+        decompress(body, limits, decoded)?;
+        let result = parse_decoded(decoded, now_ms, limits, cache);
+        if decoded.capacity() > DECODED_KEPT_MAX {
+            *decoded = Vec::new();
+        }
+        result
+    })
+}
+
+thread_local! {
+    /// [`parse`]'s decoded body, kept between requests up to [`DECODED_KEPT_MAX`] bytes.
+    static DECODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A decoded-body buffer larger than this is freed after its request.
+const DECODED_KEPT_MAX: usize = 8 << 20;
+
+fn parse_decoded(
+    decoded: &[u8],
+    now_ms: i64,
+    limits: &Limits,
+    cache: Option<&SeriesCache>,
+) -> Result<RemoteWrite, IngestError> {
     let mut parsed = RemoteWrite {
         batch: SampleBatch::new(),
         metadata: Vec::new(),
@@ -186,7 +211,7 @@ fn parse(
     let mut series_index = 0;
     // The sample fields of the series being added, reused from series to series.
     let mut samples = Vec::new();
-    let mut request = Wire::new(&decoded);
+    let mut request = Wire::new(decoded);
     while let Some((tag, value)) = request.next_field().map_err(|e| proto_error("", e))? {
         match (tag, value) {
             (1, Value::Bytes(series)) => {
@@ -225,8 +250,9 @@ fn parse(
     Ok(parsed)
 }
 
-/// The snappy block, bounded by `remote_write_decoded_bytes_max` before anything is allocated.
-fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>, IngestError> {
+/// The snappy block into `out`, bounded by `remote_write_decoded_bytes_max` before
+/// anything is allocated.
+fn decompress(body: &[u8], limits: &Limits, out: &mut Vec<u8>) -> Result<(), IngestError> {
     let snappy = |e: snap::Error| {
         IngestError::new(
             IngestErrorKind::BadRequest,
@@ -248,9 +274,13 @@ fn decompress(body: &[u8], limits: &Limits) -> Result<Vec<u8>, IngestError> {
             serde_json::json!({"field": "", "stage": "snappy"}),
         ));
     }
-    snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(snappy)
+    out.clear();
+    out.resize(len, 0);
+    let n = snap::raw::Decoder::new()
+        .decompress(body, out)
+        .map_err(snappy)?;
+    out.truncate(n);
+    Ok(())
 }
 
 /// Where in the request an error lies, rendered like `timeseries[3].labels[1]`.
@@ -311,6 +341,18 @@ fn add_series<'a>(
         let (labels, hash) = c.get(&bytes[..end])?;
         Some((end, labels, hash))
     });
+    if let Some((end, labels, hash)) = &hit {
+        if let Some((ts, v)) = single_sample(&bytes[*end..]) {
+            let at = || Path::Sample(s, 0).to_string();
+            return match builder.push_hashed(labels.clone(), *hash, Some(ts), v) {
+                Ok(()) => Ok(0),
+                Err(r) => {
+                    let (kind, why) = r.describe();
+                    Err(error_at(kind, &at(), &why))
+                }
+            };
+        }
+    }
     let walked = match hit {
         // `None` from the walk: a label after other fields, which the full walk checks.
         Some((end, labels, hash)) => walk_after_labels(bytes, end, s, samples)?
@@ -358,7 +400,30 @@ fn label_prefix_end(bytes: &[u8]) -> usize {
         }
         pos = end;
     }
-    label_prefix_end_from(bytes, pos)
+    // A one-byte key of another field (the sample that usually follows) ends the run as
+    // the general walk would, without it.
+    match bytes.get(pos) {
+        None => pos,
+        Some(&key) if key < 0x80 && key >> 3 != 1 => pos,
+        Some(_) => label_prefix_end_from(bytes, pos),
+    }
+}
+
+/// The sample of a series whose fields after its labels are exactly one `Sample` with
+/// both its fields, in field order and one-byte lengths — what Prometheus sends for a
+/// series caught up with its scrapes. `None` for any other shape, which the general walk
+/// ([`walk_after_labels`] and [`decode_sample`]) reads instead, to the same result.
+fn single_sample(rest: &[u8]) -> Option<(i64, f64)> {
+    let [0x12, len, 0x09, v0, v1, v2, v3, v4, v5, v6, v7, 0x10, ts @ ..] = rest else {
+        return None;
+    };
+    if usize::from(*len) != rest.len() - 2 || *len >= 0x80 {
+        return None;
+    }
+    let mut wire = Wire::new(ts);
+    let t = wire.varint().ok()?;
+    let value = f64::from_bits(u64::from_le_bytes([*v0, *v1, *v2, *v3, *v4, *v5, *v6, *v7]));
+    (wire.pos == ts.len()).then_some((t as i64, value))
 }
 
 /// [`label_prefix_end`] by the general field walk, from `pos` (the end of a label run).
@@ -704,6 +769,8 @@ mod tests {
                     proptest::strategy::Just(0x12u8),
                     proptest::strategy::Just(0x8au8),
                     proptest::strategy::Just(0x09u8),
+                    proptest::strategy::Just(0x00u8),
+                    proptest::strategy::Just(0x1au8),
                 ], 0usize..200, 0usize..4),
                 0..12,
             )
@@ -726,6 +793,47 @@ mod tests {
                 bytes.extend(std::iter::repeat_n(b'x', body));
             }
             proptest::prop_assert_eq!(label_prefix_end(&bytes), label_prefix_end_from(&bytes, 0));
+        }
+
+        #[test]
+        fn the_single_sample_shortcut_reads_what_the_general_walk_does(
+            value in proptest::num::u64::ANY,
+            timestamp in proptest::num::i64::ANY,
+            edit in 0usize..5,
+            at in 0usize..32,
+            byte in proptest::num::u8::ANY,
+        ) {
+            let sample = Sample { value: f64::from_bits(value), timestamp };
+            let mut body = prost::Message::encode_to_vec(&sample);
+            match edit {
+                1 => body.truncate(at % (body.len() + 1)),
+                2 => body.extend_from_slice(&[0x18, byte]), // an unknown field after
+                3 => { let i = at % body.len(); body[i] = byte; }
+                _ => {}
+            }
+            let mut rest = vec![0x12];
+            prost::encoding::encode_varint(body.len() as u64, &mut rest);
+            rest.extend_from_slice(&body);
+            if edit == 4 {
+                rest.extend_from_slice(&[0x1a, 0x00]); // an exemplar after
+            }
+            let general = {
+                let mut samples = Vec::new();
+                match walk_after_labels(&rest, 0, 0, &mut samples) {
+                    Ok(Some(0)) if samples.len() == 1 => decode_sample(samples[0])
+                        .ok()
+                        .map(|(t, v)| (t, v.to_bits())),
+                    _ => None,
+                }
+            };
+            let short = single_sample(&rest).map(|(t, v)| (t, v.to_bits()));
+            if short.is_some() {
+                proptest::prop_assert_eq!(short, general);
+            }
+            // Prometheus' usual shape (both fields set, nothing else) takes the shortcut.
+            if edit == 0 && f64::from_bits(value) != 0.0 && timestamp != 0 {
+                proptest::prop_assert_eq!(short, Some((timestamp, value)));
+            }
         }
     }
 

@@ -179,8 +179,12 @@ pub(crate) struct BatchBuilder<'l> {
     limits: &'l Limits,
     now_ms: i64,
     batch: SampleBatch,
-    /// (series index, timestamp) → first sample, to reject a repeated sample.
-    seen: rustc_hash::FxHashMap<(u32, i64), usize>,
+    /// Per series index, its newest timestamp so far: while every series' timestamps
+    /// rise (the usual case) no sample can repeat an earlier one, and no map is needed.
+    newest: Vec<i64>,
+    /// (series index, timestamp) → first sample, to reject a repeated sample; made (from
+    /// the samples so far) when a series' timestamp first fails to rise.
+    seen: Option<rustc_hash::FxHashMap<(u32, i64), usize>>,
 }
 
 impl<'l> BatchBuilder<'l> {
@@ -195,7 +199,8 @@ impl<'l> BatchBuilder<'l> {
             limits,
             now_ms,
             batch: SampleBatch::with_capacity(n),
-            seen: rustc_hash::FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            newest: Vec::with_capacity(n),
+            seen: None,
         }
     }
 
@@ -236,11 +241,34 @@ impl<'l> BatchBuilder<'l> {
         let index = self.batch.len();
         self.batch.push_hashed(labels, hash, ts, value);
         let series = self.batch.samples()[index].series;
-        if let Some(&first) = self.seen.get(&(series, ts)) {
+        if self.seen.is_none() {
+            match self.newest.get_mut(series as usize) {
+                None => {
+                    debug_assert_eq!(series as usize, self.newest.len(), "series in order");
+                    self.newest.push(ts);
+                    return Ok(());
+                }
+                Some(newest) if ts > *newest => {
+                    *newest = ts;
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
+        }
+        let samples = self.batch.samples();
+        let seen = self.seen.get_or_insert_with(|| {
+            // No two earlier samples share series and timestamp: each series' rose.
+            samples[..index]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ((s.series, s.timestamp_ms), i))
+                .collect()
+        });
+        if let Some(&first) = seen.get(&(series, ts)) {
             // The batch is dropped on any error, so the extra sample never escapes.
             return Err(PushRejection::Duplicate { first });
         }
-        self.seen.insert((series, ts), index);
+        seen.insert((series, ts), index);
         Ok(())
     }
 
@@ -387,6 +415,31 @@ mod tests {
             b.push(l(), Some(900), 1.0),
             Err(PushRejection::TooMany { max: 3 })
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_repeated_series_and_timestamp_is_rejected_naming_the_first(
+            pushes in proptest::collection::vec((0u8..4, 0i64..8), 0..40),
+        ) {
+            let limits = Limits::default();
+            let mut b = BatchBuilder::new(&limits, 1000);
+            let mut first = std::collections::HashMap::new();
+            for (i, (series, ts)) in pushes.into_iter().enumerate() {
+                let mut s = SeriesLabels::new(&limits);
+                s.add("s".into(), series.to_string()).unwrap();
+                let want = match first.get(&(series, ts)) {
+                    Some(&f) => Err(PushRejection::Duplicate { first: f }),
+                    None => Ok(()),
+                };
+                first.entry((series, ts)).or_insert(i);
+                let got = b.push(s.finish("m"), Some(1000 - ts), 1.0);
+                proptest::prop_assert_eq!(&got, &want);
+                if got.is_err() {
+                    break;
+                }
+            }
+        }
     }
 
     #[test]

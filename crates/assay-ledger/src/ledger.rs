@@ -112,7 +112,13 @@ pub struct Ledger<S: Storage> {
     tree: MerkleTree,
     stopped: bool,
     pack_cache: Mutex<PackCache>,
+    /// The block being written, reused from block to block: a fresh buffer of a block's
+    /// size (megabytes under load) was paid for again in page faults every block.
+    write_buf: Vec<u8>,
 }
+
+/// A write buffer larger than this is not kept after its block.
+const WRITE_BUF_KEPT_MAX: usize = 16 << 20;
 
 /// Frames of packed segments decoded for reads, newest last; a read of an old entry
 /// decodes its whole frame, so reads of its neighbours (a block, a replay) reuse it.
@@ -174,6 +180,7 @@ impl<S: Storage> Ledger<S> {
             tree: scanned.tree,
             stopped: false,
             pack_cache: Mutex::new(PackCache::default()),
+            write_buf: Vec::new(),
         };
         ledger.ensure_segment()?;
         Ok((ledger, recovery))
@@ -317,7 +324,9 @@ impl<S: Storage> Ledger<S> {
         };
 
         let bytes: usize = entries.iter().map(|e| e.len() + RECORD_HEADER_BYTES).sum();
-        let mut buf = Vec::with_capacity(bytes + 512);
+        let mut buf = std::mem::take(&mut self.write_buf);
+        buf.clear();
+        buf.reserve(bytes + 512);
         self.roll_segment_if_full(bytes as u64, first_index, &mut buf)?;
         let seg = self.segments.len() - 1;
         let mut locations = Vec::with_capacity(entries.len());
@@ -335,6 +344,9 @@ impl<S: Storage> Ledger<S> {
         self.storage.append(&name, &buf)?;
         self.storage.sync(&name)?;
         self.segments[seg].len += buf.len() as u64;
+        if buf.capacity() <= WRITE_BUF_KEPT_MAX {
+            self.write_buf = buf;
+        }
         self.locations.extend(locations);
         let summary = BlockSummary {
             header: seal.header,

@@ -47,21 +47,26 @@ impl BitWriter {
     }
 
     /// Writes the low `n` bits of `v`, most significant first.
-    fn write_bits(&mut self, v: u64, mut n: u8) {
+    fn write_bits(&mut self, v: u64, n: u8) {
         debug_assert!(n <= 64);
-        while n > 0 {
-            if self.used == 0 {
-                self.bytes.push(0);
-            }
-            let free = 8 - self.used;
-            let take = free.min(n);
-            let shift = n - take;
-            let part = ((v >> shift) & ((1u64 << take) - 1)) as u8;
-            let last = self.bytes.len() - 1;
-            self.bytes[last] |= part << (free - take);
-            self.used = (self.used + take) % 8;
-            n -= take;
+        if n == 0 {
+            return;
         }
+        // The partial last byte's bits and the new ones, joined in one word and stored
+        // whole bytes at a time (this is on every sample's path; bit at a time was 7 % of
+        // ingest CPU).
+        let v = u128::from(v) & ((1u128 << n) - 1);
+        let used = u32::from(self.used);
+        let head = match used {
+            0 => 0,
+            _ => u128::from(self.bytes.pop().expect("a partial byte exists") >> (8 - used)),
+        };
+        let total = used + u32::from(n); // <= 71
+        let len = total.div_ceil(8) as usize; // <= 9
+        let joined = ((head << n) | v) << (len as u32 * 8 - total);
+        self.bytes
+            .extend_from_slice(&joined.to_be_bytes()[16 - len..]);
+        self.used = (total % 8) as u8;
     }
 
     fn write_varint(&mut self, v: i64) {
@@ -93,19 +98,30 @@ impl BitReader<'_> {
         Some(bit)
     }
 
-    fn read_bits(&mut self, mut n: u8) -> Option<u64> {
-        let mut v = 0u64;
-        while n > 0 {
-            let byte = *self.bytes.get(self.pos / 8)?;
-            let offset = (self.pos % 8) as u8;
-            let avail = 8 - offset;
-            let take = avail.min(n);
-            let part = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
-            v = (v << take) | part as u64;
-            self.pos += take as usize;
-            n -= take;
+    fn read_bits(&mut self, n: u8) -> Option<u64> {
+        debug_assert!(n <= 64);
+        if n == 0 {
+            return Some(0);
         }
-        Some(v)
+        let end = self.pos + usize::from(n);
+        if end > self.bytes.len() * 8 {
+            return None;
+        }
+        // The bytes that hold the field (at most 9), as one big-endian word: 16 at once
+        // where the buffer has them, else only those up to its end.
+        let first = self.pos / 8;
+        let word = match self.bytes.get(first..first + 16) {
+            Some(b) => u128::from_be_bytes(b.try_into().expect("16 bytes")),
+            None => {
+                let mut b = [0u8; 16];
+                let tail = &self.bytes[first..];
+                b[..tail.len()].copy_from_slice(tail);
+                u128::from_be_bytes(b)
+            }
+        };
+        let shift = 128 - (self.pos % 8) as u32 - u32::from(n);
+        self.pos = end;
+        Some(((word >> shift) & ((1u128 << n) - 1)) as u64)
     }
 
     fn read_varint(&mut self) -> Option<i64> {
@@ -611,6 +627,49 @@ impl Iterator for XorIter<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The bit stream of `writes`, one bit at a time: the reference for the word-wise
+    /// writer and reader.
+    fn bits_one_by_one(writes: &[(u64, u8)]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut at = 0usize;
+        for &(v, n) in writes {
+            for i in (0..n).rev() {
+                if at.is_multiple_of(8) {
+                    bytes.push(0);
+                }
+                if v >> i & 1 == 1 {
+                    *bytes.last_mut().unwrap() |= 0x80 >> (at % 8);
+                }
+                at += 1;
+            }
+        }
+        bytes
+    }
+
+    proptest! {
+        #[test]
+        fn bits_written_and_read_by_words_are_those_of_one_by_one(
+            writes in proptest::collection::vec((any::<u64>(), 0u8..=64), 0..40),
+        ) {
+            let mut w = BitWriter::default();
+            for &(v, n) in &writes {
+                w.write_bits(v, n);
+            }
+            prop_assert_eq!(&w.bytes, &bits_one_by_one(&writes));
+            let total: usize = writes.iter().map(|&(_, n)| usize::from(n)).sum();
+            prop_assert_eq!(usize::from(w.used), total % 8);
+            let mut r = BitReader { bytes: &w.bytes, pos: 0 };
+            for &(v, n) in &writes {
+                let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+                prop_assert_eq!(r.read_bits(n), Some(v & mask));
+            }
+            // Past the end: the padding bits of the last byte, then nothing.
+            let pad = (8 - total % 8) % 8;
+            prop_assert_eq!(r.read_bits(pad as u8), Some(0));
+            prop_assert_eq!(r.read_bits(1), None);
+        }
+    }
 
     fn roundtrip(samples: &[(i64, f64)]) {
         let c = Chunk::encode(samples);
