@@ -65,13 +65,26 @@ pub struct SeriesCache {
     entries_max: usize,
     /// Per shard and generation.
     bytes_max: usize,
+    /// Tests make keys' hashes collide by masking them.
+    #[cfg(test)]
+    key_hash_mask: u64,
+}
+
+/// A cached key and its result.
+struct Cached {
+    key: Box<[u8]>,
+    labels: Labels,
+    hash: u64,
 }
 
 #[derive(Default)]
 struct Shard {
-    current: FxHashMap<Box<[u8]>, (Labels, u64)>,
+    /// Keyed by the hash of the key bytes (computed once per lookup, not again by the
+    /// map); an entry whose bytes differ is another key (a hash collision), which
+    /// replaces it on insert.
+    current: FxHashMap<u64, Cached>,
     current_bytes: usize,
-    previous: FxHashMap<Box<[u8]>, (Labels, u64)>,
+    previous: FxHashMap<u64, Cached>,
     /// New keys are admitted when their hash's admission bits are 0 in the low
     /// `admit_shift` bits (0: every key).
     admit_shift: u32,
@@ -132,6 +145,8 @@ impl SeriesCache {
                 .collect(),
             entries_max: entries_max.div_ceil(SERIES_CACHE_SHARDS).max(1),
             bytes_max: bytes_max.div_ceil(SERIES_CACHE_SHARDS),
+            #[cfg(test)]
+            key_hash_mask: u64::MAX,
         }
     }
 
@@ -181,19 +196,27 @@ impl SeriesCache {
             .iter()
             .map(|s| {
                 let s = s.lock().expect("series cache lock");
-                s.current_bytes + s.previous.iter().map(|(k, v)| cost(k, &v.0)).sum::<usize>()
+                s.current_bytes + s.previous.values().map(Cached::cost).sum::<usize>()
             })
             .sum()
     }
 
     #[cfg(test)]
     fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
-        &self.shards[shard_of(FxBuildHasher.hash_one(key))]
+        &self.shards[shard_of(self.key_hash(key))]
+    }
+
+    /// The hash a key is filed under.
+    fn key_hash(&self, key: &[u8]) -> u64 {
+        let h = FxBuildHasher.hash_one(key);
+        #[cfg(test)]
+        let h = h & self.key_hash_mask;
+        h
     }
 
     /// The labels and hash cached for these raw label bytes.
     pub(crate) fn get(&self, key: &[u8]) -> Option<(Labels, u64)> {
-        let key_hash = FxBuildHasher.hash_one(key);
+        let key_hash = self.key_hash(key);
         let mut guard = self.shards[shard_of(key_hash)]
             .lock()
             .expect("series cache lock");
@@ -203,19 +226,21 @@ impl SeriesCache {
         shard.lookups += counted;
         shard.all_lookups += 1;
         shard.total_lookups += 1;
-        if let Some(hit) = shard.current.get(key) {
+        if let Some(hit) = shard.current.get(&key_hash).filter(|c| *c.key == *key) {
             shard.hits += counted;
             shard.total_hits += 1;
-            return Some(hit.clone());
+            return Some((hit.labels.clone(), hit.hash));
         }
-        let Some((key, hit)) = shard.previous.remove_entry(key) else {
+        if shard.previous.get(&key_hash).is_none_or(|c| *c.key != *key) {
             self.relax_if_roomy(shard);
             return None;
-        };
+        }
+        let hit = shard.previous.remove(&key_hash).expect("found just now");
         shard.hits += counted;
         shard.total_hits += 1;
-        self.put(shard, key, hit.clone());
-        Some(hit)
+        let found = (hit.labels.clone(), hit.hash);
+        self.put(shard, key_hash, hit);
+        Some(found)
     }
 
     /// Admits twice the share of new keys when the shard has not rotated for a while
@@ -249,19 +274,24 @@ impl SeriesCache {
         // Not looked up again: another request may have cached the same key meanwhile,
         // which `put` replaces (with equal labels). A copy left in the previous generation
         // is only counted twice until it rotates out.
-        let key_hash = FxBuildHasher.hash_one(key);
+        let key_hash = self.key_hash(key);
         let mut shard = self.shards[shard_of(key_hash)]
             .lock()
             .expect("series cache lock");
         if !shard.admits(key_hash) {
             return; // Thrashing: only a fixed share of keys is cached.
         }
-        self.put(&mut shard, key.into(), (labels.clone(), hash));
+        let cached = Cached {
+            key: key.into(),
+            labels: labels.clone(),
+            hash,
+        };
+        self.put(&mut shard, key_hash, cached);
     }
 
     /// Adds an entry to the current generation, rotating first when it is full.
-    fn put(&self, shard: &mut Shard, key: Box<[u8]>, value: (Labels, u64)) {
-        let c = cost(&key, &value.0);
+    fn put(&self, shard: &mut Shard, key_hash: u64, value: Cached) {
+        let c = value.cost();
         if shard.current.len() >= self.entries_max || shard.current_bytes + c > self.bytes_max {
             // A generation filled while most lookups of admitted keys missed: they cycle
             // through more than the cache holds, so admit half as many from now on.
@@ -275,8 +305,9 @@ impl SeriesCache {
             shard.current_bytes = 0;
         }
         shard.current_bytes += c;
-        if shard.current.insert(key, value).is_some() {
-            shard.current_bytes -= c; // The same key with equal labels: the same cost.
+        if let Some(replaced) = shard.current.insert(key_hash, value) {
+            // The same key (with equal labels), or another with the same hash.
+            shard.current_bytes -= replaced.cost();
         }
         debug_assert!(shard.current.len() <= self.entries_max);
         debug_assert!(shard.current_bytes <= self.bytes_max);
@@ -286,6 +317,12 @@ impl SeriesCache {
 /// The shard of a key with this hash (the high bits: FxHash mixes them best).
 fn shard_of(key_hash: u64) -> usize {
     (key_hash >> 32) as usize % SERIES_CACHE_SHARDS
+}
+
+impl Cached {
+    fn cost(&self) -> usize {
+        cost(&self.key, &self.labels)
+    }
 }
 
 /// What an entry is accounted as: its key, its label strings and fixed overheads.
@@ -300,6 +337,25 @@ fn cost(key: &[u8], labels: &Labels) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_with_the_same_hash_never_answer_for_each_other() {
+        let mut cache = SeriesCache::new(&Limits::default());
+        cache.key_hash_mask = 0; // every key collides with every other
+        let (a, b) = (labels(1), labels(2));
+        let (ha, hb) = (
+            assay_ledger::SeriesIndex::hash(&a),
+            assay_ledger::SeriesIndex::hash(&b),
+        );
+        cache.insert(b"key-a", &a, ha);
+        assert_eq!(cache.get(b"key-b"), None);
+        assert_eq!(cache.get(b"key-a"), Some((a.clone(), ha)));
+        cache.insert(b"key-b", &b, hb); // replaces a: one slot per hash
+        assert_eq!(cache.get(b"key-a"), None);
+        assert_eq!(cache.get(b"key-b"), Some((b.clone(), hb)));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.bytes(), cost(b"key-b", &b));
+    }
 
     fn labels(i: usize) -> Labels {
         Labels::new(vec![

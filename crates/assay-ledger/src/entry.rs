@@ -594,6 +594,15 @@ impl Entry {
 
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`Entry::encode`] into `out`, replacing what it held (a caller that encodes many
+    /// entries reuses one buffer).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.clear();
         let batch = self.batch();
         // Sized up front (varints counted at their largest) so a large batch is written
         // into one allocation rather than a regrown one.
@@ -603,7 +612,7 @@ impl Entry {
             .map(|l| l.text_len() + 20 * l.len())
             .sum();
         let capacity = 64 + label_bytes + batch.series.len() * 10 + batch.samples.len() * 28;
-        let mut out = Vec::with_capacity(capacity);
+        out.reserve(capacity);
         out.push(ENTRY_VERSION);
         match self {
             Entry::Samples(_) => out.push(KIND_SAMPLES),
@@ -614,33 +623,32 @@ impl Entry {
             Entry::Metadata(records) => {
                 debug_assert!(records.windows(2).all(|w| w[0] < w[1]));
                 out.push(KIND_METADATA);
-                put_varint(&mut out, records.len() as u64);
+                put_varint(out, records.len() as u64);
                 for m in records {
-                    put_str(&mut out, &m.metric);
+                    put_str(out, &m.metric);
                     out.push(m.kind as u8);
-                    put_str(&mut out, &m.help);
-                    put_str(&mut out, &m.unit);
+                    put_str(out, &m.help);
+                    put_str(out, &m.unit);
                 }
-                return out;
+                return;
             }
         }
-        put_varint(&mut out, batch.series.len() as u64);
+        put_varint(out, batch.series.len() as u64);
         for labels in &batch.series {
-            put_varint(&mut out, labels.len() as u64);
+            put_varint(out, labels.len() as u64);
             for (n, v) in labels.pairs() {
-                put_str(&mut out, n);
-                put_str(&mut out, v);
+                put_str(out, n);
+                put_str(out, v);
             }
         }
-        put_varint(&mut out, batch.samples.len() as u64);
+        put_varint(out, batch.samples.len() as u64);
         let mut prev = 0i64;
         for s in &batch.samples {
-            put_varint(&mut out, s.series as u64);
-            put_varint(&mut out, zigzag(s.timestamp_ms.wrapping_sub(prev)));
+            put_varint(out, s.series as u64);
+            put_varint(out, zigzag(s.timestamp_ms.wrapping_sub(prev)));
             prev = s.timestamp_ms;
             out.extend_from_slice(&s.value.to_bits().to_le_bytes());
         }
-        out
     }
 
     /// Decodes canonical bytes; any other byte string is an error naming the offset.

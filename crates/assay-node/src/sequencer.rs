@@ -55,13 +55,25 @@ struct Proposal {
     reply: oneshot::Sender<Reply>,
 }
 
-/// The outcome, and the entry handed back so the requester frees it: freeing a large
-/// batch's strings on the sequencer thread would delay every later block.
-type Reply = (Result<Receipt, CommitError>, Option<Entry>);
+/// The outcome, and the entry handed back so the requester frees it (freeing a large
+/// batch's strings on the sequencer thread would delay every later block) and its bytes'
+/// buffer to encode the next entry into.
+type Reply = (Result<Receipt, CommitError>, Option<Entry>, Vec<u8>);
+
+thread_local! {
+    /// Buffers entries were encoded into, for the next entries encoded on this thread: a
+    /// fresh buffer of an entry's size (hundreds of kilobytes under remote-write load) was
+    /// paid for in page faults every request.
+    static ENTRY_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per thread, and the largest kept.
+const ENTRY_BUFFERS_KEPT: usize = 8;
+const ENTRY_BUFFER_KEPT_MAX_BYTES: usize = 4 << 20;
 
 impl Proposal {
     fn answer(self, result: Result<Receipt, CommitError>) {
-        let _ = self.reply.send((result, Some(self.entry)));
+        let _ = self.reply.send((result, Some(self.entry), self.bytes));
     }
 }
 
@@ -113,7 +125,8 @@ impl Sequencer {
 
     /// Queues an entry and waits until it is durable and applied.
     pub async fn commit(&self, entry: Entry) -> Result<Receipt, CommitError> {
-        let bytes = entry.encode();
+        let mut bytes = ENTRY_BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
+        entry.encode_into(&mut bytes);
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Proposal {
             bytes,
@@ -124,8 +137,17 @@ impl Sequencer {
             Err(TrySendError::Full(_)) => return Err(CommitError::Busy(self.queue_max)),
             Err(TrySendError::Disconnected(_)) => return Err(CommitError::ShuttingDown),
         }
-        let (result, entry) = rx.await.unwrap_or((Err(CommitError::ShuttingDown), None));
+        let (result, entry, bytes) =
+            rx.await
+                .unwrap_or((Err(CommitError::ShuttingDown), None, Vec::new()));
         drop(entry);
+        if bytes.capacity() <= ENTRY_BUFFER_KEPT_MAX_BYTES {
+            ENTRY_BUFFERS.with_borrow_mut(|kept| {
+                if kept.len() < ENTRY_BUFFERS_KEPT {
+                    kept.push(bytes);
+                }
+            });
+        }
         result
     }
 }

@@ -26,6 +26,20 @@ use std::sync::Arc;
 
 use crate::chunk_file::ChunkFile;
 
+/// Asks the CPU to bring the cache line holding `p` into its caches; a hint only (any
+/// address is allowed, none is read).
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and reads nothing the program can observe, whatever
+    // the address.
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Appends bits to a byte vector, most significant bit first.
 #[derive(Clone, Debug, Default)]
 struct BitWriter {
@@ -392,6 +406,14 @@ pub(crate) struct OpenChunk {
 }
 
 impl OpenChunk {
+    /// Asks the CPU to bring the last byte of the bit stream into the caches.
+    pub(crate) fn prefetch_tail(&self) {
+        let bytes = &self.enc.w.bytes;
+        if let Some(last) = bytes.last() {
+            prefetch(last as *const u8);
+        }
+    }
+
     /// Appends a sample newer than every sample held.
     pub(crate) fn append(&mut self, t: i64, v: f64) {
         debug_assert!(self.enc.n == 0 || t > self.enc.t);

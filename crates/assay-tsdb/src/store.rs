@@ -42,9 +42,24 @@ fn insert_sorted(samples: &mut Vec<(i64, f64)>, ts_ms: i64, value: f64) -> bool 
 }
 
 impl SampleStore {
+    /// Asks the CPU to bring the end of the open chunk's bytes (where the next sample
+    /// goes) into the caches.
+    pub(crate) fn prefetch_head(&self) {
+        self.head.prefetch_tail();
+    }
+
     /// Inserts a sample in timestamp order; a sample at an existing timestamp replaces it
     /// (the later write in ledger order wins). Returns true when the sample was new.
     pub(crate) fn insert(&mut self, ts_ms: i64, value: f64) -> bool {
+        // The usual case, newer than the head's newest, needs no look at the sealed chunks
+        // (every sealed sample is older than the head's first).
+        if self.head.last().is_some_and(|(last, _)| ts_ms > last) {
+            self.head.append(ts_ms, value);
+            if self.head.len() >= HEAD_SAMPLES_MAX {
+                self.sealed.extend(self.head.seal());
+            }
+            return true;
+        }
         let sealed_max = self.sealed.last().map(Chunk::max_t);
         if sealed_max.is_none_or(|m| ts_ms > m) {
             let new = match self.head.last() {
