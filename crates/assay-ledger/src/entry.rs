@@ -13,9 +13,13 @@
 //! kind 0x01  := samples                          (a push: JSON, Prometheus text)
 //! kind 0x02  := report_sha256:[u8;32] samples    (a CI report; the raw report's SHA-256)
 //! kind 0x03  := meta_count metadata{meta_count}  (metric metadata, e.g. from remote write)
+//! kind 0x04  := samples_r                        (a push naming known series by reference)
 //! metadata   := metric:str type:u8 help:str unit:str
 //! samples    := series_count series{series_count} sample_count sample{sample_count}
 //! series     := label_count (name:str value:str){label_count}
+//! samples_r  := series_count series_r{series_count} sample_count sample{sample_count}
+//! series_r   := series                                   (inline, as in kind 0x01)
+//!             | 0 entry:varint position:varint           (a reference, see below)
 //! str        := len bytes(UTF-8)
 //! sample     := series_ref ts_delta:zigzag-varint value:f64-le-bits(8 bytes)
 //! ```
@@ -28,6 +32,23 @@
 //! metric names are non-empty and `type` is a [`MetricType`]; varints are minimal; no bytes
 //! trail the entry. Values keep their
 //! exact IEEE-754 bits (NaN payloads included).
+//!
+//! # Series references (kind 0x04)
+//!
+//! Remote write sends every series again with every scrape; written inline, its labels were
+//! ~70 of the ~90 bytes per sample that the ledger hashed, wrote and packed. A
+//! [`SeriesRef`] `(entry, position)` names *the inline series at `position` of the entry
+//! at leaf index `entry`* — an earlier entry of kind 0x01, 0x02 or 0x04 — so a series the
+//! ledger already holds costs a few bytes. Which series are written by reference is the
+//! writer's choice (the node uses each series' first inline appearance it knows of); the
+//! entry's meaning is fixed by the ledger alone, and a reader resolves a reference by
+//! reading the entry it names (whose inclusion is proven like any other). Rules: a label
+//! count of 0 marks a reference (an inline series has at least `__name__`); a kind 0x04
+//! entry holds at least one reference (else it is written as kind 0x01); references are
+//! distinct; a reference names an inline series of an entry before this one, and resolved,
+//! every series of the entry is still distinct (checked by
+//! [`Entry::decode_resolved`], which knows the ledger; [`Entry::decode`] rejects an entry
+//! with references, [`Entry::validate`] checks everything the bytes alone can tell).
 
 use std::hash::{Hash, Hasher};
 
@@ -256,6 +277,16 @@ impl Labels {
     }
 }
 
+/// A series given by reference: the inline series at `position` (0-based, in the entry's
+/// series list) of the entry at leaf index `entry` (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesRef {
+    /// Leaf index of the entry that lists the series inline.
+    pub entry: u64,
+    /// The series' position in that entry's series list.
+    pub position: u32,
+}
+
 /// One sample of a batch: which series (index into [`SampleBatch::series`]), when, what.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample {
@@ -275,11 +306,15 @@ pub struct SampleBatch {
     index: SeriesIndex,
     /// `SeriesIndex::hash` of each series, so views need not hash the labels again.
     hashes: Vec<u64>,
+    /// How each series is written in the ledger: by reference, or inline (`None`); empty
+    /// when all are inline (see [`SampleBatch::set_series_refs`]).
+    series_refs: Vec<Option<SeriesRef>>,
 }
 
 impl PartialEq for SampleBatch {
     fn eq(&self, other: &Self) -> bool {
         self.series == other.series
+            && self.series_refs == other.series_refs
             && self.samples.len() == other.samples.len()
             && self.samples.iter().zip(&other.samples).all(|(a, b)| {
                 a.series == b.series
@@ -303,6 +338,7 @@ impl SampleBatch {
             samples: Vec::with_capacity(samples),
             index: SeriesIndex::with_capacity(samples),
             hashes: Vec::with_capacity(samples),
+            series_refs: Vec::new(),
         }
     }
 
@@ -337,6 +373,33 @@ impl SampleBatch {
     /// Distinct series, in first-reference order.
     pub fn series(&self) -> &[Labels] {
         &self.series
+    }
+
+    /// How each series is written in the ledger, parallel to [`SampleBatch::series`]:
+    /// `Some` by reference, `None` inline; empty when every series is inline.
+    pub fn series_refs(&self) -> &[Option<SeriesRef>] {
+        &self.series_refs
+    }
+
+    /// Whether series `i` is written inline (so an entry holding it can be referenced).
+    pub fn is_inline(&self, i: usize) -> bool {
+        self.series_refs.get(i).is_none_or(Option::is_none)
+    }
+
+    /// Sets how each series is written: `refs[i]` must name an inline series with the same
+    /// labels as series `i` (the writer's promise; readers resolve and check it). A list
+    /// with no reference is stored as empty, so the batch encodes as kind 0x01.
+    pub fn set_series_refs(&mut self, refs: Vec<Option<SeriesRef>>) {
+        assert_eq!(
+            refs.len(),
+            self.series.len(),
+            "one reference slot per series"
+        );
+        self.series_refs = if refs.iter().any(Option::is_some) {
+            refs
+        } else {
+            Vec::new()
+        };
     }
 
     /// [`SeriesIndex::hash`] of each series, parallel to [`SampleBatch::series`].
@@ -527,6 +590,7 @@ pub enum Entry {
 pub(crate) const KIND_SAMPLES: u8 = 0x01;
 pub(crate) const KIND_CI_REPORT: u8 = 0x02;
 const KIND_METADATA: u8 = 0x03;
+pub(crate) const KIND_SAMPLES_REFS: u8 = 0x04;
 
 /// The batch of entries that carry no samples.
 static EMPTY_BATCH: std::sync::LazyLock<SampleBatch> = std::sync::LazyLock::new(SampleBatch::new);
@@ -572,6 +636,17 @@ pub enum EntryError {
     MetadataOrder(usize),
     #[error("metadata record {0} has an unknown metric type")]
     MetadataType(usize),
+    #[error("series {0} is given by reference, where the entry's kind allows none")]
+    RefNotAllowed(usize),
+    #[error("a kind 0x04 entry gives no series by reference; it must be written as kind 0x01")]
+    NoRefs,
+    #[error(
+        "series {series} refers to series {} of entry {}, which could not be resolved \
+         (decode it with Entry::decode_resolved and the entries it refers to)",
+        reference.position,
+        reference.entry
+    )]
+    Unresolved { series: usize, reference: SeriesRef },
 }
 
 impl Entry {
@@ -599,24 +674,47 @@ impl Entry {
         out
     }
 
-    /// [`Entry::encode`] into `out`, replacing what it held (a caller that encodes many
-    /// entries reuses one buffer).
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.clear();
+    /// At least the encoding's length, whichever way its series are written (a bound
+    /// computed without encoding).
+    pub fn encoded_len_bound(&self) -> usize {
         let batch = self.batch();
-        // Sized up front (varints counted at their largest) so a large batch is written
-        // into one allocation rather than a regrown one.
+        // Varints counted at their largest.
         let label_bytes: usize = batch
             .series
             .iter()
             .map(|l| l.text_len() + 20 * l.len())
             .sum();
-        let capacity = 64 + label_bytes + batch.series.len() * 10 + batch.samples.len() * 28;
-        out.reserve(capacity);
+        let metadata: usize = match self {
+            Entry::Metadata(records) => records
+                .iter()
+                .map(|m| m.metric.len() + m.help.len() + m.unit.len() + 31)
+                .sum(),
+            _ => 0,
+        };
+        64 + label_bytes + batch.series.len() * 25 + batch.samples.len() * 28 + metadata
+    }
+
+    /// [`Entry::encode`] into `out`, replacing what it held (a caller that encodes many
+    /// entries reuses one buffer).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let batch = self.batch();
+        // Sized up front so a large batch is written into one allocation rather than a
+        // regrown one; with references the bound is generous, but the buffer is reused.
+        if batch.series_refs.is_empty() {
+            out.reserve(self.encoded_len_bound());
+        } else {
+            out.reserve(64 + batch.series.len() * 25 + batch.samples.len() * 28);
+        }
         out.push(ENTRY_VERSION);
         match self {
-            Entry::Samples(_) => out.push(KIND_SAMPLES),
+            Entry::Samples(b) if b.series_refs.is_empty() => out.push(KIND_SAMPLES),
+            Entry::Samples(_) => out.push(KIND_SAMPLES_REFS),
             Entry::CiReport { report_sha256, .. } => {
+                assert!(
+                    batch.series_refs.is_empty(),
+                    "CI reports are written inline"
+                );
                 out.push(KIND_CI_REPORT);
                 out.extend_from_slice(report_sha256);
             }
@@ -634,7 +732,13 @@ impl Entry {
             }
         }
         put_varint(out, batch.series.len() as u64);
-        for labels in &batch.series {
+        for (i, labels) in batch.series.iter().enumerate() {
+            if let Some(Some(r)) = batch.series_refs.get(i) {
+                out.push(0);
+                put_varint(out, r.entry);
+                put_varint(out, u64::from(r.position));
+                continue;
+            }
             put_varint(out, labels.len() as u64);
             for (n, v) in labels.pairs() {
                 put_str(out, n);
@@ -651,8 +755,57 @@ impl Entry {
         }
     }
 
-    /// Decodes canonical bytes; any other byte string is an error naming the offset.
+    /// Decodes canonical bytes; any other byte string is an error naming the offset. An
+    /// entry with series references is [`EntryError::Unresolved`]: decode it with
+    /// [`Entry::decode_resolved`].
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
+        Entry::decode_resolved(bytes, &mut |_| None)
+    }
+
+    /// Checks everything about `bytes` that they alone can tell (all of
+    /// [`Entry::decode_resolved`]'s rules but that resolved references name series
+    /// distinct from the entry's others); returns the number of samples.
+    pub fn validate(bytes: &[u8]) -> Result<usize, EntryError> {
+        match decode_entry(bytes, Refs::Unresolved)? {
+            (Entry::Metadata(_), _) => Ok(0),
+            (e, _) => Ok(e.batch().len()),
+        }
+    }
+
+    /// The inline series of an entry (kinds 0x01, 0x02, 0x04) with their positions: what a
+    /// [`SeriesRef`] to this entry can name. Checked as by [`Entry::validate`].
+    pub fn inline_series(bytes: &[u8]) -> Result<Vec<(u32, Labels)>, EntryError> {
+        let (entry, _) = decode_entry(bytes, Refs::Unresolved)?;
+        let batch = entry.batch();
+        Ok((0..batch.series.len())
+            .filter(|&i| batch.is_inline(i))
+            .map(|i| (i as u32, batch.series[i].clone()))
+            .collect())
+    }
+
+    /// Decodes canonical bytes, asking `resolve` for the labels of each series given by
+    /// reference (`None`: unknown, an error). The caller checks that a reference names an
+    /// inline series of an earlier entry (it knows this entry's index); this checks that
+    /// resolved, the entry's series are distinct.
+    pub fn decode_resolved(
+        bytes: &[u8],
+        resolve: &mut dyn FnMut(SeriesRef) -> Option<Labels>,
+    ) -> Result<Entry, EntryError> {
+        decode_entry(bytes, Refs::Resolve(resolve)).map(|(e, _)| e)
+    }
+}
+
+/// How the decoder treats series references.
+enum Refs<'r> {
+    /// Resolved by the caller.
+    Resolve(&'r mut dyn FnMut(SeriesRef) -> Option<Labels>),
+    /// Checked as far as the bytes tell; the batch holds placeholders for their labels.
+    Unresolved,
+}
+
+/// The entry, and whether its batch is whole (false: placeholders stand for references).
+fn decode_entry(bytes: &[u8], refs: Refs<'_>) -> Result<(Entry, bool), EntryError> {
+    {
         let mut r = Reader { bytes, at: 0 };
         if bytes.len() > ENTRY_BYTES_MAX {
             return Err(EntryError::Limit {
@@ -666,28 +819,30 @@ impl Entry {
         }
         let kind = r.u8()?;
         let report_sha256 = match kind {
-            KIND_SAMPLES => None,
+            KIND_SAMPLES | KIND_SAMPLES_REFS => None,
             KIND_CI_REPORT => Some(r.array32()?),
             KIND_METADATA => {
                 let records = decode_metadata(&mut r)?;
                 if r.at != bytes.len() {
                     return Err(EntryError::Trailing(bytes.len() - r.at));
                 }
-                return Ok(Entry::Metadata(records));
+                return Ok((Entry::Metadata(records), true));
             }
             k => return Err(EntryError::Kind(k)),
         };
-        let batch = decode_batch(&mut r)?;
+        let refs = (kind == KIND_SAMPLES_REFS).then_some(refs);
+        let (batch, whole) = decode_batch(&mut r, refs)?;
         if r.at != bytes.len() {
             return Err(EntryError::Trailing(bytes.len() - r.at));
         }
-        Ok(match report_sha256 {
+        let entry = match report_sha256 {
             None => Entry::Samples(batch),
             Some(report_sha256) => Entry::CiReport {
                 report_sha256,
                 batch,
             },
-        })
+        };
+        Ok((entry, whole))
     }
 }
 
@@ -719,13 +874,67 @@ fn decode_metadata(r: &mut Reader<'_>) -> Result<Vec<MetricMetadata>, EntryError
     Ok(records)
 }
 
-fn decode_batch(r: &mut Reader<'_>) -> Result<SampleBatch, EntryError> {
+/// A samples list; `refs` is `None` for kinds that allow no references. Returns the batch
+/// and whether it is whole (no placeholder stands for an unresolved reference).
+fn decode_batch(
+    r: &mut Reader<'_>,
+    mut refs: Option<Refs<'_>>,
+) -> Result<(SampleBatch, bool), EntryError> {
     // Every series and sample takes at least one byte, which bounds the counts by the input.
     let series_count = r.count("series count")?;
     let mut batch = SampleBatch::new();
     batch.series.reserve(series_count);
+    let mut series_refs: Vec<Option<SeriesRef>> = Vec::new();
+    let mut seen_refs: rustc_hash::FxHashSet<SeriesRef> = Default::default();
+    let mut whole = true;
     for i in 0..series_count {
         let label_count = r.count("label count")?;
+        if label_count == 0 {
+            let Some(mode) = refs.as_mut() else {
+                return Err(EntryError::RefNotAllowed(i));
+            };
+            let entry = r.varint()?;
+            let at = r.at;
+            let position = u32::try_from(r.varint()?).map_err(|_| EntryError::Varint(at))?;
+            let reference = SeriesRef { entry, position };
+            if !seen_refs.insert(reference) {
+                return Err(EntryError::SeriesRepeated(i));
+            }
+            if series_refs.len() < i {
+                series_refs.resize(i, None);
+            }
+            series_refs.push(Some(reference));
+            let labels = match mode {
+                Refs::Resolve(resolve) => resolve(reference).ok_or(EntryError::Unresolved {
+                    series: i,
+                    reference,
+                })?,
+                Refs::Unresolved => {
+                    // Filed (ids are positions) but never a match (see `is_series`), and
+                    // the batch is not handed out as a decoded entry.
+                    whole = false;
+                    batch.index.insert(0, i as u32);
+                    batch.hashes.push(0);
+                    batch.series.push(unresolved_placeholder());
+                    continue;
+                }
+            };
+            let hash = SeriesIndex::hash(&labels);
+            let known = &batch.series;
+            if batch
+                .index
+                .get(hash, |id| {
+                    is_series(known, &series_refs, whole, id, &labels)
+                })
+                .is_some()
+            {
+                return Err(EntryError::SeriesRepeated(i));
+            }
+            batch.index.insert(hash, i as u32);
+            batch.hashes.push(hash);
+            batch.series.push(labels);
+            continue;
+        }
         if label_count > ENTRY_LABELS_PER_SERIES_MAX {
             return Err(EntryError::Limit {
                 what: "label count",
@@ -747,7 +956,9 @@ fn decode_batch(r: &mut Reader<'_>) -> Result<SampleBatch, EntryError> {
         let known = &batch.series;
         if batch
             .index
-            .get(hash, |id| known[id as usize] == labels)
+            .get(hash, |id| {
+                is_series(known, &series_refs, whole, id, &labels)
+            })
             .is_some()
         {
             return Err(EntryError::SeriesRepeated(i));
@@ -781,7 +992,35 @@ fn decode_batch(r: &mut Reader<'_>) -> Result<SampleBatch, EntryError> {
     if (referenced as usize) < series_count {
         return Err(EntryError::SeriesUnused(referenced as usize));
     }
-    Ok(batch)
+    if refs.is_some() && series_refs.is_empty() {
+        return Err(EntryError::NoRefs);
+    }
+    if !series_refs.is_empty() {
+        series_refs.resize(series_count, None);
+        batch.series_refs = series_refs;
+    }
+    Ok((batch, whole))
+}
+
+/// Whether batch series `id` has `labels`; an unresolved reference's placeholder (a
+/// reference in a batch that is not whole) has none.
+fn is_series(
+    known: &[Labels],
+    refs: &[Option<SeriesRef>],
+    whole: bool,
+    id: u32,
+    labels: &Labels,
+) -> bool {
+    let placeholder = !whole && refs.get(id as usize).is_some_and(Option::is_some);
+    !placeholder && known[id as usize] == *labels
+}
+
+/// What stands for an unresolved reference's labels in a batch only checked.
+fn unresolved_placeholder() -> Labels {
+    static PLACEHOLDER: std::sync::LazyLock<Labels> = std::sync::LazyLock::new(|| {
+        Labels::from_sorted([(METRIC_NAME_LABEL, "unresolved")].into_iter()).expect("valid labels")
+    });
+    PLACEHOLDER.clone()
 }
 
 struct Reader<'a> {
@@ -1014,6 +1253,97 @@ mod tests {
         check_err(
             "01 01 05",
             expect!["series count at byte 2 exceeds its limit"],
+        );
+    }
+
+    /// A batch of series `x`, `y`, `z` (one sample each), `y` and `z` by reference.
+    fn batch_with_refs() -> (SampleBatch, [Labels; 3], [SeriesRef; 2]) {
+        let l = [
+            labels(&[("__name__", "x")]),
+            labels(&[("__name__", "y")]),
+            labels(&[("__name__", "z"), ("k", "v")]),
+        ];
+        let r = [
+            SeriesRef {
+                entry: 300,
+                position: 2,
+            },
+            SeriesRef {
+                entry: 7,
+                position: 0,
+            },
+        ];
+        let mut b = SampleBatch::new();
+        for (i, l) in l.iter().enumerate() {
+            b.push(l.clone(), 1_000 + i as i64, i as f64);
+        }
+        b.set_series_refs(vec![None, Some(r[0]), Some(r[1])]);
+        (b, l, r)
+    }
+
+    #[test]
+    fn series_references_encode_compactly_and_decode_resolved() {
+        let (b, l, r) = batch_with_refs();
+        let bytes = Entry::Samples(b.clone()).encode();
+        // x inline; y as entry 300 (a two-byte varint) position 2; z as entry 7 position 0.
+        expect!["010403 01085f5f6e616d655f5f0178 00ac0202 000700 03 00d00f0000000000000000 0102000000000000f03f 02020000000000000040"]
+            .assert_eq(&[0..3, 3..15, 15..19, 19..22, 22..23, 23..34, 34..44, 44..54]
+                .map(|r| hex::encode(&bytes[r]))
+                .join(" "));
+        assert_eq!(bytes.len(), 54);
+        expect!["series 1 refers to series 2 of entry 300, which could not be resolved (decode it with Entry::decode_resolved and the entries it refers to)"]
+            .assert_eq(&Entry::decode(&bytes).unwrap_err().to_string());
+        assert_eq!(Entry::validate(&bytes), Ok(3));
+        assert_eq!(Entry::inline_series(&bytes), Ok(vec![(0, l[0].clone())]));
+        let mut asked = Vec::new();
+        let decoded = Entry::decode_resolved(&bytes, &mut |x| {
+            asked.push(x);
+            Some(l[if x == r[0] { 1 } else { 2 }].clone())
+        })
+        .unwrap();
+        assert_eq!(asked, r);
+        assert_eq!(decoded, Entry::Samples(b));
+        // Resolved to a series the entry lists already: not distinct.
+        let repeated = Entry::decode_resolved(&bytes, &mut |_| Some(l[0].clone()));
+        assert_eq!(repeated, Err(EntryError::SeriesRepeated(1)));
+        assert_eq!(
+            Entry::decode_resolved(&bytes, &mut |_| None),
+            Err(EntryError::Unresolved {
+                series: 1,
+                reference: r[0]
+            })
+        );
+    }
+
+    #[test]
+    fn a_batch_without_references_is_kind_1_and_references_follow_the_rules() {
+        let (mut b, _, _) = batch_with_refs();
+        b.set_series_refs(vec![None; 3]);
+        assert!(b.series_refs().is_empty());
+        assert_eq!(Entry::Samples(b.clone()).encode()[1], KIND_SAMPLES);
+        // Kind 0x04 with every series inline has one encoding only: kind 0x01.
+        let mut bytes = Entry::Samples(b).encode();
+        bytes[1] = KIND_SAMPLES_REFS;
+        assert_eq!(Entry::validate(&bytes), Err(EntryError::NoRefs));
+        // A reference where the kind allows none, and references repeated.
+        check_err(
+            "01 01 01 00 07 00 01 00 00 0000000000000000",
+            expect!["series 0 is given by reference, where the entry's kind allows none"],
+        );
+        let repeated =
+            "01 04 02 00 07 00 00 07 00 02 00 00 0000000000000000 01 00 0000000000000000";
+        let repeated = hex::decode(repeated.replace(' ', "")).unwrap();
+        assert_eq!(
+            Entry::validate(&repeated),
+            Err(EntryError::SeriesRepeated(1))
+        );
+        check_err(
+            "01 04 01 00 07 80 00 01 00 00 0000000000000000",
+            expect!["varint at byte 5 is not minimal or overflows"],
+        );
+        check_err(
+            "01 04 01 00 07 8080808010 01 00 00 0000000000000000",
+            expect!["varint at byte 5 is not minimal or overflows"],
         );
     }
 

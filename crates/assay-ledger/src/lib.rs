@@ -11,10 +11,11 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod pack;
+pub mod resolve;
 
 pub use entry::{
     Entry, EntryError, Labels, MetricMetadata, MetricType, Sample, SampleBatch, SeriesIndex,
-    METRIC_NAME_LABEL,
+    SeriesRef, METRIC_NAME_LABEL,
 };
 pub mod ledger;
 pub mod scan;
@@ -22,3 +23,4 @@ pub mod segment;
 pub mod storage;
 
 pub use ledger::{Ledger, LedgerConfig, LedgerError, SignedCheckpoint};
+pub use resolve::SeriesResolver;

@@ -17,11 +17,13 @@
 //! section  := one zstd frame (the dictionary, or one frame of records)
 //! index    := raw_len dict:section_ref frame_count (raw_start:varint section_ref){frame_count}
 //! section_ref := offset len crc32(of the compressed bytes) raw_len      (all varints)
-//! dict     := count (len label_block){count}            label_block as in an entry's series
+//! dict     := count (len label_block){count}            label_block as an entry's series
+//!                                                        (series_r: a reference, in kind 0x04)
 //! frame    := stream{6}, each len:varint bytes, in this order:
-//!   tags   := one byte per record: 0 = stored as is, 1 = samples entry, 2 = CI-report entry
+//!   tags   := one byte per record: 0 = stored as is, 1 = samples entry, 2 = CI-report entry,
+//!             3 = samples entry with series references (kind 0x04)
 //!   raw    := per tag 0: type:u8 len payload; per tag 2: report_sha256[32]
-//!   shape  := per tag 1|2: series_count sample_count zigzag(dict_id − previous dict_id){series_count}
+//!   shape  := per tag 1|2|3: series_count sample_count zigzag(dict_id − previous dict_id){series_count}
 //!   refs   := per sample: zigzag(series_ref − (previous series_ref + 1)), per entry from −1
 //!   times  := per dictionary id present in the frame, ascending: that series' timestamps
 //!   values := the same order: that series' values
@@ -31,7 +33,7 @@
 //! read decodes one frame and a scan one frame at a time. An entry the packer cannot
 //! re-create exactly (metadata entries, anything unusual) is stored as is.
 
-use crate::entry::{put_varint, unzigzag, zigzag, KIND_CI_REPORT, KIND_SAMPLES};
+use crate::entry::{put_varint, unzigzag, zigzag, KIND_CI_REPORT, KIND_SAMPLES, KIND_SAMPLES_REFS};
 use crate::segment::{put_record, read_record, RecordType};
 
 /// Magic at both ends of a pack file.
@@ -161,8 +163,9 @@ struct SampleEntry<'a> {
     samples: Vec<(u32, i64, u64)>,
 }
 
-/// Takes a samples or CI-report entry apart without allocating labels; `None` for any
-/// other entry or anything malformed (those are stored as is).
+/// Takes a samples or CI-report entry apart without allocating labels (a series given by
+/// reference is its reference's bytes); `None` for any other entry or anything malformed
+/// (those are stored as is).
 fn split_sample_entry(p: &[u8]) -> Option<SampleEntry<'_>> {
     let mut r = Cursor { bytes: p, at: 0 };
     if r.u8()? != crate::entry::ENTRY_VERSION {
@@ -170,7 +173,7 @@ fn split_sample_entry(p: &[u8]) -> Option<SampleEntry<'_>> {
     }
     let kind = r.u8()?;
     let report = match kind {
-        KIND_SAMPLES => None,
+        KIND_SAMPLES | KIND_SAMPLES_REFS => None,
         KIND_CI_REPORT => Some(r.take(32)?),
         _ => return None,
     };
@@ -179,6 +182,13 @@ fn split_sample_entry(p: &[u8]) -> Option<SampleEntry<'_>> {
     for _ in 0..series_count {
         let start = r.at;
         let labels = r.count()?;
+        if labels == 0 {
+            if kind != KIND_SAMPLES_REFS {
+                return None;
+            }
+            r.varint()?; // entry
+            r.varint()?; // position
+        }
         for _ in 0..labels * 2 {
             let len = r.count()?;
             r.take(len)?;
@@ -309,7 +319,11 @@ pub fn pack_segment(raw: &[u8], options: &PackOptions) -> Result<Vec<u8>, PackEr
                 s.raw.extend_from_slice(rec.payload);
                 continue;
             };
-            s.tags.push(if e.kind == KIND_SAMPLES { 1 } else { 2 });
+            s.tags.push(match e.kind {
+                KIND_SAMPLES => 1,
+                KIND_CI_REPORT => 2,
+                _ => 3,
+            });
             if let Some(r) = e.report {
                 s.raw.extend_from_slice(r);
             }
@@ -618,7 +632,7 @@ fn unpack_frame_records(
                 let len = raw.count().ok_or_else(|| bad("raw record length"))?;
                 raw.take(len).ok_or_else(|| bad("raw record cut short"))?;
             }
-            1 | 2 => {
+            1..=3 => {
                 if tag == 2 {
                     raw.take(32).ok_or_else(|| bad("report hash cut short"))?;
                 }
@@ -729,10 +743,10 @@ fn unpack_frame_records(
             (s, all_times[at], all_values[at].to_bits())
         });
         payload.clear();
-        let kind = if tag == 1 {
-            KIND_SAMPLES
-        } else {
-            KIND_CI_REPORT
+        let kind = match tag {
+            1 => KIND_SAMPLES,
+            2 => KIND_CI_REPORT,
+            _ => KIND_SAMPLES_REFS,
         };
         write_sample_entry(&mut payload, kind, report, &series, samples);
         if payload.len() > crate::segment::RECORD_PAYLOAD_BYTES_MAX {
@@ -869,6 +883,38 @@ impl<'a> Cursor<'a> {
 mod tests {
     use super::*;
     use crate::{Entry, Labels, SampleBatch};
+
+    #[test]
+    fn entries_with_series_references_are_taken_apart_not_stored_as_is() {
+        let mut b = SampleBatch::new();
+        let up = Labels::new(vec![("__name__".into(), "up".into())]).unwrap();
+        let down = Labels::new(vec![("__name__".into(), "down".into())]).unwrap();
+        b.push(up, 5, 1.5);
+        b.push(down, 5, 2.5);
+        let r = crate::SeriesRef {
+            entry: 9,
+            position: 4,
+        };
+        b.set_series_refs(vec![None, Some(r)]);
+        let bytes = Entry::Samples(b).encode();
+        let e = split_sample_entry(&bytes).expect("a kind 0x04 entry splits");
+        assert_eq!(e.kind, KIND_SAMPLES_REFS);
+        // The reference's bytes stand for the series: label count 0, entry, position.
+        assert_eq!(e.series[1], [0, 9, 4]);
+        let mut back = Vec::new();
+        write_sample_entry(
+            &mut back,
+            e.kind,
+            None,
+            &e.series,
+            e.samples.iter().copied(),
+        );
+        assert_eq!(back, bytes);
+        // A reference in kind 0x01 is not an entry the packer re-creates.
+        let mut wrong = bytes.clone();
+        wrong[1] = KIND_SAMPLES;
+        assert!(split_sample_entry(&wrong).is_none());
+    }
 
     /// A samples entry of one series and two samples.
     fn small_entry() -> Vec<u8> {

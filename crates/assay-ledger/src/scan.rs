@@ -399,7 +399,7 @@ impl ScanState<'_> {
     ) -> Result<(), Corruption> {
         let index = self.next_index();
         if self.checks.decode_entries {
-            if let Err(e) = Entry::decode(payload) {
+            if let Err(e) = Entry::validate(payload) {
                 return Err(corrupt(
                     name,
                     offset,

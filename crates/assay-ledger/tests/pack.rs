@@ -8,7 +8,7 @@ use assay_ledger::pack::{
 };
 use assay_ledger::scan::{scan, ScanChecks};
 use assay_ledger::storage::{SimRng, SimStorage, Storage};
-use assay_ledger::{Entry, Labels, MetricMetadata, MetricType, SampleBatch};
+use assay_ledger::{Entry, Labels, MetricMetadata, MetricType, SampleBatch, SeriesRef};
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::new(
@@ -20,8 +20,10 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
     .unwrap()
 }
 
-/// One scrape of `hosts` × 20 series at time `t`, as a remote-write request carries it.
-fn scrape(hosts: u32, round: i64, rng: &mut SimRng) -> Vec<u8> {
+/// One scrape of `hosts` × 20 series at time `t`, as a remote-write request carries it;
+/// `by_reference`: most series given by reference to entry 0 (the first such scrape), as a
+/// node writes series it knows.
+fn scrape(hosts: u32, round: i64, rng: &mut SimRng, by_reference: bool) -> Vec<u8> {
     let mut b = SampleBatch::new();
     for h in 0..hosts {
         for m in 0..20 {
@@ -35,6 +37,12 @@ fn scrape(hosts: u32, round: i64, rng: &mut SimRng) -> Vec<u8> {
             let v = (round * 1000 + rng.below(900) as i64) as f64 / 100.0;
             b.push(l, 1_700_000_000_000 + round * 15_000, v);
         }
+    }
+    if by_reference {
+        let refs = (0..b.series().len() as u32)
+            .map(|position| (position % 7 != 3).then_some(SeriesRef { entry: 0, position }))
+            .collect();
+        b.set_series_refs(refs);
     }
     Entry::Samples(b).encode()
 }
@@ -87,7 +95,10 @@ fn ledger(segment_bytes_max: u64) -> (Ledger<SimStorage>, Vec<Vec<u8>>, LedgerCo
     let mut rng = SimRng::new(11);
     let mut all = Vec::new();
     for round in 0..120 {
-        let mut block = vec![scrape(25, round, &mut rng), scrape(25, round, &mut rng)];
+        let mut block = vec![
+            scrape(25, round, &mut rng, round > 0),
+            scrape(25, round, &mut rng, false),
+        ];
         if round % 10 == 0 {
             block.extend(other_entries(&mut rng));
         }
@@ -111,10 +122,7 @@ fn raw_bytes(disk: &SimStorage, suffix: &str) -> usize {
 #[test]
 fn packed_segments_serve_the_same_entries_and_proofs_in_a_fraction_of_the_bytes() {
     let (mut l, all, config) = ledger(256 << 10);
-    let samples: usize = all
-        .iter()
-        .map(|e| Entry::decode(e).unwrap().batch().len())
-        .sum();
+    let samples: usize = all.iter().map(|e| Entry::validate(e).unwrap()).sum();
     let root = l.tree().root();
     let proof = l.inclusion_proof(17, l.size()).unwrap();
     let sealed = l.unpacked_segments();
@@ -283,7 +291,7 @@ fn an_ended_segment_packs_and_appends_continue_in_the_next() {
     let signer = l.signer().clone();
     drop(l);
     let (mut l, _) = Ledger::open(disk, signer, config).unwrap();
-    let e = scrape(3, 500, &mut SimRng::new(1));
+    let e = scrape(3, 500, &mut SimRng::new(1), false);
     l.append_block(1_800_000_000_000, &[&e]).unwrap();
     all.push(e);
     for (i, want) in all.iter().enumerate() {

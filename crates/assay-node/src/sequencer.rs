@@ -50,7 +50,11 @@ pub enum CommitError {
 }
 
 struct Proposal {
+    /// The entry's encoding once admitted (the sequencer writes known series by reference,
+    /// which needs the views); before, an empty buffer to write it into.
     bytes: Vec<u8>,
+    /// What [`Entry::encoded_len_bound`] says of `entry`, for the block's byte budget.
+    bytes_bound: usize,
     entry: Entry,
     reply: oneshot::Sender<Reply>,
 }
@@ -125,11 +129,11 @@ impl Sequencer {
 
     /// Queues an entry and waits until it is durable and applied.
     pub async fn commit(&self, entry: Entry) -> Result<Receipt, CommitError> {
-        let mut bytes = ENTRY_BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
-        entry.encode_into(&mut bytes);
+        let bytes = ENTRY_BUFFERS.with_borrow_mut(Vec::pop).unwrap_or_default();
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Proposal {
             bytes,
+            bytes_bound: entry.encoded_len_bound(),
             entry,
             reply,
         }) {
@@ -197,12 +201,12 @@ fn run(shared: &Shared, rx: Receiver<Proposal>, settings: SequencerSettings) {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let mut bytes = first.bytes.len();
+        let mut bytes = first.bytes_bound;
         let mut batch = vec![first];
         while batch.len() < entries_max && bytes < bytes_max {
             match rx.try_recv() {
                 Ok(p) => {
-                    bytes += p.bytes.len();
+                    bytes += p.bytes_bound;
                     batch.push(p);
                 }
                 Err(_) => break,
@@ -325,7 +329,28 @@ fn admit(
         }
     }
     debug_assert_eq!(admitted.len(), resolved.len());
+    encode_admitted(shared, &mut admitted, &resolved);
     (admitted, resolved)
+}
+
+/// Encodes each admitted entry, writing a series by reference where the views know an
+/// entry that lists it inline (what a reference may name, so any such entry will do).
+fn encode_admitted(shared: &Shared, admitted: &mut [Proposal], resolved: &Resolved) {
+    let views = shared.views.read().expect("views lock");
+    for (p, ids) in admitted.iter_mut().zip(resolved) {
+        if let Entry::Samples(batch) = &mut p.entry {
+            let refs = (0..batch.series().len())
+                .map(|i| {
+                    ids.get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|id| views.tsdb.series_def(id))
+                })
+                .collect();
+            batch.set_series_refs(refs);
+        }
+        p.entry.encode_into(&mut p.bytes);
+    }
 }
 
 /// Appends one block of `entries` (`refs` are their encodings) and applies it to the

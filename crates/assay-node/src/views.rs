@@ -11,7 +11,7 @@
 use assay_ledger::merkle::Hash;
 use assay_ledger::scan::BlockSummary;
 use assay_ledger::storage::Storage;
-use assay_ledger::{Entry, Ledger, LedgerError};
+use assay_ledger::{Entry, Ledger, LedgerError, SeriesResolver};
 use assay_tsdb::Tsdb;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -145,7 +145,8 @@ impl Views {
                 Entry::Metadata(records) => self.tsdb.apply_metadata(records),
                 _ => {
                     let hints = resolved.get(n as usize).map_or(&[][..], |r| &r[..]);
-                    self.tsdb.apply_batch_resolved(entry.batch(), hints)
+                    let index = block.header.first_index + n;
+                    self.tsdb.apply_entry_batch(entry.batch(), hints, index)
                 }
             }
             n += 1;
@@ -170,6 +171,7 @@ impl Views {
     pub fn catch_up<S: Storage>(&mut self, ledger: &Ledger<S>) -> Result<u64, ViewError> {
         let start = self.height;
         let total = ledger.height();
+        let mut resolver = SeriesResolver::default();
         let mut last_report = std::time::Instant::now();
         for block in &ledger.blocks()[start as usize..] {
             // Progress for long replays; the clock only paces log lines, never the apply.
@@ -189,10 +191,9 @@ impl Views {
                 .enumerate()
             {
                 let index = block.header.first_index + i as u64;
-                let e = Entry::decode(&bytes).map_err(|e| ViewError::Entry {
-                    index,
-                    message: e.to_string(),
-                })?;
+                let e = resolver
+                    .decode(ledger, index, &bytes)
+                    .map_err(|message| ViewError::Entry { index, message })?;
                 entries.push(e);
             }
             self.apply_block(block, &entries);
@@ -360,14 +361,115 @@ mod tests {
 
     /// Applies the ledger's first `n` blocks to `views`, as a node that stopped there.
     fn apply_first(views: &mut Views, ledger: &Ledger<SimStorage>, n: usize) {
+        let mut resolver = SeriesResolver::default();
         for block in &ledger.blocks()[..n] {
+            let first = block.header.first_index;
             let entries: Vec<Entry> = ledger
+                .block_entries(block.header.height)
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, b)| resolver.decode(ledger, first + i as u64, b).unwrap())
+                .collect();
+            views.apply_block(block, &entries);
+        }
+    }
+
+    /// The samples of [`ledger_with_timed_blocks`] (same seed), appended as the sequencer
+    /// writes them: a series the live views know an inline entry of goes by reference.
+    /// Returns the ledger, the live views and how many entries hold references.
+    fn ledger_by_reference(seed: u64, blocks: usize) -> (Ledger<SimStorage>, Views, usize) {
+        let inline = ledger_with_blocks(seed, blocks);
+        let signer = Signer::from_seed("test.assay/views", [3; 32]).unwrap();
+        let (mut ledger, _) =
+            Ledger::open(SimStorage::new(), signer, LedgerConfig::default()).unwrap();
+        let mut live = Views::default();
+        let mut with_refs = 0;
+        for block in inline.blocks() {
+            let mut entries: Vec<Entry> = inline
                 .block_entries(block.header.height)
                 .unwrap()
                 .iter()
                 .map(|b| Entry::decode(b).unwrap())
                 .collect();
-            views.apply_block(block, &entries);
+            for e in &mut entries {
+                if let Entry::Samples(batch) = e {
+                    let refs = batch
+                        .series()
+                        .iter()
+                        .map(|l| live.tsdb.series_def_of(l))
+                        .collect();
+                    batch.set_series_refs(refs);
+                    with_refs += usize::from(!batch.series_refs().is_empty());
+                }
+            }
+            let bytes: Vec<Vec<u8>> = entries.iter().map(Entry::encode).collect();
+            let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+            let summary = ledger.append_block(block.header.time_ms, &refs).unwrap();
+            live.apply_block(&summary, &entries);
+        }
+        (ledger, live, with_refs)
+    }
+
+    #[test]
+    fn series_given_by_reference_give_the_state_of_inline_series() {
+        let (ledger, live, with_refs) = ledger_by_reference(7, 40);
+        assert!(with_refs > 30, "{with_refs} entries hold references");
+        let mut replayed = Views::default();
+        replayed.catch_up(&ledger).unwrap();
+        assert_eq!(replayed.digest(), live.digest());
+        let mut inline = Views::default();
+        inline.catch_up(&ledger_with_blocks(7, 40)).unwrap();
+        assert_eq!(replayed.tsdb.digest(), inline.tsdb.digest());
+        // The replay learns the same first inline appearances the live views did.
+        let labels = Labels::new(vec![
+            ("__name__".into(), "m".into()),
+            ("host".into(), "h1".into()),
+        ])
+        .unwrap();
+        let def = live.tsdb.series_def_of(&labels);
+        assert!(def.is_some());
+        assert_eq!(replayed.tsdb.series_def_of(&labels), def);
+        // Resumed from a snapshot, which keeps no references: replaying the tail still
+        // resolves the references into entries before the snapshot.
+        let mut partial = Views::default();
+        apply_first(&mut partial, &ledger, 20);
+        let dir = tempfile::tempdir().unwrap();
+        partial.save_snapshot(dir.path()).unwrap();
+        let mut resumed = Views::load_snapshot(dir.path(), &ledger, Default::default()).unwrap();
+        assert_eq!(resumed.tsdb.series_def_of(&labels), None);
+        resumed.catch_up(&ledger).unwrap();
+        assert_eq!(resumed.digest(), live.digest());
+    }
+
+    #[test]
+    fn a_reference_to_a_later_entry_or_to_a_reference_stops_the_replay_naming_it() {
+        let (ledger, _, _) = ledger_by_reference(7, 3);
+        let last = ledger.size();
+        let m = |host: &str| {
+            Labels::new(vec![
+                ("__name__".into(), "m".into()),
+                ("host".into(), host.into()),
+            ])
+            .unwrap()
+        };
+        // Entry `last` refers to itself; then to a position of entry 0 it does not have.
+        for (entry, position, why) in [
+            (last, 0, "is not before it"),
+            (0, 999, "does not list it inline"),
+        ] {
+            let (mut bad, _, _) = ledger_by_reference(7, 3);
+            let mut batch = SampleBatch::new();
+            batch.push(m("h9"), 5, 1.0);
+            batch.set_series_refs(vec![Some(assay_ledger::SeriesRef { entry, position })]);
+            let bytes = Entry::Samples(batch).encode();
+            bad.append_block(10, &[&bytes]).unwrap();
+            let mut v = Views::default();
+            let err = v.catch_up(&bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("entry {last}")) && err.contains(why),
+                "{err}"
+            );
         }
     }
 

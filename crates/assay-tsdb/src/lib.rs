@@ -62,7 +62,7 @@ mod store;
 
 use std::collections::BTreeMap;
 
-use assay_ledger::{Labels, SampleBatch};
+use assay_ledger::{Labels, SampleBatch, SeriesRef};
 
 pub use admit::{Admission, AdmissionBuffers, Admitted, Conflict};
 pub use matcher::{MatchOp, Matcher, MATCHER_REGEX_BYTES_MAX};
@@ -78,6 +78,10 @@ pub type SeriesId = u32;
 struct SeriesEntry {
     labels: Labels,
     samples: SampleStore,
+    /// The first inline appearance of the series in the ledger that this view applied,
+    /// which a writer may refer to instead of repeating the labels. Not view state: not in
+    /// the digest or the snapshot (a view restored from one learns it again).
+    def: Option<SeriesRef>,
 }
 
 /// Asks the CPU to bring `entry` (both its cache lines) into the caches.
@@ -164,6 +168,39 @@ impl Tsdb {
     /// is used only when that id holds these very labels, so the result never depends on
     /// it.
     pub fn apply_batch_resolved(&mut self, batch: &SampleBatch, resolved: &[Option<SeriesId>]) {
+        self.apply_resolved(batch, resolved, None);
+    }
+
+    /// [`Tsdb::apply_batch_resolved`] for the batch of the ledger entry at leaf index
+    /// `entry`: also notes, for each series the entry lists inline, where it does if the
+    /// view knew no such place yet (see [`Tsdb::series_def`]).
+    pub fn apply_entry_batch(
+        &mut self,
+        batch: &SampleBatch,
+        resolved: &[Option<SeriesId>],
+        entry: u64,
+    ) {
+        self.apply_resolved(batch, resolved, Some(entry));
+    }
+
+    /// Where the ledger lists series `id` inline (the first such entry this view applied
+    /// since it was made or restored), for a writer to refer to.
+    pub fn series_def(&self, id: SeriesId) -> Option<SeriesRef> {
+        self.series.get(id as usize).and_then(|e| e.def)
+    }
+
+    /// [`Tsdb::series_def`] of the series with these labels, if the view holds it.
+    pub fn series_def_of(&self, labels: &Labels) -> Option<SeriesRef> {
+        let id = self.lookup(labels, assay_ledger::SeriesIndex::hash(labels))?;
+        self.series_def(id)
+    }
+
+    fn apply_resolved(
+        &mut self,
+        batch: &SampleBatch,
+        resolved: &[Option<SeriesId>],
+        entry: Option<u64>,
+    ) {
         // Each series' entry and open chunk are usually out of the CPU caches (a batch
         // touches thousands of series once each), and waiting for them was most of
         // apply's time: the entries and chunk tails a few series ahead are prefetched.
@@ -190,6 +227,17 @@ impl Tsdb {
                 }
             })
             .collect();
+        if let Some(entry) = entry {
+            for (i, &id) in ids.iter().enumerate() {
+                let def = &mut self.series[id as usize].def;
+                if def.is_none() && batch.is_inline(i) {
+                    *def = Some(SeriesRef {
+                        entry,
+                        position: i as u32,
+                    });
+                }
+            }
+        }
         let samples = batch.samples();
         for (i, s) in samples.iter().enumerate() {
             if let Some(&ahead) = samples
@@ -283,6 +331,7 @@ impl Tsdb {
         self.series.push(SeriesEntry {
             labels: labels.clone(),
             samples: SampleStore::default(),
+            def: None,
         });
         id
     }

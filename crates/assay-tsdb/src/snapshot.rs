@@ -381,7 +381,11 @@ fn read_body(
         }
         let samples = SampleStore::from_parts(sealed, &head);
         debug_assert!(samples.is_sorted_unique());
-        entries.push(SeriesEntry { labels, samples });
+        entries.push(SeriesEntry {
+            labels,
+            samples,
+            def: None,
+        });
     }
     Ok(entries)
 }

@@ -345,7 +345,7 @@ fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
         .map(b64_hash)
         .collect::<Result<_, _>>()?;
     let verdict = verify_inclusion(&leaf, args.index, cp.size, &hashes, &cp.root);
-    let samples = Entry::decode(&entry).map(|e| e.batch().len()).ok();
+    let samples = Entry::validate(&entry).ok();
     let v = json!({
         "ok": verdict.is_ok(), "index": args.index, "leaf_hash": hex::encode(leaf), "samples": samples,
         "origin": cp.origin, "tree_size": cp.size, "root": base64::engine::general_purpose::STANDARD.encode(cp.root),

@@ -697,6 +697,34 @@ fn restart_and_rebuild_give_the_same_state() {
             200
         );
     }
+    // A series the ledger holds already is written by reference to the entry that lists
+    // it inline (kind 0x04), a few bytes instead of its labels; resolved against the entry
+    // it names (fetched like any entry, and provable like any), it is the pushed series.
+    let entry = |i: u64| node.get(&format!("/v1/ledger/entries/{i}")).1;
+    let (first, again) = (entry(0), entry(3));
+    assert_eq!((first[1], again[1]), (0x01, 0x04));
+    assert!(
+        again.len() + 10 < first.len(),
+        "{} vs {}",
+        again.len(),
+        first.len()
+    );
+    assert!(assay_ledger::Entry::decode(&again).is_err());
+    let decoded = assay_ledger::Entry::decode_resolved(&again, &mut |r| {
+        assert_eq!((r.entry, r.position), (0, 0));
+        let named = assay_ledger::Entry::inline_series(&entry(r.entry)).unwrap();
+        named
+            .into_iter()
+            .find(|(p, _)| *p == r.position)
+            .map(|(_, l)| l)
+    })
+    .unwrap();
+    let series = decoded.batch().series();
+    assert_eq!(
+        (series[0].metric_name(), series[0].get("i")),
+        (Some("reqs"), Some("0"))
+    );
+    assert_eq!(decoded.batch().samples()[0].value, 3.0);
     // The data directory belongs to the running node: verify and a second node refuse it.
     let data = dir.path().join("data");
     let (code, out) = cli(&["verify", "--data-dir", data.to_str().unwrap()]);
