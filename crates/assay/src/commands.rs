@@ -332,37 +332,90 @@ fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
             )
         ));
     }
-    let entry = client.get(&format!("/v1/ledger/entries/{}", args.index))?;
-    let leaf = leaf_hash(&entry);
-    let p = client.get_json(&format!(
-        "/v1/ledger/proof/inclusion?index={}&tree_size={}",
-        args.index, cp.size
-    ))?;
-    let hashes: Vec<Hash> = p["hashes"]
-        .as_array()
-        .unwrap_or(&vec![])
-        .iter()
-        .map(b64_hash)
-        .collect::<Result<_, _>>()?;
-    let verdict = verify_inclusion(&leaf, args.index, cp.size, &hashes, &cp.root);
-    let samples = Entry::validate(&entry).ok();
+    let prove = |index: u64| -> anyhow::Result<(Vec<u8>, Hash, usize, Result<(), String>)> {
+        let entry = client.get(&format!("/v1/ledger/entries/{index}"))?;
+        let leaf = leaf_hash(&entry);
+        let p = client.get_json(&format!(
+            "/v1/ledger/proof/inclusion?index={index}&tree_size={}",
+            cp.size
+        ))?;
+        let hashes: Vec<Hash> = p["hashes"]
+            .as_array()
+            .unwrap_or(&vec![])
+            .iter()
+            .map(b64_hash)
+            .collect::<Result<_, _>>()?;
+        let verdict = verify_inclusion(&leaf, index, cp.size, &hashes, &cp.root)
+            .map_err(|e| format!("entry {index}: {e}"));
+        Ok((entry, leaf, hashes.len(), verdict))
+    };
+    let (entry, leaf, proof_hashes, mut verdict) = prove(args.index)?;
+    // Series given by reference (entry kind 0x04) mean the series listed inline by earlier
+    // entries: those are fetched and proven against the same checkpoint, then resolved.
+    let mut referenced: std::collections::BTreeMap<u64, Vec<(u32, assay_ledger::Labels)>> =
+        Default::default();
+    let mut fetch_error: Option<anyhow::Error> = None;
+    let decoded = Entry::decode_resolved(&entry, &mut |r| {
+        if r.entry >= args.index {
+            return None;
+        }
+        if !referenced.contains_key(&r.entry) {
+            match prove(r.entry) {
+                Ok((bytes, _, _, v)) => {
+                    if let Err(e) = v {
+                        verdict = verdict.clone().and(Err(e));
+                    }
+                    let inline = Entry::inline_series(&bytes).unwrap_or_default();
+                    referenced.insert(r.entry, inline);
+                }
+                Err(e) => {
+                    fetch_error.get_or_insert(e);
+                    return None;
+                }
+            }
+        }
+        let inline = referenced.get(&r.entry)?;
+        inline
+            .iter()
+            .find(|(p, _)| *p == r.position)
+            .map(|(_, l)| l.clone())
+    });
+    if let Some(e) = fetch_error {
+        return Err(e);
+    }
+    let samples = match &decoded {
+        Ok(e) => Some(e.batch().len()),
+        Err(e) => {
+            verdict = verdict.and(Err(format!("entry {}: {e}", args.index)));
+            None
+        }
+    };
+    let references: Vec<u64> = referenced.keys().copied().collect();
     let v = json!({
         "ok": verdict.is_ok(), "index": args.index, "leaf_hash": hex::encode(leaf), "samples": samples,
         "origin": cp.origin, "tree_size": cp.size, "root": base64::engine::general_purpose::STANDARD.encode(cp.root),
-        "proof_hashes": hashes.len(), "key": verifier.to_key_text(), "key_source": key_source,
-        "error": verdict.as_ref().err().map(|e| e.to_string()),
+        "proof_hashes": proof_hashes, "key": verifier.to_key_text(), "key_source": key_source,
+        "references": references,
+        "error": verdict.as_ref().err(),
     });
     print(json, &v, || {
         match &verdict {
         Ok(()) => format!(
-            "entry {} ({} samples, leaf {}) is included in checkpoint {} size {}: proof of {} hashes verified with key {} ({key_source})",
+            "entry {} ({} samples, leaf {}) is included in checkpoint {} size {}: proof of {} hashes verified with key {} ({key_source}){}",
             args.index,
             samples.map_or("?".into(), |n| n.to_string()),
             hex::encode(leaf),
             cp.origin,
             cp.size,
-            hashes.len(),
-            verifier.to_key_text()
+            proof_hashes,
+            verifier.to_key_text(),
+            if references.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; its series given by reference are those of entries {references:?}, proven in the same checkpoint"
+                )
+            }
         ),
         Err(e) => format!("proof FAILED for entry {}: {e}", args.index),
     }

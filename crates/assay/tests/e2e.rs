@@ -725,6 +725,13 @@ fn restart_and_rebuild_give_the_same_state() {
         (Some("reqs"), Some("0"))
     );
     assert_eq!(decoded.batch().samples()[0].value, 3.0);
+    // `assay proof` proves the entries a proven entry refers to, in the same checkpoint.
+    let (code, out) = cli_json(&["proof", "--index", "3", "--server", &node.url]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        (&out["ok"], &out["samples"], &out["references"]),
+        (&json!(true), &json!(1), &json!([0]))
+    );
     // The data directory belongs to the running node: verify and a second node refuse it.
     let data = dir.path().join("data");
     let (code, out) = cli(&["verify", "--data-dir", data.to_str().unwrap()]);
