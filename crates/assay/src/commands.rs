@@ -305,6 +305,14 @@ fn b64_hash(s: &Value) -> anyhow::Result<Hash> {
         .map_err(|_| anyhow!("proof hash is not 32 bytes"))
 }
 
+/// An entry fetched from a node with its inclusion proof checked.
+struct Proven {
+    entry: Vec<u8>,
+    leaf: Hash,
+    proof_hashes: usize,
+    verdict: Result<(), String>,
+}
+
 fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
     let client = Client::new(&args.server.server);
     let (verifier, key_source) = match &args.key {
@@ -332,7 +340,7 @@ fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
             )
         ));
     }
-    let prove = |index: u64| -> anyhow::Result<(Vec<u8>, Hash, usize, Result<(), String>)> {
+    let prove = |index: u64| -> anyhow::Result<Proven> {
         let entry = client.get(&format!("/v1/ledger/entries/{index}"))?;
         let leaf = leaf_hash(&entry);
         let p = client.get_json(&format!(
@@ -347,9 +355,19 @@ fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
             .collect::<Result<_, _>>()?;
         let verdict = verify_inclusion(&leaf, index, cp.size, &hashes, &cp.root)
             .map_err(|e| format!("entry {index}: {e}"));
-        Ok((entry, leaf, hashes.len(), verdict))
+        Ok(Proven {
+            entry,
+            leaf,
+            proof_hashes: hashes.len(),
+            verdict,
+        })
     };
-    let (entry, leaf, proof_hashes, mut verdict) = prove(args.index)?;
+    let Proven {
+        entry,
+        leaf,
+        proof_hashes,
+        mut verdict,
+    } = prove(args.index)?;
     // Series given by reference (entry kind 0x04) mean the series listed inline by earlier
     // entries: those are fetched and proven against the same checkpoint, then resolved.
     let mut referenced: std::collections::BTreeMap<u64, Vec<(u32, assay_ledger::Labels)>> =
@@ -359,14 +377,13 @@ fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
         if r.entry >= args.index {
             return None;
         }
-        if !referenced.contains_key(&r.entry) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = referenced.entry(r.entry) {
             match prove(r.entry) {
-                Ok((bytes, _, _, v)) => {
-                    if let Err(e) = v {
+                Ok(p) => {
+                    if let Err(e) = p.verdict {
                         verdict = verdict.clone().and(Err(e));
                     }
-                    let inline = Entry::inline_series(&bytes).unwrap_or_default();
-                    referenced.insert(r.entry, inline);
+                    slot.insert(Entry::inline_series(&p.entry).unwrap_or_default());
                 }
                 Err(e) => {
                     fetch_error.get_or_insert(e);
