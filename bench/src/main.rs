@@ -211,7 +211,7 @@ enum Command {
         #[arg(long, default_value_t = 64 << 20)]
         segment_bytes: u64,
         /// Raw bytes per pack frame.
-        #[arg(long, default_value_t = 32 << 20)]
+        #[arg(long, default_value_t = 8 << 20)]
         frame_bytes: usize,
         /// zstd level.
         #[arg(long, default_value_t = 3)]
@@ -219,6 +219,10 @@ enum Command {
         /// Scratch directory for the ledger.
         #[arg(long, default_value = "/tmp")]
         dir: PathBuf,
+        /// Write every series inline in every entry (as before series references) instead
+        /// of by reference to its first inline appearance, as the node writes them.
+        #[arg(long)]
+        inline: bool,
     },
     /// Bytes per sample of the fleet's data: column codec, Gorilla chunks, the view.
     StoreBytes {
@@ -357,6 +361,7 @@ fn main() -> Result<()> {
             frame_bytes,
             level,
             dir,
+            inline,
         } => pack::run(&pack::PackParams {
             series,
             rounds,
@@ -366,6 +371,7 @@ fn main() -> Result<()> {
             segment_bytes,
             options: assay_ledger::pack::PackOptions { frame_bytes, level },
             dir,
+            inline,
         })?,
         Command::Pipeline {
             batch,

@@ -14,7 +14,7 @@ use assay_ledger::note::Signer;
 use assay_ledger::pack::{pack_segment, unpack_all, PackOptions};
 use assay_ledger::segment::{read_record, RecordType};
 use assay_ledger::storage::FsStorage;
-use assay_ledger::{Entry, Labels, SampleBatch};
+use assay_ledger::{Entry, Labels, SampleBatch, SeriesRef};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ pub struct PackParams {
     pub options: PackOptions,
     /// Scratch directory (a fresh subdirectory is made and removed).
     pub dir: std::path::PathBuf,
+    /// Every series inline in every entry (as before series references), instead of by
+    /// reference to its first inline appearance as the node writes them.
+    pub inline: bool,
 }
 
 /// Runs the measurement and returns (human summary, JSON line).
@@ -80,18 +83,27 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
         .collect();
     let start_ms = 1_700_000_000_000i64;
     let mut samples = 0u64;
+    // As the node writes them: a series goes by reference to its first inline appearance
+    // (known from the blocks before; `by_series[s]`), unless `--inline`.
+    let mut by_series: Vec<Option<SeriesRef>> = vec![None; p.series as usize];
     let t = Instant::now();
     loop {
+        let first_index = ledger.size();
         let mut block = Vec::new();
+        let mut pending: Vec<Vec<usize>> = Vec::new();
         for (mine, cursors, round, at) in streams.iter_mut() {
             if *round >= p.rounds || mine.is_empty() {
                 continue;
             }
             let mut b = SampleBatch::with_capacity(p.batch);
+            let mut ids = Vec::with_capacity(p.batch);
             while b.len() < p.batch && *round < p.rounds {
                 let v = fleet.next_value(&mut cursors[*at]);
                 let ts = start_ms + *round as i64 * p.interval_ms;
                 b.push(labels[mine[*at] as usize].clone(), ts, v);
+                if ids.len() < b.series().len() {
+                    ids.push(mine[*at] as usize);
+                }
                 *at += 1;
                 if *at == mine.len() {
                     *at = 0;
@@ -99,6 +111,10 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
                 }
             }
             samples += b.len() as u64;
+            if !p.inline {
+                b.set_series_refs(ids.iter().map(|&s| by_series[s]).collect());
+            }
+            pending.push(ids);
             block.push(Entry::Samples(b).encode());
         }
         if block.is_empty() {
@@ -106,6 +122,14 @@ fn measure(p: &PackParams, dir: &Path) -> Result<(String, serde_json::Value)> {
         }
         let refs: Vec<&[u8]> = block.iter().map(Vec::as_slice).collect();
         ledger.append_block(start_ms, &refs)?;
+        for (e, ids) in pending.drain(..).enumerate() {
+            for (position, s) in ids.into_iter().enumerate() {
+                by_series[s].get_or_insert(SeriesRef {
+                    entry: first_index + e as u64,
+                    position: position as u32,
+                });
+            }
+        }
     }
     let written = t.elapsed();
     // What a restart pays to scan the raw ledger (every record checked, the tree rebuilt).
@@ -181,7 +205,7 @@ fn count_samples(raw: &[u8]) -> Result<u64> {
     while at < raw.len() {
         let r = read_record(raw, at)?;
         if r.ty == RecordType::Entry {
-            n += Entry::decode(r.payload)?.batch().len() as u64;
+            n += Entry::validate(r.payload)? as u64;
         }
         at = r.end;
     }

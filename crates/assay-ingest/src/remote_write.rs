@@ -342,15 +342,16 @@ fn add_series<'a>(
         Some((end, labels, hash))
     });
     if let Some((end, labels, hash)) = &hit {
-        if let Some((ts, v)) = single_sample(&bytes[*end..]) {
-            let at = || Path::Sample(s, 0).to_string();
-            return match builder.push_hashed(labels.clone(), *hash, Some(ts), v) {
-                Ok(()) => Ok(0),
-                Err(r) => {
+        let mut plain = [(0i64, 0f64); PLAIN_SAMPLES_MAX];
+        if let Some(n) = plain_samples(&bytes[*end..], &mut plain) {
+            for (sample_index, &(ts, v)) in plain[..n].iter().enumerate() {
+                if let Err(r) = builder.push_hashed(labels.clone(), *hash, Some(ts), v) {
                     let (kind, why) = r.describe();
-                    Err(error_at(kind, &at(), &why))
+                    let at = Path::Sample(s, sample_index).to_string();
+                    return Err(error_at(kind, &at, &why));
                 }
-            };
+            }
+            return Ok(0);
         }
     }
     let walked = match hit {
@@ -409,21 +410,38 @@ fn label_prefix_end(bytes: &[u8]) -> usize {
     }
 }
 
-/// The sample of a series whose fields after its labels are exactly one `Sample` with
-/// both its fields, in field order and one-byte lengths — what Prometheus sends for a
-/// series caught up with its scrapes. `None` for any other shape, which the general walk
-/// ([`walk_after_labels`] and [`decode_sample`]) reads instead, to the same result.
-fn single_sample(rest: &[u8]) -> Option<(i64, f64)> {
-    let [0x12, len, 0x09, v0, v1, v2, v3, v4, v5, v6, v7, 0x10, ts @ ..] = rest else {
-        return None;
-    };
-    if usize::from(*len) != rest.len() - 2 || *len >= 0x80 {
-        return None;
+/// Most samples [`plain_samples`] reads from one series.
+const PLAIN_SAMPLES_MAX: usize = 8;
+
+/// The samples of a series whose fields after its labels are only `Sample`s with both their
+/// fields, in field order and one-byte lengths — what Prometheus sends (one sample per
+/// series and request), at most [`PLAIN_SAMPLES_MAX`] of them, into `out`; their number.
+/// `None` for any other shape, which the general walk ([`walk_after_labels`] and
+/// [`decode_sample`]) reads instead, to the same result.
+fn plain_samples(mut rest: &[u8], out: &mut [(i64, f64); PLAIN_SAMPLES_MAX]) -> Option<usize> {
+    let mut n = 0;
+    while !rest.is_empty() {
+        let [0x12, len, 0x09, v0, v1, v2, v3, v4, v5, v6, v7, 0x10, ..] = *rest else {
+            return None;
+        };
+        let end = usize::from(len) + 2;
+        if len >= 0x80 || end > rest.len() || n == PLAIN_SAMPLES_MAX {
+            return None;
+        }
+        let ts = &rest[12..end];
+        let mut wire = Wire::new(ts);
+        let t = wire.varint().ok()?;
+        if wire.pos != ts.len() {
+            return None;
+        }
+        out[n] = (
+            t as i64,
+            f64::from_bits(u64::from_le_bytes([v0, v1, v2, v3, v4, v5, v6, v7])),
+        );
+        n += 1;
+        rest = &rest[end..];
     }
-    let mut wire = Wire::new(ts);
-    let t = wire.varint().ok()?;
-    let value = f64::from_bits(u64::from_le_bytes([*v0, *v1, *v2, *v3, *v4, *v5, *v6, *v7]));
-    (wire.pos == ts.len()).then_some((t as i64, value))
+    (n > 0).then_some(n)
 }
 
 /// [`label_prefix_end`] by the general field walk, from `pos` (the end of a label run).
@@ -796,43 +814,52 @@ mod tests {
         }
 
         #[test]
-        fn the_single_sample_shortcut_reads_what_the_general_walk_does(
-            value in proptest::num::u64::ANY,
-            timestamp in proptest::num::i64::ANY,
+        fn the_plain_samples_shortcut_reads_what_the_general_walk_does(
+            samples in proptest::collection::vec(
+                (proptest::num::u64::ANY, proptest::num::i64::ANY), 1..4),
             edit in 0usize..5,
             at in 0usize..32,
             byte in proptest::num::u8::ANY,
         ) {
-            let sample = Sample { value: f64::from_bits(value), timestamp };
-            let mut body = prost::Message::encode_to_vec(&sample);
-            match edit {
-                1 => body.truncate(at % (body.len() + 1)),
-                2 => body.extend_from_slice(&[0x18, byte]), // an unknown field after
-                3 => { let i = at % body.len(); body[i] = byte; }
-                _ => {}
+            let mut rest = Vec::new();
+            for (i, &(value, timestamp)) in samples.iter().enumerate() {
+                let sample = Sample { value: f64::from_bits(value), timestamp };
+                let mut body = prost::Message::encode_to_vec(&sample);
+                if i == 0 {
+                    match edit {
+                        1 => body.truncate(at % (body.len() + 1)),
+                        2 => body.extend_from_slice(&[0x18, byte]), // an unknown field after
+                        3 => { let i = at % body.len(); body[i] = byte; }
+                        _ => {}
+                    }
+                }
+                rest.push(0x12);
+                prost::encoding::encode_varint(body.len() as u64, &mut rest);
+                rest.extend_from_slice(&body);
             }
-            let mut rest = vec![0x12];
-            prost::encoding::encode_varint(body.len() as u64, &mut rest);
-            rest.extend_from_slice(&body);
             if edit == 4 {
                 rest.extend_from_slice(&[0x1a, 0x00]); // an exemplar after
             }
             let general = {
-                let mut samples = Vec::new();
-                match walk_after_labels(&rest, 0, 0, &mut samples) {
-                    Ok(Some(0)) if samples.len() == 1 => decode_sample(samples[0])
-                        .ok()
-                        .map(|(t, v)| (t, v.to_bits())),
+                let mut fields = Vec::new();
+                match walk_after_labels(&rest, 0, 0, &mut fields) {
+                    Ok(Some(0)) => fields
+                        .iter()
+                        .map(|f| decode_sample(f).ok().map(|(t, v)| (t, v.to_bits())))
+                        .collect::<Option<Vec<_>>>(),
                     _ => None,
                 }
             };
-            let short = single_sample(&rest).map(|(t, v)| (t, v.to_bits()));
+            let mut out = [(0, 0.0); PLAIN_SAMPLES_MAX];
+            let short = plain_samples(&rest, &mut out)
+                .map(|n| out[..n].iter().map(|&(t, v)| (t, v.to_bits())).collect::<Vec<_>>());
             if short.is_some() {
-                proptest::prop_assert_eq!(short, general);
+                proptest::prop_assert_eq!(&short, &general);
             }
             // Prometheus' usual shape (both fields set, nothing else) takes the shortcut.
-            if edit == 0 && f64::from_bits(value) != 0.0 && timestamp != 0 {
-                proptest::prop_assert_eq!(short, Some((timestamp, value)));
+            if edit == 0 && samples.iter().all(|&(v, t)| f64::from_bits(v) != 0.0 && t != 0) {
+                let want: Vec<(i64, u64)> = samples.iter().map(|&(v, t)| (t, v)).collect();
+                proptest::prop_assert_eq!(short, Some(want));
             }
         }
     }

@@ -59,7 +59,7 @@ pub struct PackOptions {
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
-            frame_bytes: 32 << 20,
+            frame_bytes: 8 << 20,
             level: 3,
         }
     }

@@ -43,7 +43,7 @@
 //! pack_segments = true              # store full segments packed: labels once per segment,
 //!                                   # samples as columns, zstd (entries and proofs unchanged);
 //!                                   # a clean stop ends the current segment (≥ 1 MiB) and packs it
-//! pack_frame_bytes = 33554432       # a read of an old entry decodes this much raw segment
+//! pack_frame_bytes = 8388608        # a read of an old entry decodes this much raw segment
 //! pack_level = 3                    # zstd level
 //! block_entries_max = 4096
 //! block_bytes_max = 67108864
