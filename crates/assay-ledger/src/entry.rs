@@ -353,11 +353,13 @@ impl SampleBatch {
     pub fn push_hashed(&mut self, labels: Labels, hash: u64, timestamp_ms: i64, value: f64) {
         debug_assert_eq!(hash, SeriesIndex::hash(&labels), "hash of other labels");
         let known = &self.series;
-        let series = match self.index.get(hash, |id| known[id as usize] == labels) {
+        let next = known.len() as u32;
+        let series = match self
+            .index
+            .get_or_insert(hash, next, |id| known[id as usize] == labels)
+        {
             Some(i) => i,
             None => {
-                let next = self.series.len() as u32;
-                self.index.insert(hash, next);
                 self.series.push(labels);
                 self.hashes.push(hash);
                 next
@@ -468,6 +470,35 @@ impl SeriesIndex {
             id = self.next[id as usize];
             if id == SERIES_INDEX_END {
                 return None;
+            }
+        }
+    }
+
+    /// [`SeriesIndex::get`], and when no id matches, files `new` (which must be the next
+    /// id) under `hash` — one lookup of the hash for both.
+    pub fn get_or_insert(&mut self, hash: u64, new: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
+        assert_eq!(
+            new as usize,
+            self.next.len(),
+            "series ids are dense and increasing"
+        );
+        match self.heads.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(new);
+                self.next.push(SERIES_INDEX_END);
+                None
+            }
+            std::collections::hash_map::Entry::Occupied(mut slot) => {
+                let mut id = *slot.get();
+                while id != SERIES_INDEX_END {
+                    if is(id) {
+                        return Some(id);
+                    }
+                    id = self.next[id as usize];
+                }
+                let prev = slot.insert(new);
+                self.next.push(prev);
+                None
             }
         }
     }
@@ -1422,6 +1453,28 @@ mod tests {
         assert_eq!(idx.get(7, |_| false), None);
         assert_eq!(idx.get(8, |_| true), None);
         assert_eq!(idx.len(), 3);
+    }
+
+    #[test]
+    fn get_or_insert_finds_along_the_chain_or_files_the_next_id() {
+        let names = ["a", "b", "c", "d"];
+        let mut idx = SeriesIndex::default();
+        // "a" and "b" share hash 7, "c" has its own; then "a" again is found, "d" filed.
+        for (new, hash, name, want) in [
+            (0, 7, "a", None),
+            (1, 7, "b", None),
+            (2, 9, "c", None),
+            (3, 7, "a", Some(0)),
+            (3, 7, "b", Some(1)),
+            (3, 7, "d", None),
+        ] {
+            let got = idx.get_or_insert(hash, new, |id| names[id as usize] == name);
+            assert_eq!(got, want, "{name}");
+        }
+        assert_eq!(idx.len(), 4);
+        assert_eq!(idx.get(7, |id| id == 3), Some(3));
+        assert_eq!(idx.get(7, |id| id == 0), Some(0));
+        assert_eq!(idx.get(9, |id| id == 2), Some(2));
     }
 
     #[test]
