@@ -424,8 +424,9 @@ fn plain_samples(mut rest: &[u8], out: &mut [(i64, f64); PLAIN_SAMPLES_MAX]) -> 
         let [0x12, len, 0x09, v0, v1, v2, v3, v4, v5, v6, v7, 0x10, ..] = *rest else {
             return None;
         };
+        // The sample holds the 11 bytes matched and at least one of the timestamp.
         let end = usize::from(len) + 2;
-        if len >= 0x80 || end > rest.len() || n == PLAIN_SAMPLES_MAX {
+        if !(11..0x80).contains(&len) || end > rest.len() || n == PLAIN_SAMPLES_MAX {
             return None;
         }
         let ts = &rest[12..end];
@@ -817,7 +818,7 @@ mod tests {
         fn the_plain_samples_shortcut_reads_what_the_general_walk_does(
             samples in proptest::collection::vec(
                 (proptest::num::u64::ANY, proptest::num::i64::ANY), 1..4),
-            edit in 0usize..5,
+            edit in 0usize..6,
             at in 0usize..32,
             byte in proptest::num::u8::ANY,
         ) {
@@ -839,6 +840,9 @@ mod tests {
             }
             if edit == 4 {
                 rest.extend_from_slice(&[0x1a, 0x00]); // an exemplar after
+            }
+            if edit == 5 {
+                rest[1] = byte; // the first sample's length
             }
             let general = {
                 let mut fields = Vec::new();
