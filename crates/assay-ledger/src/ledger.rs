@@ -252,42 +252,12 @@ impl<S: Storage> Ledger<S> {
         time_ms: i64,
         entries: &[&[u8]],
     ) -> Result<BlockSummary, LedgerError> {
-        self.append(time_ms, entries, None)
-    }
-
-    /// [`Ledger::append_block`], running `during_sync` with the block's summary on this
-    /// thread while another makes the written block durable (an fsync is most of a block's
-    /// time, and a caller's own work on the block — applying it to views — can overlap it).
-    /// Nothing `during_sync` does may be seen by anyone before this returns `Ok`; after an
-    /// error, what it did may describe a block that is not durable, and the caller must
-    /// discard it (the node stops: restart recovers from the ledger).
-    pub fn append_block_overlapped(
-        &mut self,
-        time_ms: i64,
-        entries: &[&[u8]],
-        during_sync: impl FnOnce(&BlockSummary),
-    ) -> Result<BlockSummary, LedgerError> {
-        let mut during_sync = Some(during_sync);
-        let mut call = |b: &BlockSummary| {
-            if let Some(f) = during_sync.take() {
-                f(b)
-            }
-        };
-        self.append(time_ms, entries, Some(&mut call))
-    }
-
-    fn append(
-        &mut self,
-        time_ms: i64,
-        entries: &[&[u8]],
-        during_sync: Option<&mut dyn FnMut(&BlockSummary)>,
-    ) -> Result<BlockSummary, LedgerError> {
         if self.stopped {
             return Err(LedgerError::Stopped);
         }
         self.check_block(entries)?;
         let before = self.tree.size();
-        let result = self.write_block(time_ms, entries, during_sync);
+        let result = self.write_block(time_ms, entries);
         if result.is_err() {
             self.stopped = true;
             self.tree.truncate(before);
@@ -319,7 +289,6 @@ impl<S: Storage> Ledger<S> {
         &mut self,
         time_ms: i64,
         entries: &[&[u8]],
-        during_sync: Option<&mut dyn FnMut(&BlockSummary)>,
     ) -> Result<BlockSummary, LedgerError> {
         let first_index = self.tree.size();
         let mut block_tree = MerkleTree::new();
@@ -373,30 +342,17 @@ impl<S: Storage> Ledger<S> {
         put_record(&mut buf, RecordType::Seal, &seal.encode());
         let name = self.segments[seg].name.clone();
         self.storage.append(&name, &buf)?;
-        let summary = BlockSummary {
-            header: seal.header,
-            hash,
-            checkpoint_sig: seal.checkpoint_sig,
-        };
-        match during_sync {
-            None => self.storage.sync(&name)?,
-            Some(work) => {
-                let storage = &mut self.storage;
-                std::thread::scope(|scope| {
-                    let sync = std::thread::Builder::new()
-                        .name("assay-fsync".into())
-                        .spawn_scoped(scope, || storage.sync(&name))?;
-                    work(&summary);
-                    sync.join()
-                        .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")))
-                })?
-            }
-        }
+        self.storage.sync(&name)?;
         self.segments[seg].len += buf.len() as u64;
         if buf.capacity() <= WRITE_BUF_KEPT_MAX {
             self.write_buf = buf;
         }
         self.locations.extend(locations);
+        let summary = BlockSummary {
+            header: seal.header,
+            hash,
+            checkpoint_sig: seal.checkpoint_sig,
+        };
         self.blocks.push(summary.clone());
         Ok(summary)
     }

@@ -353,9 +353,6 @@ fn encode_admitted(shared: &Shared, admitted: &mut [Proposal], resolved: &Resolv
     }
 }
 
-/// The node's exit code when a block could not be made durable after the views applied it.
-pub const FSYNC_FAILED_EXIT_CODE: i32 = 74;
-
 /// Appends one block of `entries` (`refs` are their encodings) and applies it to the
 /// views (`resolved`: the series ids admission found, per entry, or empty); the block's
 /// time and a receipt per entry. Only the sequencer thread calls it, and nothing changes
@@ -369,36 +366,23 @@ pub(crate) fn commit_entries(
     debug_assert_eq!(refs.len(), entries.len());
     let started = Instant::now();
     let now_ms = crate::wall_clock_ms();
-    let (block, leaves, durable) = {
-        // The views apply the block while its fsync runs (the fsync was half of a block's
-        // time). Both locks are held until the block is durable, so no reader sees the
-        // block, in the ledger or in the views, before it is. Lock order: ledger, then
-        // views (nothing takes them the other way round).
+    let (block, leaves) = {
         let mut ledger = shared.ledger.write().expect("ledger lock");
-        let mut views = shared.views.write().expect("views lock");
-        let mut applied = false;
-        let appended = ledger.append_block_overlapped(now_ms, refs, |block| {
-            views.apply_block_resolved(block, entries.iter().copied(), resolved);
-            applied = true;
-        });
-        let block = match appended {
-            Ok(block) => block,
-            Err(e) if applied => {
-                // The views hold a block that may not be durable and cannot take it back
-                // out: stop, as databases do on a failed fsync; a restart recovers the
-                // views from the ledger, which ends with the last durable block.
-                tracing::error!(error = %e, "making a block durable failed after the views applied it; exiting, a restart recovers from the ledger");
-                std::process::exit(FSYNC_FAILED_EXIT_CODE);
-            }
-            Err(e) => return Err(e.to_string()),
-        };
-        let durable = started.elapsed();
+        let block = ledger
+            .append_block(now_ms, refs)
+            .map_err(|e| e.to_string())?;
         let first = block.header.first_index;
         let leaves: Vec<Hash> = (0..refs.len() as u64)
             .map(|i| ledger.tree().leaf(first + i).expect("leaf just appended"))
             .collect();
-        (block, leaves, durable)
+        (block, leaves)
     };
+    let durable = started.elapsed();
+    shared
+        .views
+        .write()
+        .expect("views lock")
+        .apply_block_resolved(&block, entries.iter().copied(), resolved);
     let samples: usize = entries.iter().map(|e| e.batch().len()).sum();
     shared.metrics.block_committed(
         entries.len(),
