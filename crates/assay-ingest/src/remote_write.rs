@@ -341,19 +341,44 @@ fn add_series<'a>(
         let (labels, hash) = c.get(&bytes[..end])?;
         Some((end, labels, hash))
     });
-    if let Some((end, labels, hash)) = &hit {
-        let mut plain = [(0i64, 0f64); PLAIN_SAMPLES_MAX];
-        if let Some(n) = plain_samples(&bytes[*end..], &mut plain) {
-            for (sample_index, &(ts, v)) in plain[..n].iter().enumerate() {
-                if let Err(r) = builder.push_hashed(labels.clone(), *hash, Some(ts), v) {
-                    let (kind, why) = r.describe();
-                    let at = Path::Sample(s, sample_index).to_string();
-                    return Err(error_at(kind, &at, &why));
-                }
-            }
-            return Ok(0);
+    let Some((end, labels, hash)) = hit else {
+        return add_walked_series(bytes, s, limits, cache, samples, builder, None);
+    };
+    let mut plain = [(0i64, 0f64); PLAIN_SAMPLES_MAX];
+    let Some(n) = plain_samples(&bytes[end..], &mut plain) else {
+        let hit = Some((end, labels, hash));
+        return add_walked_series(bytes, s, limits, cache, samples, builder, hit);
+    };
+    // The last sample takes the looked-up labels, the others a clone (a reference count
+    // each: the labels are shared).
+    let mut labels = Some(labels);
+    for (sample_index, &(ts, v)) in plain[..n].iter().enumerate() {
+        let l = if sample_index + 1 == n {
+            labels.take()
+        } else {
+            labels.clone()
+        };
+        let l = l.expect("labels are taken by the last sample only");
+        if let Err(r) = builder.push_hashed(l, hash, Some(ts), v) {
+            let (kind, why) = r.describe();
+            let at = Path::Sample(s, sample_index).to_string();
+            return Err(error_at(kind, &at, &why));
         }
     }
+    Ok(0)
+}
+
+/// [`add_series`] by the general walk: after the labels (`hit`: from the cache, with
+/// their end) or all of the series.
+fn add_walked_series<'a>(
+    bytes: &'a [u8],
+    s: usize,
+    limits: &Limits,
+    cache: Option<&SeriesCache>,
+    samples: &mut Vec<&'a [u8]>,
+    builder: &mut BatchBuilder<'_>,
+    hit: Option<(usize, Labels, u64)>,
+) -> Result<usize, IngestError> {
     let walked = match hit {
         // `None` from the walk: a label after other fields, which the full walk checks.
         Some((end, labels, hash)) => walk_after_labels(bytes, end, s, samples)?
