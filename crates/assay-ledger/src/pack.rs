@@ -6,9 +6,10 @@
 //! an [`EntryLocation`](crate::scan::EntryLocation) keeps its offset *in the raw segment*;
 //! reading it from a pack decodes the frame holding that offset.
 //!
-//! Why columns: a remote-write entry repeats every series' labels and stores each value
-//! as 8 raw bytes (~73 B per sample). A pack lists each series' labels once per segment
-//! (the series dictionary) and stores each series' timestamps and values as columns
+//! Why columns: an entry stores each value as 8 raw bytes and lists its series' labels, or
+//! (kind 0x04) a reference for each series the ledger already holds (~73 B per remote-write
+//! sample inline, ~15 with references). A pack lists each distinct label block or reference
+//! once per segment (the series dictionary) and stores each series' timestamps and values as columns
 //! (delta-of-delta times, decimal values; `assay-columns`) before zstd, so a sample costs
 //! about what it costs in a time-series store.
 //!
