@@ -920,7 +920,7 @@ fn decode_batch(
     let mut whole = true;
     for i in 0..series_count {
         let label_count = r.count("label count")?;
-        if label_count == 0 {
+        let labels = if label_count == 0 {
             let Some(mode) = refs.as_mut() else {
                 return Err(EntryError::RefNotAllowed(i));
             };
@@ -935,7 +935,7 @@ fn decode_batch(
                 series_refs.resize(i, None);
             }
             series_refs.push(Some(reference));
-            let labels = match mode {
+            match mode {
                 Refs::Resolve(resolve) => resolve(reference).ok_or(EntryError::Unresolved {
                     series: i,
                     reference,
@@ -949,39 +949,25 @@ fn decode_batch(
                     batch.series.push(unresolved_placeholder());
                     continue;
                 }
-            };
-            let hash = SeriesIndex::hash(&labels);
-            let known = &batch.series;
-            if batch
-                .index
-                .get(hash, |id| {
-                    is_series(known, &series_refs, whole, id, &labels)
-                })
-                .is_some()
-            {
-                return Err(EntryError::SeriesRepeated(i));
             }
-            batch.index.insert(hash, i as u32);
-            batch.hashes.push(hash);
-            batch.series.push(labels);
-            continue;
-        }
-        if label_count > ENTRY_LABELS_PER_SERIES_MAX {
-            return Err(EntryError::Limit {
-                what: "label count",
-                at: r.at,
-            });
-        }
-        let mut pairs = Vec::with_capacity(label_count);
-        for _ in 0..label_count {
-            let n = r.str_ref()?;
-            let v = r.str_ref()?;
-            pairs.push((n, v));
-        }
-        let labels = match Labels::from_sorted(pairs.iter().copied()) {
-            Ok(l) => l,
-            Err(EntryError::MissingMetricName) => return Err(EntryError::SeriesName(i)),
-            Err(_) => return Err(EntryError::LabelOrder(i)),
+        } else {
+            if label_count > ENTRY_LABELS_PER_SERIES_MAX {
+                return Err(EntryError::Limit {
+                    what: "label count",
+                    at: r.at,
+                });
+            }
+            let mut pairs = Vec::with_capacity(label_count);
+            for _ in 0..label_count {
+                let n = r.str_ref()?;
+                let v = r.str_ref()?;
+                pairs.push((n, v));
+            }
+            match Labels::from_sorted(pairs.iter().copied()) {
+                Ok(l) => l,
+                Err(EntryError::MissingMetricName) => return Err(EntryError::SeriesName(i)),
+                Err(_) => return Err(EntryError::LabelOrder(i)),
+            }
         };
         let hash = SeriesIndex::hash(&labels);
         let known = &batch.series;
