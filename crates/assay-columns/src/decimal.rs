@@ -118,6 +118,23 @@ fn common_exponent(decimals: &[Option<(i64, i32)>]) -> i32 {
     best.map_or(0, |(_, to)| to)
 }
 
+/// The exponent all non-zero decimals share, when there is one (and one non-zero decimal
+/// at least): the usual column, whose values have the same number of decimal places.
+fn shared_exponent(decimals: &[Option<(i64, i32)>]) -> Option<i32> {
+    let mut shared = None;
+    for &(m, e) in decimals.iter().flatten() {
+        if m == 0 {
+            continue;
+        }
+        match shared {
+            None => shared = Some(e),
+            Some(s) if s == e => {}
+            Some(_) => return None,
+        }
+    }
+    shared
+}
+
 /// Appends `vs` losslessly with byte-aligned varints (for a compressor to run over).
 pub fn encode_values(vs: &[f64], out: &mut Vec<u8>) {
     encode(vs, Layouts::Varint, out);
@@ -130,6 +147,12 @@ pub fn encode_values_packed(vs: &[f64], out: &mut Vec<u8>) {
 }
 
 fn encode(vs: &[f64], layouts: Layouts, out: &mut Vec<u8>) {
+    encode_with(vs, layouts, out, true);
+}
+
+/// [`encode`]; `shortcut`: take the shared exponent without the general search when there
+/// is one (the bytes are the same either way; tests compare them).
+fn encode_with(vs: &[f64], layouts: Layouts, out: &mut Vec<u8>, shortcut: bool) {
     if vs.is_empty() {
         return;
     }
@@ -145,17 +168,39 @@ fn encode(vs: &[f64], layouts: Layouts, out: &mut Vec<u8>) {
             d
         })
         .collect();
-    let exponent = common_exponent(&decimals);
     let mut mantissas = Vec::with_capacity(vs.len());
     let mut exceptions = Vec::new();
-    for (i, (&v, d)) in vs.iter().zip(&decimals).enumerate() {
-        let m = d.and_then(|(m, e)| rescale(m, e, exponent));
-        // Clinger says it decodes exactly; check anyway, an exception costs only bytes.
-        match m.filter(|&m| compose(m, exponent).to_bits() == v.to_bits()) {
-            Some(m) => mantissas.push(m),
-            None => exceptions.push((i, v.to_bits())),
+    let shared = if shortcut {
+        shared_exponent(&decimals)
+    } else {
+        None
+    };
+    let exponent = match shared {
+        // Every decimal already has this exponent (zeros fit any): `common_exponent` would
+        // choose it, and each mantissa is the decimal's own, checked when it was found.
+        Some(exponent) => {
+            for (i, (&v, d)) in vs.iter().zip(&decimals).enumerate() {
+                match d {
+                    Some((m, _)) => mantissas.push(*m),
+                    None => exceptions.push((i, v.to_bits())),
+                }
+            }
+            exponent
         }
-    }
+        None => {
+            let exponent = common_exponent(&decimals);
+            for (i, (&v, d)) in vs.iter().zip(&decimals).enumerate() {
+                let m = d.and_then(|(m, e)| rescale(m, e, exponent));
+                // Clinger says it decodes exactly; check anyway, an exception costs only
+                // bytes.
+                match m.filter(|&m| compose(m, exponent).to_bits() == v.to_bits()) {
+                    Some(m) => mantissas.push(m),
+                    None => exceptions.push((i, v.to_bits())),
+                }
+            }
+            exponent
+        }
+    };
     put_zz(out, exponent as i64);
     put_varint(out, exceptions.len() as u64);
     let mut next = 0;
@@ -225,6 +270,48 @@ pub fn decode_values(bytes: &[u8], count: usize) -> Result<(Vec<f64>, usize), Co
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_shared_exponent_shortcut_writes_the_general_bytes(
+            values in proptest::collection::vec(
+                (0i64..2_000_000, 0i32..4, 0u8..12), 1..130),
+            layouts in prop::sample::select(vec![0u8, 1, 2]),
+        ) {
+            // Decimals with 0-3 places (mostly one count per column, as real columns),
+            // zeros, and values only an exception holds.
+            let vs: Vec<f64> = values
+                .iter()
+                .map(|&(m, places, kind)| match kind {
+                    0 => 0.0,
+                    1 => f64::NAN,
+                    2 => -0.0,
+                    3 => m as f64 / 10f64.powi(places),
+                    // Exactly three places (the last digit is 1): a shared exponent.
+                    _ => (m * 10 + 1) as f64 / 1000.0,
+                })
+                .collect();
+            let layouts = [Layouts::DodVarint, Layouts::Varint, Layouts::Any][layouts as usize];
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            encode_with(&vs, layouts, &mut fast, true);
+            encode_with(&vs, layouts, &mut general, false);
+            prop_assert_eq!(fast, general);
+        }
+    }
+
+    #[test]
+    fn a_column_of_one_decimal_count_has_a_shared_exponent() {
+        let decimals = [
+            Some((1251, -3)),
+            Some((0, EXPONENT_MAX)),
+            None,
+            Some((7, -3)),
+        ];
+        assert_eq!(shared_exponent(&decimals), Some(-3));
+        assert_eq!(shared_exponent(&[Some((125, -2)), Some((7, -3))]), None);
+        assert_eq!(shared_exponent(&[Some((0, EXPONENT_MAX)), None]), None);
+    }
 
     #[test]
     fn decimals_are_shortest_and_exact() {

@@ -41,16 +41,32 @@ pub fn decode_timestamps(bytes: &[u8], count: usize) -> Result<(Vec<i64>, usize)
     Ok((out, r.at))
 }
 
-/// How one candidate layout codes its residues.
-struct Candidate {
-    mode: u8,
-    bytes: usize,
+/// How residues are bit-packed: `min + gcd × u`, each `u` in `width` bits.
+#[derive(Clone, Copy)]
+struct Packing {
+    min: i64,
+    gcd: u64,
+    width: u32,
 }
 
-/// `(min, gcd, width)` of bit-packed residues `min + gcd × u`.
-fn pack_params(codes: &[i64]) -> (i64, u64, u32) {
+impl Packing {
+    /// Bytes the packed codes take (header included).
+    fn bytes(&self, codes: usize) -> usize {
+        varint_len(zigzag(self.min))
+            + varint_len(self.gcd)
+            + 1
+            + (codes * self.width as usize).div_ceil(8)
+    }
+}
+
+/// The packing of `codes`.
+fn pack_params(codes: &[i64]) -> Packing {
     let Some(&min) = codes.iter().min() else {
-        return (0, 1, 0);
+        return Packing {
+            min: 0,
+            gcd: 1,
+            width: 0,
+        };
     };
     let mut gcd = 0u64;
     let mut max = 0u64;
@@ -63,7 +79,11 @@ fn pack_params(codes: &[i64]) -> (i64, u64, u32) {
         max = max.max(u);
     }
     let gcd = gcd.max(1);
-    (min, gcd, 64 - (max / gcd).leading_zeros())
+    Packing {
+        min,
+        gcd,
+        width: 64 - (max / gcd).leading_zeros(),
+    }
 }
 
 fn gcd_u64(mut a: u64, mut b: u64) -> u64 {
@@ -77,11 +97,6 @@ fn varint_codes_len(codes: &[i64]) -> usize {
     codes.iter().map(|&c| varint_len(zigzag(c))).sum()
 }
 
-fn packed_codes_len(codes: &[i64]) -> usize {
-    let (min, gcd, width) = pack_params(codes);
-    varint_len(zigzag(min)) + varint_len(gcd) + 1 + (codes.len() * width as usize).div_ceil(8)
-}
-
 /// Appends `xs` in the smallest layout `layouts` allows (ties: the earlier candidate).
 pub(crate) fn encode_ints(xs: &[i64], layouts: Layouts, out: &mut Vec<u8>) {
     let Some(&first) = xs.first() else {
@@ -90,46 +105,32 @@ pub(crate) fn encode_ints(xs: &[i64], layouts: Layouts, out: &mut Vec<u8>) {
     let deltas: Vec<i64> = xs.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
     let dods: Vec<i64> = deltas.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
     let first_delta_len = deltas.first().map_or(0, |&d| varint_len(zigzag(d)));
-    let mut candidates = vec![Candidate {
-        mode: DOD,
-        bytes: first_delta_len + varint_codes_len(&dods),
-    }];
+    // Candidates in order, the first of the smallest wins: constant, deltas, delta-of-deltas
+    // (varints), then deltas and delta-of-deltas bit-packed (with their packing).
+    let mut best: Option<(u8, usize, Option<Packing>)> = None;
+    let mut consider = |mode: u8, bytes: usize, packing: Option<Packing>| {
+        if best.is_none_or(|(_, b, _)| bytes < b) {
+            best = Some((mode, bytes, packing));
+        }
+    };
     if layouts != Layouts::DodVarint {
         if deltas.iter().all(|&d| d == 0) {
-            candidates.insert(
-                0,
-                Candidate {
-                    mode: CONSTANT,
-                    bytes: 0,
-                },
-            );
+            consider(CONSTANT, 0, None);
         }
-        candidates.insert(
-            candidates.len() - 1,
-            Candidate {
-                mode: DELTA,
-                bytes: varint_codes_len(&deltas),
-            },
-        );
+        consider(DELTA, varint_codes_len(&deltas), None);
     }
+    consider(DOD, first_delta_len + varint_codes_len(&dods), None);
     if layouts == Layouts::Any {
-        candidates.push(Candidate {
-            mode: DELTA | PACKED,
-            bytes: packed_codes_len(&deltas),
-        });
-        candidates.push(Candidate {
-            mode: DOD | PACKED,
-            bytes: first_delta_len + packed_codes_len(&dods),
-        });
+        let p = pack_params(&deltas);
+        consider(DELTA | PACKED, p.bytes(deltas.len()), Some(p));
+        let p = pack_params(&dods);
+        consider(DOD | PACKED, first_delta_len + p.bytes(dods.len()), Some(p));
     }
-    let best = candidates
-        .iter()
-        .min_by_key(|c| c.bytes)
-        .expect("at least one candidate");
+    let (mode, bytes, packing) = best.expect("delta-of-deltas is always a candidate");
     let start = out.len();
-    out.push(best.mode);
+    out.push(mode);
     put_zz(out, first);
-    let codes: &[i64] = match best.mode & TRANSFORM_MASK {
+    let codes: &[i64] = match mode & TRANSFORM_MASK {
         CONSTANT => &[],
         DELTA => &deltas,
         _ => {
@@ -139,21 +140,19 @@ pub(crate) fn encode_ints(xs: &[i64], layouts: Layouts, out: &mut Vec<u8>) {
             &dods
         }
     };
-    if best.mode & PACKED == 0 {
-        for &c in codes {
-            put_zz(out, c);
+    match packing {
+        None => {
+            for &c in codes {
+                put_zz(out, c);
+            }
         }
-    } else {
-        put_packed(codes, out);
+        Some(p) => put_packed(codes, p, out),
     }
-    debug_assert_eq!(
-        out.len() - start,
-        1 + varint_len(zigzag(first)) + best.bytes
-    );
+    debug_assert_eq!(out.len() - start, 1 + varint_len(zigzag(first)) + bytes);
 }
 
-fn put_packed(codes: &[i64], out: &mut Vec<u8>) {
-    let (min, gcd, width) = pack_params(codes);
+fn put_packed(codes: &[i64], packing: Packing, out: &mut Vec<u8>) {
+    let Packing { min, gcd, width } = packing;
     put_zz(out, min);
     put_varint(out, gcd);
     out.push(width as u8);
