@@ -316,9 +316,10 @@ impl SimStorage {
         self.disk().ops
     }
 
-    /// The disk as a restarted machine finds it: per file, the durable bytes plus a
-    /// random prefix of the unsynced ones, of which a random stretch may be zeroed or
-    /// scrambled (pages written out of order). The new disk shares nothing with this one.
+    /// The disk as a restarted machine finds it: per file, the durable bytes plus either
+    /// all the unsynced ones (a quarter of crashes) or a random prefix of them, of which a
+    /// random stretch may be zeroed or scrambled (pages written out of order). The new disk
+    /// shares nothing with this one.
     pub fn crash(&self, rng: &mut SimRng) -> SimStorage {
         let disk = self.disk();
         let mut files = BTreeMap::new();
@@ -326,9 +327,17 @@ impl SimStorage {
             let mut bytes = f.current[..f.durable].to_vec();
             let pending = &f.current[f.durable..];
             if !pending.is_empty() {
-                let keep = rng.below(pending.len() as u64 + 1) as usize;
+                // A quarter of crashes come after the kernel wrote everything back (so a
+                // block cut before its fsync returned can be found whole); the rest keep a
+                // random prefix, a third of those with a damaged stretch.
+                let all = rng.chance(1, 4);
+                let keep = if all {
+                    pending.len()
+                } else {
+                    rng.below(pending.len() as u64 + 1) as usize
+                };
                 let mut kept = pending[..keep].to_vec();
-                if keep > 0 && rng.chance(1, 3) {
+                if !all && keep > 0 && rng.chance(1, 3) {
                     let start = rng.below(keep as u64) as usize;
                     let end = start + rng.below((keep - start) as u64 + 1) as usize;
                     let zero = rng.chance(1, 2);
