@@ -793,6 +793,12 @@ impl Entry {
         Entry::decode_resolved(bytes, &mut |_| None)
     }
 
+    /// Whether `bytes` are an entry of the kind that gives series by reference (kind 0x04;
+    /// whether they are canonical is [`Entry::validate`]'s question).
+    pub fn has_series_references(bytes: &[u8]) -> bool {
+        bytes.get(1) == Some(&KIND_SAMPLES_REFS)
+    }
+
     /// Checks everything about `bytes` that they alone can tell (all of
     /// [`Entry::decode_resolved`]'s rules but that resolved references name series
     /// distinct from the entry's others); returns the number of samples.

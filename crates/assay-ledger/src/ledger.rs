@@ -121,6 +121,118 @@ pub struct Ledger<S: Storage> {
 /// A write buffer larger than this is not kept after its block.
 const WRITE_BUF_KEPT_MAX: usize = 16 << 20;
 
+/// Entry `index` of a ledger whose segments and entry locations are these: from the raw
+/// segment, or from the frame of its pack that holds it (through `cache`).
+fn read_entry<S: Storage>(
+    storage: &S,
+    segments: &[SegmentInfo],
+    locations: &[EntryLocation],
+    cache: &Mutex<PackCache>,
+    index: u64,
+) -> Result<Vec<u8>, LedgerError> {
+    let loc = locations.get(index as usize).ok_or(LedgerError::NoEntry {
+        index,
+        size: locations.len() as u64,
+    })?;
+    let seg = &segments[loc.segment as usize];
+    if let Some(pack) = &seg.pack {
+        let f = pack
+            .frame_of(loc.offset)
+            .ok_or_else(|| invalid(format!("{}: no frame holds entry {index}", seg.name)))?;
+        let frame = pack_frame(storage, segments, cache, loc.segment, pack, f)?;
+        let start = (loc.offset - pack.frames[f].raw_start) as usize;
+        return frame
+            .get(start..start + loc.len as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| invalid(format!("{}: entry {index} overruns its frame", seg.name)));
+    }
+    storage
+        .read_at(&seg.name, loc.offset, loc.len as usize)
+        .map_err(LedgerError::Read)
+}
+
+/// The raw records of frame `f` of packed segment `seg`, through the cache.
+fn pack_frame<S: Storage>(
+    storage: &S,
+    segments: &[SegmentInfo],
+    cache: &Mutex<PackCache>,
+    seg: u32,
+    pack: &PackIndex,
+    f: usize,
+) -> Result<Arc<Vec<u8>>, LedgerError> {
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, bytes)) = cache.frames.iter().find(|(k, _)| *k == (seg, f)) {
+        return Ok(bytes.clone());
+    }
+    let name = &segments[seg as usize].name;
+    let section = |s: &crate::pack::SectionRef, what: &str| -> Result<Vec<u8>, LedgerError> {
+        // Read just the section; offsets in `SectionRef` are file offsets.
+        let z = storage
+            .read_at(name, s.offset, s.len as usize)
+            .map_err(LedgerError::Read)?;
+        let shifted = crate::pack::SectionRef { offset: 0, ..*s };
+        read_section(&z, &shifted, what).map_err(|e| invalid(format!("{name}: {e}")))
+    };
+    let dict = match &cache.dict {
+        Some((s, d)) if *s == seg => d.clone(),
+        _ => {
+            let body = section(&pack.dict, "series dictionary")?;
+            let d = Arc::new(read_dict(&body).map_err(|e| invalid(format!("{name}: {e}")))?);
+            cache.dict = Some((seg, d.clone()));
+            d
+        }
+    };
+    let body = section(&pack.frames[f].section, &format!("frame {f}"))?;
+    let raw = crate::pack::unpack_frame(&body, &dict, &pack.frames[f])
+        .map_err(|e| invalid(format!("{name}: {e}")))?;
+    let raw = Arc::new(raw);
+    if cache.frames.len() == PACK_CACHE_FRAMES {
+        cache.frames.pop_front();
+    }
+    cache.frames.push_back(((seg, f), raw.clone()));
+    Ok(raw)
+}
+
+/// Reads the entries of a ledger that a [`scan`](crate::scan::scan) found, without opening
+/// it (nothing is written: an audit reads a stopped node's directory as it is).
+pub struct ScannedEntries<'a, S: Storage> {
+    storage: &'a S,
+    scanned: &'a crate::scan::Scanned,
+    cache: Mutex<PackCache>,
+}
+
+impl<'a, S: Storage> ScannedEntries<'a, S> {
+    /// A reader of the entries `scanned` (the result of scanning `storage`) locates.
+    pub fn new(storage: &'a S, scanned: &'a crate::scan::Scanned) -> Self {
+        ScannedEntries {
+            storage,
+            scanned,
+            cache: Mutex::new(PackCache::default()),
+        }
+    }
+
+    /// Entry `index`'s bytes.
+    pub fn entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
+        read_entry(
+            self.storage,
+            &self.scanned.segments,
+            &self.scanned.locations,
+            &self.cache,
+            index,
+        )
+    }
+
+    /// Entries located (sealed ones).
+    pub fn len(&self) -> u64 {
+        self.scanned.locations.len() as u64
+    }
+
+    /// True when no entry is located.
+    pub fn is_empty(&self) -> bool {
+        self.scanned.locations.is_empty()
+    }
+}
+
 /// Frames of packed segments decoded for reads, newest last; a read of an old entry
 /// decodes its whole frame, so reads of its neighbours (a block, a replay) reuse it.
 #[derive(Default)]
@@ -433,69 +545,13 @@ impl<S: Storage> Ledger<S> {
 
     /// The exact bytes of entry `index`.
     pub fn entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
-        let loc = self
-            .locations
-            .get(index as usize)
-            .ok_or(LedgerError::NoEntry {
-                index,
-                size: self.size(),
-            })?;
-        let seg = &self.segments[loc.segment as usize];
-        if let Some(pack) = &seg.pack {
-            let f = pack
-                .frame_of(loc.offset)
-                .ok_or_else(|| invalid(format!("{}: no frame holds entry {index}", seg.name)))?;
-            let frame = self.pack_frame(loc.segment, pack, f)?;
-            let start = (loc.offset - pack.frames[f].raw_start) as usize;
-            return frame
-                .get(start..start + loc.len as usize)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| invalid(format!("{}: entry {index} overruns its frame", seg.name)));
-        }
-        self.storage
-            .read_at(&seg.name, loc.offset, loc.len as usize)
-            .map_err(LedgerError::Read)
-    }
-
-    /// The raw records of frame `f` of packed segment `seg`, through the cache.
-    fn pack_frame(
-        &self,
-        seg: u32,
-        pack: &PackIndex,
-        f: usize,
-    ) -> Result<Arc<Vec<u8>>, LedgerError> {
-        let mut cache = self.pack_cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, bytes)) = cache.frames.iter().find(|(k, _)| *k == (seg, f)) {
-            return Ok(bytes.clone());
-        }
-        let name = &self.segments[seg as usize].name;
-        let section = |s: &crate::pack::SectionRef, what: &str| -> Result<Vec<u8>, LedgerError> {
-            // Read just the section; offsets in `SectionRef` are file offsets.
-            let z = self
-                .storage
-                .read_at(name, s.offset, s.len as usize)
-                .map_err(LedgerError::Read)?;
-            let shifted = crate::pack::SectionRef { offset: 0, ..*s };
-            read_section(&z, &shifted, what).map_err(|e| invalid(format!("{name}: {e}")))
-        };
-        let dict = match &cache.dict {
-            Some((s, d)) if *s == seg => d.clone(),
-            _ => {
-                let body = section(&pack.dict, "series dictionary")?;
-                let d = Arc::new(read_dict(&body).map_err(|e| invalid(format!("{name}: {e}")))?);
-                cache.dict = Some((seg, d.clone()));
-                d
-            }
-        };
-        let body = section(&pack.frames[f].section, &format!("frame {f}"))?;
-        let raw = crate::pack::unpack_frame(&body, &dict, &pack.frames[f])
-            .map_err(|e| invalid(format!("{name}: {e}")))?;
-        let raw = Arc::new(raw);
-        if cache.frames.len() == PACK_CACHE_FRAMES {
-            cache.frames.pop_front();
-        }
-        cache.frames.push_back(((seg, f), raw.clone()));
-        Ok(raw)
+        read_entry(
+            &self.storage,
+            &self.segments,
+            &self.locations,
+            &self.pack_cache,
+            index,
+        )
     }
 
     /// Ends the segment being appended to when it holds at least `bytes_min` bytes and a

@@ -22,5 +22,5 @@ pub mod scan;
 pub mod segment;
 pub mod storage;
 
-pub use ledger::{Ledger, LedgerConfig, LedgerError, SignedCheckpoint};
+pub use ledger::{Ledger, LedgerConfig, LedgerError, ScannedEntries, SignedCheckpoint};
 pub use resolve::SeriesResolver;

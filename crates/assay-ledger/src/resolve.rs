@@ -4,8 +4,6 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::entry::{Entry, Labels, SeriesRef};
-use crate::storage::Storage;
-use crate::Ledger;
 
 /// Resolved references kept at most; past it the memory starts afresh (and entries are
 /// read again as references need them).
@@ -22,12 +20,13 @@ pub struct SeriesResolver {
 }
 
 impl SeriesResolver {
-    /// The entry at leaf index `index` (its `bytes`), references resolved from `ledger`.
-    /// A reference must name an inline series of an earlier entry; the error says which
-    /// rule failed.
-    pub fn decode<S: Storage>(
+    /// The entry at leaf index `index` (its `bytes`), references resolved through `read`
+    /// (entry bytes by index: `Ledger::entry`, or `ScannedEntries::entry` for a ledger only
+    /// scanned). A reference must name an inline series of an earlier entry; the error says
+    /// which rule failed.
+    pub fn decode(
         &mut self,
-        ledger: &Ledger<S>,
+        read: &dyn Fn(u64) -> Result<Vec<u8>, String>,
         index: u64,
         bytes: &[u8],
     ) -> Result<Entry, String> {
@@ -36,7 +35,7 @@ impl SeriesResolver {
             self.read.clear();
         }
         let mut failure: Option<String> = None;
-        let (known, read) = (&mut self.known, &mut self.read);
+        let (known, done) = (&mut self.known, &mut self.read);
         let decoded = Entry::decode_resolved(bytes, &mut |r: SeriesRef| {
             if r.entry >= index {
                 failure = Some(format!(
@@ -45,11 +44,9 @@ impl SeriesResolver {
                 ));
                 return None;
             }
-            if !known.contains_key(&r) && read.insert(r.entry) {
-                let target = ledger
-                    .entry(r.entry)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| Entry::inline_series(&b).map_err(|e| e.to_string()));
+            if !known.contains_key(&r) && done.insert(r.entry) {
+                let target =
+                    read(r.entry).and_then(|b| Entry::inline_series(&b).map_err(|e| e.to_string()));
                 match target {
                     Ok(series) => known.extend(series.into_iter().map(|(position, l)| {
                         (

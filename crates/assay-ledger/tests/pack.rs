@@ -156,7 +156,7 @@ fn packed_segments_serve_the_same_entries_and_proofs_in_a_fraction_of_the_bytes(
     assert_eq!((rec.entries, l.tree().root()), (all.len() as u64, root));
     assert_eq!(l.entry(3).unwrap(), all[3]);
     let v = signer.verifier();
-    scan(
+    let scanned = scan(
         &disk,
         signer.name(),
         ScanChecks {
@@ -165,6 +165,12 @@ fn packed_segments_serve_the_same_entries_and_proofs_in_a_fraction_of_the_bytes(
         },
     )
     .unwrap();
+    // An audit reads the entries back from the scan alone (packs included), as the ledger.
+    let entries = assay_ledger::ScannedEntries::new(&disk, &scanned);
+    assert_eq!(entries.len(), all.len() as u64);
+    for i in (0..all.len()).rev() {
+        assert_eq!(entries.entry(i as u64).unwrap(), all[i], "entry {i}");
+    }
 }
 
 #[test]

@@ -434,11 +434,15 @@ pub struct AuditReport {
     pub persisted_size: Option<u64>,
     /// An unacknowledged half-written last block (present after a crash, before restart).
     pub torn: Option<TornTail>,
+    /// Entries that give series by reference, every reference resolved to an inline series
+    /// of an earlier entry and the entry's series distinct once resolved.
+    pub entries_with_references: u64,
 }
 
 /// Audits a stopped node's data directory: every record checksum, entry encoding,
-/// leaf hash, block link, Merkle root and signature. `key` is the verifier key to trust;
-/// `None` trusts the data directory's own key file.
+/// leaf hash, block link, Merkle root and signature, and every series reference (read
+/// again from the entries, so an audit of a ledger with references reads it twice).
+/// `key` is the verifier key to trust; `None` trusts the data directory's own key file.
 pub fn audit(data_dir: &Path, key: Option<Verifier>) -> Result<AuditReport, AuditError> {
     let config = NodeConfig {
         data_dir: data_dir.to_path_buf(),
@@ -469,6 +473,7 @@ pub fn audit(data_dir: &Path, key: Option<Verifier>) -> Result<AuditReport, Audi
         signatures: Some(&verifier),
     };
     let s = scan(&storage, verifier.name(), checks)?;
+    let entries_with_references = audit_references(&storage, &s)?;
     Ok(AuditReport {
         segments: s.segments.len(),
         bytes: s.segments.iter().map(|g| g.len).sum(),
@@ -478,7 +483,98 @@ pub fn audit(data_dir: &Path, key: Option<Verifier>) -> Result<AuditReport, Audi
         key: verifier.to_key_text(),
         persisted_size: s.persisted.map(|c| c.size),
         torn: s.torn,
+        entries_with_references,
     })
+}
+
+/// Resolves every series reference of the scanned ledger (entries of kind 0x04); the
+/// number of entries that hold references.
+fn audit_references(
+    storage: &FsStorage,
+    scanned: &assay_ledger::scan::Scanned,
+) -> Result<u64, AuditError> {
+    let entries = assay_ledger::ScannedEntries::new(storage, scanned);
+    let read = |i: u64| entries.entry(i).map_err(|e| e.to_string());
+    let mut resolver = assay_ledger::SeriesResolver::default();
+    let mut with_references = 0;
+    let mut last_report = std::time::Instant::now();
+    for index in 0..entries.len() {
+        if last_report.elapsed() >= std::time::Duration::from_secs(5) {
+            tracing::info!(index, of = entries.len(), "resolving series references");
+            last_report = std::time::Instant::now();
+        }
+        let bytes = read(index).map_err(|message| AuditError::Reference { index, message })?;
+        if !assay_ledger::Entry::has_series_references(&bytes) {
+            continue;
+        }
+        resolver
+            .decode(&read, index, &bytes)
+            .map_err(|message| AuditError::Reference { index, message })?;
+        with_references += 1;
+    }
+    Ok(with_references)
+}
+
+#[cfg(test)]
+mod audit_tests {
+    use super::*;
+    use assay_ledger::{Entry, Labels, LedgerConfig, SampleBatch, SeriesRef};
+
+    /// A stopped node's data directory whose ledger holds an entry listing `up{i="0"}` and
+    /// `up{i="1"}` inline, then one with the same two series, `up{i="1"}` given by
+    /// `reference` (the bytes and signatures are intact whatever it names).
+    fn data_dir_with_reference(reference: SeriesRef) -> (tempfile::TempDir, Verifier) {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = assay_ledger::note::Signer::from_seed("audit.assay/ledger", [9; 32]).unwrap();
+        let storage = FsStorage::open(&dir.path().join("ledger")).unwrap();
+        let (mut ledger, _) =
+            Ledger::open(storage, signer.clone(), LedgerConfig::default()).unwrap();
+        let up = |i: &str| {
+            Labels::new(vec![
+                ("__name__".into(), "up".into()),
+                ("i".into(), i.into()),
+            ])
+            .unwrap()
+        };
+        let (mut first, mut later) = (SampleBatch::new(), SampleBatch::new());
+        for i in ["0", "1"] {
+            first.push(up(i), 1_000, 1.0);
+            later.push(up(i), 2_000, 2.0);
+        }
+        later.set_series_refs(vec![None, Some(reference)]);
+        for e in [first, later] {
+            ledger
+                .append_block(5, &[&Entry::Samples(e).encode()])
+                .unwrap();
+        }
+        (dir, signer.verifier())
+    }
+
+    #[test]
+    fn the_audit_resolves_every_series_reference_and_names_an_entry_whose_do_not() {
+        let good = SeriesRef {
+            entry: 0,
+            position: 1,
+        };
+        let (dir, key) = data_dir_with_reference(good);
+        let report = audit(dir.path(), Some(key)).unwrap();
+        assert_eq!((report.entries, report.entries_with_references), (2, 1));
+        for (entry, position, why) in [
+            (0, 7, "does not list it inline"),
+            (1, 0, "not before it"),
+            // up{i="0"}, which the entry lists inline already.
+            (0, 0, "repeats an earlier series"),
+        ] {
+            let (dir, key) = data_dir_with_reference(SeriesRef { entry, position });
+            match audit(dir.path(), Some(key)) {
+                Err(AuditError::Reference { index, message }) => {
+                    assert_eq!(index, 1);
+                    assert!(message.contains(why), "{message}");
+                }
+                other => panic!("({entry}, {position}): {:?}", other.map(|r| r.entries)),
+            }
+        }
+    }
 }
 
 /// Why an audit could not pass.
@@ -490,4 +586,12 @@ pub enum AuditError {
     /// The ledger is damaged.
     #[error(transparent)]
     Scan(#[from] ScanError),
+    /// An entry's series references do not resolve (or it cannot be read again).
+    #[error("entry {index}: {message}")]
+    Reference {
+        /// The entry's leaf index.
+        index: u64,
+        /// What failed.
+        message: String,
+    },
 }

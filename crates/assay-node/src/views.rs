@@ -191,8 +191,9 @@ impl Views {
                 .enumerate()
             {
                 let index = block.header.first_index + i as u64;
+                let read = |i: u64| ledger.entry(i).map_err(|e| e.to_string());
                 let e = resolver
-                    .decode(ledger, index, &bytes)
+                    .decode(&read, index, &bytes)
                     .map_err(|message| ViewError::Entry { index, message })?;
                 entries.push(e);
             }
@@ -369,7 +370,10 @@ mod tests {
                 .unwrap()
                 .iter()
                 .enumerate()
-                .map(|(i, b)| resolver.decode(ledger, first + i as u64, b).unwrap())
+                .map(|(i, b)| {
+                    let read = |i: u64| ledger.entry(i).map_err(|e| e.to_string());
+                    resolver.decode(&read, first + i as u64, b).unwrap()
+                })
                 .collect();
             views.apply_block(block, &entries);
         }

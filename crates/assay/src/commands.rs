@@ -272,11 +272,12 @@ fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<i32> {
             let v = json!({
                 "ok": r.torn.is_none(), "segments": r.segments, "bytes": r.bytes, "entries": r.entries, "blocks": r.blocks,
                 "root": hex::encode(r.root), "key": r.key, "persisted_checkpoint_size": r.persisted_size, "torn_tail": torn,
+                "entries_with_references": r.entries_with_references,
             });
             print(json, &v, || {
                 let mut s = format!(
-                    "ledger intact: {} entries in {} blocks, {} segment(s), {} bytes; every checksum, leaf hash, block link, root and signature checked\nroot {}\nkey  {}",
-                    r.entries, r.blocks, r.segments, r.bytes, hex::encode(r.root), r.key
+                    "ledger intact: {} entries in {} blocks, {} segment(s), {} bytes; every checksum, leaf hash, block link, root and signature checked, and the series references of {} entries resolved\nroot {}\nkey  {}",
+                    r.entries, r.blocks, r.segments, r.bytes, r.entries_with_references, hex::encode(r.root), r.key
                 );
                 if let Some(t) = &r.torn {
                     s.push_str(&format!(
@@ -291,6 +292,13 @@ fn verify(args: VerifyArgs, json: bool) -> anyhow::Result<i32> {
         Err(assay_node::AuditError::Scan(assay_ledger::scan::ScanError::Corrupt(c))) => {
             let v = json!({"ok": false, "segment": c.segment, "offset": c.offset, "entry": c.entry, "block": c.block, "error": c.what});
             print(json, &v, || format!("ledger DAMAGED: {c}"));
+            Ok(1)
+        }
+        Err(assay_node::AuditError::Reference { index, message }) => {
+            let v = json!({"ok": false, "entry": index, "error": message});
+            print(json, &v, || {
+                format!("ledger DAMAGED: entry {index}: series reference: {message}")
+            });
             Ok(1)
         }
         Err(e) => Err(fail(3, e.to_string())),
