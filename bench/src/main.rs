@@ -196,7 +196,7 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         series: u64,
         /// Samples per series.
-        #[arg(long, default_value_t = 480)]
+        #[arg(long, default_value_t = 1500)]
         rounds: u64,
         /// Samples per request (one ledger entry).
         #[arg(long, default_value_t = 5000)]
