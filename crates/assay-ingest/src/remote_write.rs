@@ -341,44 +341,26 @@ fn add_series<'a>(
         let (labels, hash) = c.get(&bytes[..end])?;
         Some((end, labels, hash))
     });
-    let Some((end, labels, hash)) = hit else {
-        return add_walked_series(bytes, s, limits, cache, samples, builder, None);
-    };
     let mut plain = [(0i64, 0f64); PLAIN_SAMPLES_MAX];
-    let Some(n) = plain_samples(&bytes[end..], &mut plain) else {
-        let hit = Some((end, labels, hash));
-        return add_walked_series(bytes, s, limits, cache, samples, builder, hit);
-    };
-    // The last sample takes the looked-up labels, the others a clone (a reference count
-    // each: the labels are shared).
-    let mut labels = Some(labels);
-    for (sample_index, &(ts, v)) in plain[..n].iter().enumerate() {
-        let l = if sample_index + 1 == n {
-            labels.take()
-        } else {
-            labels.clone()
-        };
-        let l = l.expect("labels are taken by the last sample only");
-        if let Err(r) = builder.push_hashed(l, hash, Some(ts), v) {
-            let (kind, why) = r.describe();
-            let at = Path::Sample(s, sample_index).to_string();
-            return Err(error_at(kind, &at, &why));
+    let shortcut = hit
+        .as_ref()
+        .and_then(|(end, _, _)| plain_samples(&bytes[*end..], &mut plain));
+    if let Some(n) = shortcut {
+        let (_, labels, hash) = hit.expect("the shortcut follows a cache hit");
+        // The last sample takes the looked-up labels, the others a clone (a reference
+        // count each: the labels are shared).
+        let mut labels = Some(labels);
+        for (sample_index, &(ts, v)) in plain[..n].iter().enumerate() {
+            let l = if sample_index + 1 == n {
+                labels.take()
+            } else {
+                labels.clone()
+            };
+            let l = l.expect("labels are taken by the last sample only");
+            push_sample(builder, l, hash, Path::Sample(s, sample_index), ts, v)?;
         }
+        return Ok(0);
     }
-    Ok(0)
-}
-
-/// [`add_series`] by the general walk: after the labels (`hit`: from the cache, with
-/// their end) or all of the series.
-fn add_walked_series<'a>(
-    bytes: &'a [u8],
-    s: usize,
-    limits: &Limits,
-    cache: Option<&SeriesCache>,
-    samples: &mut Vec<&'a [u8]>,
-    builder: &mut BatchBuilder<'_>,
-    hit: Option<(usize, Labels, u64)>,
-) -> Result<usize, IngestError> {
     let walked = match hit {
         // `None` from the walk: a label after other fields, which the full walk checks.
         Some((end, labels, hash)) => walk_after_labels(bytes, end, s, samples)?
@@ -401,14 +383,24 @@ fn add_walked_series<'a>(
         let at = Path::Sample(s, sample_index);
         let (ts, v) = decode_sample(sample).map_err(|e| proto_error(&at.to_string(), e))?;
         // A clone is a reference count (`Labels` shares its pairs).
-        builder
-            .push_hashed(labels.clone(), hash, Some(ts), v)
-            .map_err(|r| {
-                let (kind, why) = r.describe();
-                error_at(kind, &at.to_string(), &why)
-            })?;
+        push_sample(builder, labels.clone(), hash, at, ts, v)?;
     }
     Ok(exemplars)
+}
+
+/// Adds one sample of the series at `at` to the batch, naming `at` if it is refused.
+fn push_sample(
+    builder: &mut BatchBuilder<'_>,
+    labels: Labels,
+    hash: u64,
+    at: Path,
+    ts: i64,
+    v: f64,
+) -> Result<(), IngestError> {
+    builder.push_hashed(labels, hash, Some(ts), v).map_err(|r| {
+        let (kind, why) = r.describe();
+        error_at(kind, &at.to_string(), &why)
+    })
 }
 
 /// The end of the series' leading run of label fields (0 when it has none, or when the
