@@ -705,15 +705,15 @@ impl Entry {
         out
     }
 
-    /// At least the encoding's length, whichever way its series are written (a bound
-    /// computed without encoding).
+    /// At least the encoding's length, computed without encoding; with every series
+    /// inline (before references are set) it bounds any choice of references too.
     pub fn encoded_len_bound(&self) -> usize {
         let batch = self.batch();
-        // Varints counted at their largest.
-        let label_bytes: usize = batch
-            .series
-            .iter()
-            .map(|l| l.text_len() + 20 * l.len())
+        // Varints counted at their largest; a reference (≤ 16 bytes) within the 25 every
+        // series is counted.
+        let label_bytes: usize = (batch.series.iter().enumerate())
+            .filter(|&(i, _)| batch.is_inline(i))
+            .map(|(_, l)| l.text_len() + 20 * l.len())
             .sum();
         let metadata: usize = match self {
             Entry::Metadata(records) => records
@@ -731,12 +731,8 @@ impl Entry {
         out.clear();
         let batch = self.batch();
         // Sized up front so a large batch is written into one allocation rather than a
-        // regrown one; with references the bound is generous, but the buffer is reused.
-        if batch.series_refs.is_empty() {
-            out.reserve(self.encoded_len_bound());
-        } else {
-            out.reserve(64 + batch.series.len() * 25 + batch.samples.len() * 28);
-        }
+        // regrown one.
+        out.reserve(self.encoded_len_bound());
         out.push(ENTRY_VERSION);
         match self {
             Entry::Samples(b) if b.series_refs.is_empty() => out.push(KIND_SAMPLES),
