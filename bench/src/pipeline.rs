@@ -129,15 +129,7 @@ fn run_remote_write(p: &PipelineParams) -> Result<(String, serde_json::Value)> {
         // As the sequencer writes it: series the view knows an inline entry of by reference.
         let ids = &admitted.resolved[0];
         if let Entry::Samples(batch) = &mut entry {
-            let refs = (0..batch.series().len())
-                .map(|i| {
-                    ids.get(i)
-                        .copied()
-                        .flatten()
-                        .and_then(|id| db.series_def(id))
-                })
-                .collect();
-            batch.set_series_refs(refs);
+            db.refer_known_series(batch, ids);
         }
         entry.encode_into(&mut bytes);
         let t3 = Instant::now();

@@ -339,15 +339,7 @@ fn encode_admitted(shared: &Shared, admitted: &mut [Proposal], resolved: &Resolv
     let views = shared.views.read().expect("views lock");
     for (p, ids) in admitted.iter_mut().zip(resolved) {
         if let Entry::Samples(batch) = &mut p.entry {
-            let refs = (0..batch.series().len())
-                .map(|i| {
-                    ids.get(i)
-                        .copied()
-                        .flatten()
-                        .and_then(|id| views.tsdb.series_def(id))
-                })
-                .collect();
-            batch.set_series_refs(refs);
+            views.tsdb.refer_known_series(batch, ids);
         }
         p.entry.encode_into(&mut p.bytes);
     }

@@ -189,6 +189,22 @@ impl Tsdb {
         self.series.get(id as usize).and_then(|e| e.def)
     }
 
+    /// Sets `batch` to write a series by reference where this view knows where the ledger
+    /// lists it inline ([`Tsdb::series_def`]; `resolved`: the ids an [`Admission`] found,
+    /// as for apply); the others stay inline.
+    pub fn refer_known_series(&self, batch: &mut SampleBatch, resolved: &[Option<SeriesId>]) {
+        let refs = (0..batch.series().len())
+            .map(|i| {
+                resolved
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .and_then(|id| self.series_def(id))
+            })
+            .collect();
+        batch.set_series_refs(refs);
+    }
+
     /// [`Tsdb::series_def`] of the series with these labels, if the view holds it.
     pub fn series_def_of(&self, labels: &Labels) -> Option<SeriesRef> {
         let id = self.lookup(labels, assay_ledger::SeriesIndex::hash(labels))?;
@@ -218,26 +234,24 @@ impl Tsdb {
                     }
                 }
                 let hint = resolved.get(i).copied().flatten();
-                match hint.filter(|&id| self.is_series_hinted(id, l)) {
+                let id = match hint.filter(|&id| self.is_series_hinted(id, l)) {
                     Some(id) => {
                         debug_assert_eq!(self.lookup(l, h), Some(id));
                         self.resolve_found(id, l)
                     }
                     None => self.series_id_hashed(l, h),
-                }
-            })
-            .collect();
-        if let Some(entry) = entry {
-            for (i, &id) in ids.iter().enumerate() {
+                };
+                // Where the ledger lists the series inline, if this is the first place.
                 let def = &mut self.series[id as usize].def;
-                if def.is_none() && batch.is_inline(i) {
+                if let Some(entry) = entry.filter(|_| def.is_none() && batch.is_inline(i)) {
                     *def = Some(SeriesRef {
                         entry,
                         position: i as u32,
                     });
                 }
-            }
-        }
+                id
+            })
+            .collect();
         let samples = batch.samples();
         for (i, s) in samples.iter().enumerate() {
             if let Some(&ahead) = samples

@@ -53,15 +53,11 @@ impl SampleStore {
     pub(crate) fn insert(&mut self, ts_ms: i64, value: f64) -> bool {
         // The usual case, newer than the head's newest, needs no look at the sealed chunks
         // (every sealed sample is older than the head's first).
-        if self.head.last().is_some_and(|(last, _)| ts_ms > last) {
-            self.head.append(ts_ms, value);
-            if self.head.len() >= HEAD_SAMPLES_MAX {
-                self.sealed.extend(self.head.seal());
-            }
-            return true;
-        }
-        let sealed_max = self.sealed.last().map(Chunk::max_t);
-        if sealed_max.is_none_or(|m| ts_ms > m) {
+        let into_head = match self.head.last() {
+            Some((last, _)) if ts_ms > last => true,
+            _ => self.sealed.last().is_none_or(|c| ts_ms > c.max_t()),
+        };
+        if into_head {
             let new = match self.head.last() {
                 Some((last, _)) if last >= ts_ms => {
                     let mut samples: Vec<(i64, f64)> = self.head.iter().collect();
