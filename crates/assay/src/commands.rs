@@ -8,7 +8,6 @@ use crate::{
 use anyhow::{anyhow, bail, Context as _};
 use assay_ledger::merkle::{leaf_hash, verify_inclusion, Hash};
 use assay_ledger::note::{open_checkpoint, Verifier};
-use assay_ledger::Entry;
 use assay_node::config::NodeConfig;
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -377,36 +376,28 @@ fn proof(args: ProofArgs, json: bool) -> anyhow::Result<i32> {
         mut verdict,
     } = prove(args.index)?;
     // Series given by reference (entry kind 0x04) mean the series listed inline by earlier
-    // entries: those are fetched and proven against the same checkpoint, then resolved.
-    let mut referenced: std::collections::BTreeMap<u64, Vec<(u32, assay_ledger::Labels)>> =
-        Default::default();
-    let mut fetch_error: Option<anyhow::Error> = None;
-    let decoded = Entry::decode_resolved(&entry, &mut |r| {
-        if r.entry >= args.index {
-            return None;
+    // entries: the resolver reads those through `prove`, so each is fetched and proven
+    // against the same checkpoint.
+    let referenced = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let fetch_error = std::cell::RefCell::new(None);
+    let read = |index: u64| match prove(index) {
+        Ok(p) => {
+            referenced.borrow_mut().insert(index, p.verdict);
+            Ok(p.entry)
         }
-        if let std::collections::btree_map::Entry::Vacant(slot) = referenced.entry(r.entry) {
-            match prove(r.entry) {
-                Ok(p) => {
-                    if let Err(e) = p.verdict {
-                        verdict = verdict.clone().and(Err(e));
-                    }
-                    slot.insert(Entry::inline_series(&p.entry).unwrap_or_default());
-                }
-                Err(e) => {
-                    fetch_error.get_or_insert(e);
-                    return None;
-                }
-            }
+        Err(e) => {
+            let message = e.to_string();
+            fetch_error.borrow_mut().get_or_insert(e);
+            Err(message)
         }
-        let inline = referenced.get(&r.entry)?;
-        inline
-            .iter()
-            .find(|(p, _)| *p == r.position)
-            .map(|(_, l)| l.clone())
-    });
-    if let Some(e) = fetch_error {
+    };
+    let decoded = assay_ledger::SeriesResolver::default().decode(&read, args.index, &entry);
+    if let Some(e) = fetch_error.into_inner() {
         return Err(e);
+    }
+    let referenced = referenced.into_inner();
+    for v in referenced.values() {
+        verdict = verdict.and(v.clone());
     }
     let samples = match &decoded {
         Ok(e) => Some(e.batch().len()),
