@@ -92,6 +92,9 @@ pub struct Scanned {
     pub torn: Option<TornTail>,
     /// The persisted checkpoint, if the file exists.
     pub persisted: Option<Checkpoint>,
+    /// Sealed entries that give series by reference (kind 0x04), by index: what an audit
+    /// must resolve.
+    pub entries_with_references: Vec<u64>,
     /// Packs whose raw segment still exists (an install cut short by a crash): the raw
     /// segment was read; the pack may be removed.
     pub stale_packs: Vec<String>,
@@ -164,6 +167,7 @@ pub fn scan<S: Storage>(
             tree: MerkleTree::new(),
             torn: None,
             persisted: None,
+            entries_with_references: Vec::new(),
             stale_packs,
         },
         pending: Vec::new(),
@@ -237,8 +241,8 @@ struct ScanState<'a> {
     origin: &'a str,
     checks: ScanChecks<'a>,
     out: Scanned,
-    /// Entries of the block being read: (location, leaf hash).
-    pending: Vec<(EntryLocation, Hash)>,
+    /// Entries of the block being read: (location, leaf hash, gives series by reference).
+    pending: Vec<(EntryLocation, Hash, bool)>,
 }
 
 impl ScanState<'_> {
@@ -414,7 +418,8 @@ impl ScanState<'_> {
             offset: (offset + RECORD_HEADER_BYTES) as u64,
             len: payload.len() as u32,
         };
-        self.pending.push((loc, leaf_hash(payload)));
+        let refers = Entry::has_series_references(payload);
+        self.pending.push((loc, leaf_hash(payload), refers));
         Ok(())
     }
 
@@ -430,7 +435,7 @@ impl ScanState<'_> {
         let first = self.out.tree.size();
         let n = self.pending.len() as u64;
         let mut block_tree = MerkleTree::new();
-        for (_, leaf) in &self.pending {
+        for (_, leaf, _) in &self.pending {
             block_tree.push(*leaf);
         }
         // Messages are built only for a failing check: this runs once per block at start-up.
@@ -465,7 +470,11 @@ impl ScanState<'_> {
         if let Some(what) = failed {
             return Err(bad(what));
         }
-        for (loc, leaf) in self.pending.drain(..) {
+        for (loc, leaf, refers) in self.pending.drain(..) {
+            if refers {
+                let index = self.out.locations.len() as u64;
+                self.out.entries_with_references.push(index);
+            }
             self.out.tree.push(leaf);
             self.out.locations.push(loc);
         }
