@@ -16,7 +16,7 @@ const RESOLVED_MAX: usize = 4 << 20;
 pub struct SeriesResolver {
     known: FxHashMap<SeriesRef, Labels>,
     /// Entries whose inline series are all in `known`.
-    read: FxHashSet<u64>,
+    entries_read: FxHashSet<u64>,
 }
 
 impl SeriesResolver {
@@ -32,10 +32,10 @@ impl SeriesResolver {
     ) -> Result<Entry, String> {
         if self.known.len() > RESOLVED_MAX {
             self.known.clear();
-            self.read.clear();
+            self.entries_read.clear();
         }
         let mut failure: Option<String> = None;
-        let (known, done) = (&mut self.known, &mut self.read);
+        let (known, done) = (&mut self.known, &mut self.entries_read);
         let decoded = Entry::decode_resolved(bytes, &mut |r: SeriesRef| {
             if r.entry >= index {
                 failure = Some(format!(

@@ -172,6 +172,7 @@ impl Views {
         let start = self.height;
         let total = ledger.height();
         let mut resolver = SeriesResolver::default();
+        let read = |i: u64| ledger.entry(i).map_err(|e| e.to_string());
         let mut last_report = std::time::Instant::now();
         for block in &ledger.blocks()[start as usize..] {
             // Progress for long replays; the clock only paces log lines, never the apply.
@@ -191,7 +192,6 @@ impl Views {
                 .enumerate()
             {
                 let index = block.header.first_index + i as u64;
-                let read = |i: u64| ledger.entry(i).map_err(|e| e.to_string());
                 let e = resolver
                     .decode(&read, index, &bytes)
                     .map_err(|message| ViewError::Entry { index, message })?;
@@ -363,6 +363,7 @@ mod tests {
     /// Applies the ledger's first `n` blocks to `views`, as a node that stopped there.
     fn apply_first(views: &mut Views, ledger: &Ledger<SimStorage>, n: usize) {
         let mut resolver = SeriesResolver::default();
+        let read = |i: u64| ledger.entry(i).map_err(|e| e.to_string());
         for block in &ledger.blocks()[..n] {
             let first = block.header.first_index;
             let entries: Vec<Entry> = ledger
@@ -370,10 +371,7 @@ mod tests {
                 .unwrap()
                 .iter()
                 .enumerate()
-                .map(|(i, b)| {
-                    let read = |i: u64| ledger.entry(i).map_err(|e| e.to_string());
-                    resolver.decode(&read, first + i as u64, b).unwrap()
-                })
+                .map(|(i, b)| resolver.decode(&read, first + i as u64, b).unwrap())
                 .collect();
             views.apply_block(block, &entries);
         }
