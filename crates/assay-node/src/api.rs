@@ -529,22 +529,19 @@ async fn metrics(State(s): State<AppState>) -> Response {
         let l = s.shared.ledger.read().expect("ledger lock");
         (l.size(), l.height())
     };
-    let (series, samples, sample_bytes) = {
+    let tsdb = {
         let v = s.shared.views.read().expect("views lock");
-        (
-            v.tsdb.series_count(),
-            v.tsdb.sample_count(),
-            v.tsdb.sample_bytes(),
-        )
+        crate::metrics::TsdbGauges {
+            series: v.tsdb.series_count(),
+            samples: v.tsdb.sample_count(),
+            sample_bytes: v.tsdb.sample_bytes(),
+            unsettled_chunks: v.tsdb.unsettled_len(),
+        }
     };
-    let text = s.shared.metrics.render(
-        size,
-        height,
-        series,
-        samples,
-        sample_bytes,
-        s.series_cache.stats(),
-    );
+    let text = s
+        .shared
+        .metrics
+        .render(size, height, tsdb, s.series_cache.stats());
     (
         [(
             header::CONTENT_TYPE,

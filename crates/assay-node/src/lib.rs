@@ -33,6 +33,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use views::{ViewError, Views};
 
+/// How often the settling thread looks for newly sealed chunks when none were waiting
+/// (a 15 s scrape interval seals a fleet's chunks in bursts; a backlog waits this long).
+const SETTLE_IDLE: Duration = Duration::from_millis(20);
+
 /// Why a node could not start, stop cleanly, rebuild or be audited.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -168,12 +172,14 @@ impl Node {
         let app = api::router(state);
         let (stop_snapshots, snapshots) = self.start_snapshots();
         let (stop_packing, packing) = self.start_packing();
+        let (stop_settling, settling) = self.start_settling();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         drop(stop_snapshots);
         drop(stop_packing);
-        for t in [snapshots, packing].into_iter().flatten() {
+        drop(stop_settling);
+        for t in [snapshots, packing, settling].into_iter().flatten() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         // The router (and with it every sequencer handle) is gone: the thread drains and exits.
@@ -186,6 +192,34 @@ impl Node {
         self.save_snapshot();
         tracing::info!("stopped cleanly");
         Ok(())
+    }
+
+    /// Settles the chunks the views seal (re-encodes them in the smaller encoding) off the
+    /// sequencer's path, until the returned sender is dropped.
+    fn start_settling(
+        &self,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        Option<std::thread::JoinHandle<()>>,
+    ) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let shared = self.shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("assay-settle".into())
+            .spawn(move || loop {
+                // A full batch means more are waiting: go on at once.
+                let wait = if views::settle_chunks(&shared.views) == views::SETTLE_BATCH_CHUNKS {
+                    Duration::ZERO
+                } else {
+                    SETTLE_IDLE
+                };
+                match stopped.recv_timeout(wait) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            })
+            .expect("spawning the settling thread");
+        (stop, Some(thread))
     }
 
     /// Snapshots the views every `tsdb.snapshot_every_ms` while blocks are committed,

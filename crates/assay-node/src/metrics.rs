@@ -105,9 +105,7 @@ impl Metrics {
         &self,
         ledger_entries: u64,
         ledger_height: u64,
-        series: usize,
-        tsdb_samples: u64,
-        tsdb_sample_bytes: usize,
+        tsdb: TsdbGauges,
         series_cache: assay_ingest::SeriesCacheStats,
     ) -> String {
         let mut out = String::new();
@@ -178,19 +176,25 @@ impl Metrics {
             &mut out,
             "assay_tsdb_series",
             "Series in the time-series view.",
-            series as u64,
+            tsdb.series as u64,
         );
         gauge(
             &mut out,
             "assay_tsdb_samples",
             "Samples in the time-series view.",
-            tsdb_samples,
+            tsdb.samples,
         );
         gauge(
             &mut out,
             "assay_tsdb_sample_bytes",
             "Bytes the time-series view's samples take in memory (compressed chunks and heads).",
-            tsdb_sample_bytes as u64,
+            tsdb.sample_bytes as u64,
+        );
+        gauge(
+            &mut out,
+            "assay_tsdb_unsettled_chunks",
+            "Sealed chunks waiting to be re-encoded in the smaller encoding (the settling backlog).",
+            tsdb.unsettled_chunks as u64,
         );
         counter(
             &mut out,
@@ -235,4 +239,17 @@ impl Metrics {
         }
         out
     }
+}
+
+/// What the time-series view holds, for [`Metrics::render`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TsdbGauges {
+    /// Series.
+    pub series: usize,
+    /// Samples.
+    pub samples: u64,
+    /// Bytes the samples take in memory.
+    pub sample_bytes: usize,
+    /// Sealed chunks not settled yet.
+    pub unsettled_chunks: usize,
 }

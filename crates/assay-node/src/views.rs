@@ -37,6 +37,8 @@ pub fn offload_chunks(
     before_ms: i64,
     bytes_max: usize,
 ) -> Result<usize, ViewError> {
+    // Only settled chunks go to files; settle what waits rather than skip it.
+    while settle_chunks(views) == SETTLE_BATCH_CHUNKS {}
     let items = views
         .read()
         .expect("views lock")
@@ -55,6 +57,32 @@ pub fn offload_chunks(
         .tsdb
         .install_offloaded(&items, &offsets, &file);
     Ok(moved)
+}
+
+/// Chunks settled per round of [`settle_chunks`] (about 2 ms of encoding; each round
+/// takes the views' write lock twice, briefly).
+pub const SETTLE_BATCH_CHUNKS: usize = 1024;
+
+/// Settles up to [`SETTLE_BATCH_CHUNKS`] chunks the views sealed (see
+/// `Tsdb::unsettled_chunks`), holding the write lock only to take them and to put the
+/// results in place. Returns how many were taken: fewer than the batch means none are
+/// left.
+pub fn settle_chunks(views: &std::sync::RwLock<Views>) -> usize {
+    let taken = views
+        .write()
+        .expect("views lock")
+        .tsdb
+        .unsettled_chunks(SETTLE_BATCH_CHUNKS);
+    let n = taken.len();
+    if n > 0 {
+        let settled: Vec<_> = taken.into_iter().map(|c| c.settle()).collect();
+        views
+            .write()
+            .expect("views lock")
+            .tsdb
+            .install_settled(settled);
+    }
+    n
 }
 
 /// Everything queries read.

@@ -183,11 +183,18 @@ fn decode_columns(body: &[u8], count: u32) -> Option<(Vec<i64>, Vec<f64>)> {
 }
 
 /// An immutable compressed run of samples with strictly increasing timestamps.
+///
+/// A chunk is *settled* when its bytes are the smaller of its two encodings, the only
+/// form a snapshot, a chunk file or retention by bytes ever sees. A chunk just sealed from
+/// the open chunk is not: it keeps the open chunk's XOR bytes (so sealing costs no
+/// re-encoding on the writer's path) until [`Chunk::settled`] is installed in its place.
+/// Settling changes bytes, never samples.
 #[derive(Clone, Debug)]
 pub(crate) struct Chunk {
     min_t: i64,
     max_t: i64,
     count: u32,
+    settled: bool,
     bytes: ChunkBytes,
 }
 
@@ -240,8 +247,31 @@ impl Chunk {
             min_t: samples[0].0,
             max_t: samples[samples.len() - 1].0,
             count: samples.len() as u32,
+            settled: true,
             bytes: ChunkBytes::Mem(bytes.into_boxed_slice()),
         }
+    }
+
+    /// Whether the bytes are already the smaller encoding (see the type's docs).
+    pub(crate) fn is_settled(&self) -> bool {
+        self.settled
+    }
+
+    /// The settled form of an unsettled chunk (same samples, the smaller encoding's
+    /// bytes); `None` when it is settled already. A pure function of the bytes.
+    pub(crate) fn settled(&self) -> Option<Chunk> {
+        if self.settled {
+            return None;
+        }
+        let bytes = self.bytes();
+        debug_assert_eq!(ChunkEncoding::of(bytes), Some(ChunkEncoding::Xor));
+        let samples: Vec<(i64, f64)> = self.iter().collect();
+        Some(Chunk::smaller_of(&samples, &bytes[1..]))
+    }
+
+    /// Length of the settled form's bytes (computed for an unsettled chunk).
+    pub(crate) fn settled_len(&self) -> usize {
+        self.settled().map_or(self.byte_len(), |c| c.byte_len())
     }
 
     /// A chunk from bytes a snapshot holds: `None` unless they decode to exactly `count`
@@ -266,6 +296,7 @@ impl Chunk {
             min_t: *ts.first()?,
             max_t: *ts.last()?,
             count,
+            settled: true,
             bytes: ChunkBytes::Mem(bytes),
         })
     }
@@ -296,6 +327,7 @@ impl Chunk {
             min_t,
             max_t,
             count,
+            settled: true,
             bytes: ChunkBytes::Mapped {
                 file: file.clone(),
                 offset,
@@ -448,15 +480,23 @@ impl OpenChunk {
         XorIter::new(&self.enc.w.bytes, self.enc.n)
     }
 
-    /// Closes the chunk in the smaller encoding; `None` when it is empty. Leaves an empty
-    /// open chunk behind.
+    /// Closes the chunk, unsettled (its XOR bytes; see [`Chunk`]); `None` when it is
+    /// empty. Leaves an empty open chunk behind.
     pub(crate) fn seal(&mut self) -> Option<Chunk> {
         if self.enc.n == 0 {
             return None;
         }
-        let samples: Vec<(i64, f64)> = self.iter().collect();
         let enc = std::mem::take(&mut self.enc);
-        Some(Chunk::smaller_of(&samples, &enc.w.bytes))
+        let mut bytes = Vec::with_capacity(enc.w.bytes.len() + 1);
+        bytes.push(ChunkEncoding::Xor as u8);
+        bytes.extend_from_slice(&enc.w.bytes);
+        Some(Chunk {
+            min_t: self.min_t,
+            max_t: enc.t,
+            count: enc.n,
+            settled: false,
+            bytes: ChunkBytes::Mem(bytes.into_boxed_slice()),
+        })
     }
 }
 
@@ -789,8 +829,16 @@ mod tests {
         }
         let xor_len = open.enc.w.bytes.len() + 1;
         let sealed = open.seal().unwrap();
-        assert_eq!(sealed, c);
         assert_eq!(open.len(), 0);
+        // Sealed unsettled: the XOR bytes, the same samples; settling gives `c`.
+        assert!(!sealed.is_settled() && c.is_settled());
+        assert_eq!(sealed.encoding(), Some(ChunkEncoding::Xor));
+        assert_eq!(sealed.byte_len(), xor_len);
+        assert_eq!(sealed.iter().collect::<Vec<_>>(), counter);
+        assert_eq!(sealed.settled_len(), c.byte_len());
+        let settled = sealed.settled().expect("unsettled");
+        assert_eq!(settled, c);
+        assert!(settled.is_settled() && settled.settled().is_none());
         expect_test::expect!["columns 171 B, xor 809 B"]
             .assert_eq(&format!("columns {} B, xor {xor_len} B", c.byte_len()));
         // Random bit patterns are all exceptions as columns: XOR is smaller and kept.

@@ -108,6 +108,43 @@ pub struct Tsdb {
     empty_series: usize,
     /// Metric metadata from metadata entries.
     metadata: metadata::MetadataStore,
+    /// `(series, min_t)` of sealed chunks not settled yet, oldest first (every unsettled
+    /// chunk is listed; an entry whose chunk changed since is skipped). Not state: the
+    /// digest and snapshots see chunks settled (see [`Tsdb::unsettled_chunks`]).
+    unsettled: std::collections::VecDeque<(SeriesId, i64)>,
+}
+
+/// Most sealed chunks left unsettled; beyond it apply settles a chunk as it seals it
+/// (about 0.5 KiB each, so the backlog a slow settler leaves stays near 32 MiB). This
+/// crate's unit tests use 64, to reach it with few series.
+pub const UNSETTLED_CHUNKS_MAX: usize = if cfg!(test) { 64 } else { 1 << 16 };
+
+/// A sealed chunk copied out to be settled off the writer's path (see
+/// [`Tsdb::unsettled_chunks`]).
+#[derive(Clone, Debug)]
+pub struct UnsettledChunk {
+    series: SeriesId,
+    chunk: chunk::Chunk,
+}
+
+/// An [`UnsettledChunk`] and its settled form, for [`Tsdb::install_settled`].
+#[derive(Clone, Debug)]
+pub struct SettledChunk {
+    series: SeriesId,
+    unsettled: chunk::Chunk,
+    settled: chunk::Chunk,
+}
+
+impl UnsettledChunk {
+    /// Computes the settled form (the smaller encoding); a pure function of the chunk.
+    pub fn settle(self) -> SettledChunk {
+        let settled = self.chunk.settled().unwrap_or_else(|| self.chunk.clone());
+        SettledChunk {
+            series: self.series,
+            unsettled: self.chunk,
+            settled,
+        }
+    }
 }
 
 /// A sealed chunk on its way to a chunk file (see [`Tsdb::chunks_to_offload`]).
@@ -133,6 +170,8 @@ pub struct ChunkStats {
     pub sealed_chunks: u64,
     /// Of them, chunks in the columns encoding (the others are XOR).
     pub sealed_columns_chunks: u64,
+    /// Of them, chunks not settled yet (XOR until settled; see [`Tsdb::settle_all`]).
+    pub sealed_unsettled_chunks: u64,
     /// Samples in sealed chunks.
     pub sealed_samples: u64,
     /// Encoded bytes of the sealed chunks.
@@ -264,13 +303,87 @@ impl Tsdb {
                 debug_assert!(false, "batch sample references a missing series");
                 continue;
             };
-            if self.series[id as usize]
+            let inserted = self.series[id as usize]
                 .samples
-                .insert(s.timestamp_ms, s.value)
-            {
-                self.sample_count += 1;
+                .insert(s.timestamp_ms, s.value);
+            self.sample_count += u64::from(inserted.new);
+            if inserted.sealed {
+                self.note_sealed(id);
             }
         }
+    }
+
+    /// Lists the chunk series `id` just sealed as unsettled, or settles it now when
+    /// [`UNSETTLED_CHUNKS_MAX`] are listed already.
+    fn note_sealed(&mut self, id: SeriesId) {
+        let samples = &mut self.series[id as usize].samples;
+        let min_t = samples.sealed().last().expect("just sealed").min_t();
+        if self.unsettled.len() < UNSETTLED_CHUNKS_MAX {
+            self.unsettled.push_back((id, min_t));
+        } else {
+            let chunk = samples.unsettled_at(min_t).expect("just sealed").clone();
+            let settled = chunk.settled().expect("unsettled");
+            samples.install_settled(&chunk, settled);
+        }
+    }
+
+    /// Takes up to `max` of the chunks sealed and not settled yet, oldest first, copied so
+    /// that [`UnsettledChunk::settle`] can run without the view; [`Tsdb::install_settled`]
+    /// puts the results in place. Settling changes bytes, never samples, so when it
+    /// happens does not change the state: the digest covers samples, and snapshots and
+    /// retention by bytes see every chunk in its settled form.
+    pub fn unsettled_chunks(&mut self, max: usize) -> Vec<UnsettledChunk> {
+        let mut out = Vec::with_capacity(max.min(self.unsettled.len()));
+        while out.len() < max {
+            let Some((series, min_t)) = self.unsettled.pop_front() else {
+                break;
+            };
+            let found = self
+                .series
+                .get(series as usize)
+                .and_then(|e| e.samples.unsettled_at(min_t));
+            if let Some(chunk) = found {
+                out.push(UnsettledChunk {
+                    series,
+                    chunk: chunk.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Puts settled chunks in place of the unsettled ones they came from, where those are
+    /// still held (an out-of-order write or retention may have replaced or dropped them);
+    /// returns how many were.
+    pub fn install_settled(&mut self, items: Vec<SettledChunk>) -> usize {
+        let mut installed = 0;
+        for item in items {
+            if let Some(e) = self.series.get_mut(item.series as usize) {
+                installed += usize::from(e.samples.install_settled(&item.unsettled, item.settled));
+            }
+        }
+        installed
+    }
+
+    /// Settles every unsettled chunk in place; returns how many.
+    pub fn settle_all(&mut self) -> usize {
+        let mut n = 0;
+        while let Some((series, _)) = self.unsettled.pop_front() {
+            if let Some(e) = self.series.get_mut(series as usize) {
+                n += e.samples.settle_all();
+            }
+        }
+        debug_assert!(self.series.iter().all(|e| e
+            .samples
+            .sealed()
+            .iter()
+            .all(|c| c.is_settled())));
+        n
+    }
+
+    /// Sealed chunks listed as not settled yet (some may have been replaced since).
+    pub fn unsettled_len(&self) -> usize {
+        self.unsettled.len()
     }
 
     /// The id of an indexed series; `hash` must be `SeriesIndex::hash(labels)`.
@@ -421,6 +534,8 @@ impl Tsdb {
             t => now_ms.saturating_sub(t),
         };
         if retention.bytes > 0 {
+            // Sizes as every replica sees them, however far its settling got.
+            self.settle_all();
             cutoff = cutoff.max(self.cutoff_for_bytes(retention.bytes));
         }
         if cutoff == i64::MIN {
@@ -464,6 +579,8 @@ impl Tsdb {
     /// Rebuilds the index without the series that hold no samples; ids of the rest are
     /// reassigned in their old order, so the result depends only on the state.
     fn forget_empty_series(&mut self) {
+        // The unsettled list names series by id, which the rebuild moves.
+        self.settle_all();
         let old = std::mem::take(&mut self.series);
         let samples = self.sample_count;
         let metadata = std::mem::take(&mut self.metadata);
@@ -486,7 +603,7 @@ impl Tsdb {
                 if c.max_t() >= before_ms {
                     break;
                 }
-                if c.file_ref().is_some() {
+                if c.file_ref().is_some() || !c.is_settled() {
                     continue;
                 }
                 if bytes >= bytes_max {
@@ -574,6 +691,7 @@ impl Tsdb {
                 if c.encoding() == Some(chunk::ChunkEncoding::Columns) {
                     st.sealed_columns_chunks += 1;
                 }
+                st.sealed_unsettled_chunks += u64::from(!c.is_settled());
             }
             let (head_samples, head_bytes) = e.samples.head_size();
             st.head_samples += head_samples as u64;

@@ -204,6 +204,9 @@ pub(crate) fn encode(db: &Tsdb) -> Vec<u8> {
         let sealed = e.samples.sealed();
         put_varint(&mut out, sealed.len() as u64);
         for c in sealed {
+            // Snapshots hold chunks settled, as a replica that settled them all would.
+            let settled = c.settled();
+            let c = settled.as_ref().unwrap_or(c);
             out.push(u8::from(c.file_ref().is_some()));
             put_varint(&mut out, c.len() as u64);
             put_varint(&mut out, zigzag(c.min_t()));

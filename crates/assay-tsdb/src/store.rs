@@ -27,6 +27,15 @@ pub(crate) struct SampleStore {
     head: OpenChunk,
 }
 
+/// What [`SampleStore::insert`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Inserted {
+    /// The timestamp was new (else the value replaced the one held).
+    pub(crate) new: bool,
+    /// The open chunk filled and was sealed, unsettled, as the last sealed chunk.
+    pub(crate) sealed: bool,
+}
+
 /// Inserts into sorted samples; true when the timestamp was new (else the value replaced).
 fn insert_sorted(samples: &mut Vec<(i64, f64)>, ts_ms: i64, value: f64) -> bool {
     match samples.binary_search_by(|(t, _)| t.cmp(&ts_ms)) {
@@ -49,8 +58,8 @@ impl SampleStore {
     }
 
     /// Inserts a sample in timestamp order; a sample at an existing timestamp replaces it
-    /// (the later write in ledger order wins). Returns true when the sample was new.
-    pub(crate) fn insert(&mut self, ts_ms: i64, value: f64) -> bool {
+    /// (the later write in ledger order wins).
+    pub(crate) fn insert(&mut self, ts_ms: i64, value: f64) -> Inserted {
         // The usual case, newer than the head's newest, needs no look at the sealed chunks
         // (every sealed sample is older than the head's first).
         let into_head = match self.head.last() {
@@ -73,10 +82,11 @@ impl SampleStore {
                     true
                 }
             };
-            if self.head.len() >= HEAD_SAMPLES_MAX {
+            let sealed = self.head.len() >= HEAD_SAMPLES_MAX;
+            if sealed {
                 self.sealed.extend(self.head.seal());
             }
-            return new;
+            return Inserted { new, sealed };
         }
         // Older than the head: into the chunk covering it, or the one before the gap it
         // falls in (the first chunk for a sample older than all).
@@ -93,7 +103,43 @@ impl SampleStore {
         } else {
             self.sealed[i] = Chunk::encode(&samples);
         }
-        new
+        Inserted { new, sealed: false }
+    }
+
+    /// The unsettled sealed chunk starting at `min_t`, if there is one.
+    pub(crate) fn unsettled_at(&self, min_t: i64) -> Option<&Chunk> {
+        let i = self.sealed.partition_point(|c| c.min_t() < min_t);
+        self.sealed
+            .get(i)
+            .filter(|c| c.min_t() == min_t && !c.is_settled())
+    }
+
+    /// Puts `settled` in the place of `unsettled` (its settled form) if that chunk is
+    /// still held, unsettled; true if it was.
+    pub(crate) fn install_settled(&mut self, unsettled: &Chunk, settled: Chunk) -> bool {
+        debug_assert!(settled.is_settled());
+        let i = self
+            .sealed
+            .partition_point(|c| c.min_t() < unsettled.min_t());
+        match self.sealed.get_mut(i) {
+            Some(c) if !c.is_settled() && c == unsettled => {
+                *c = settled;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Settles every unsettled sealed chunk in place; returns how many.
+    pub(crate) fn settle_all(&mut self) -> usize {
+        let mut n = 0;
+        for c in &mut self.sealed {
+            if let Some(settled) = c.settled() {
+                *c = settled;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Drops whole chunks whose newest sample is older than `cutoff_ms` (a chunk that
@@ -108,11 +154,12 @@ impl SampleStore {
         dropped
     }
 
-    /// `(newest timestamp, bytes)` of each sealed chunk and of the open one.
+    /// `(newest timestamp, bytes)` of each sealed chunk (settled, as every replica sizes
+    /// it) and of the open one.
     pub(crate) fn chunk_sizes(&self) -> impl Iterator<Item = (i64, usize)> + '_ {
         self.sealed
             .iter()
-            .map(|c| (c.max_t(), c.byte_len() + std::mem::size_of::<Chunk>()))
+            .map(|c| (c.max_t(), c.settled_len() + std::mem::size_of::<Chunk>()))
             .chain(self.head.last().map(|(t, _)| (t, self.head.memory_bytes())))
     }
 
@@ -292,10 +339,10 @@ mod tests {
     #[test]
     fn insert_orders_and_later_write_wins() {
         let mut s = SampleStore::default();
-        assert!(s.insert(20, 2.0));
-        assert!(s.insert(10, 1.0));
-        assert!(s.insert(30, 3.0));
-        assert!(!s.insert(20, 9.0));
+        assert!(s.insert(20, 2.0).new);
+        assert!(s.insert(10, 1.0).new);
+        assert!(s.insert(30, 3.0).new);
+        assert!(!s.insert(20, 9.0).new);
         assert_eq!(
             s.iter().collect::<Vec<_>>(),
             vec![(10, 1.0), (20, 9.0), (30, 3.0)]
@@ -324,10 +371,15 @@ mod tests {
     fn in_order_samples_are_sealed_into_compressed_chunks() {
         let mut s = SampleStore::default();
         for i in 0..1000i64 {
-            assert!(s.insert(1_700_000_000_000 + i * 15_000, (i % 7) as f64));
+            assert!(s.insert(1_700_000_000_000 + i * 15_000, (i % 7) as f64).new);
         }
         assert_eq!((s.len(), s.sealed.len(), s.head.len()), (1000, 8, 40));
         assert!(s.head.memory_bytes() < 40 * 16, "{}", s.head.memory_bytes());
+        // Sealed unsettled (the open chunk's XOR bytes); settling keeps the samples.
+        assert!(s.sealed.iter().all(|c| !c.is_settled()));
+        let before: Vec<(i64, f64)> = s.iter().collect();
+        assert_eq!(s.settle_all(), 8);
+        assert_eq!((s.settle_all(), s.iter().collect::<Vec<_>>()), (0, before));
         // 16 bytes per sample uncompressed; sealed chunks take a fraction of that.
         let sealed: usize = s.sealed.iter().map(Chunk::byte_len).sum();
         assert!(sealed < 960 * 3, "{sealed} bytes for 960 samples");
@@ -359,10 +411,11 @@ mod tests {
             s.insert(i * 15_000, 100.0 + (i * 37 % 11) as f64 / 100.0);
         }
         let columns = Some(crate::chunk::ChunkEncoding::Columns);
+        assert_eq!(s.settle_all(), 2);
         assert!(s.sealed.iter().all(|c| c.encoding() == columns));
         // Into the first chunk (a gap between scrapes), and a replacement in the second.
-        assert!(s.insert(7_500, f64::from_bits(0x7ff0_0000_0000_0002)));
-        assert!(!s.insert(150 * 15_000, -0.0));
+        assert!(s.insert(7_500, f64::from_bits(0x7ff0_0000_0000_0002)).new);
+        assert!(!s.insert(150 * 15_000, -0.0).new);
         assert_eq!((s.len(), s.sealed_lens()), (301, vec![121, 120]));
         assert!(s.sealed.iter().all(|c| c.encoding() == columns));
         assert_eq!(
@@ -390,8 +443,12 @@ mod tests {
             for (i, &(t, v)) in writes.iter().enumerate() {
                 // Mostly increasing, some late: time = i + t/4 spreads writes forward.
                 let ts = i as i64 + t / 4;
-                let new = s.insert(ts, v as f64);
+                let new = s.insert(ts, v as f64).new;
                 prop_assert_eq!(new, model.insert(ts, v as f64).is_none());
+                // Reads and writes must not care which chunks are settled.
+                if t % 7 == 0 {
+                    s.settle_all();
+                }
             }
             prop_assert!(s.is_sorted_unique());
             prop_assert_eq!(s.len(), model.len());

@@ -4,7 +4,7 @@ use assay_ledger::{Labels, SampleBatch};
 use expect_test::{expect, Expect};
 
 use crate::promql::parse_selector;
-use crate::{Retention, SnapshotError, Tsdb};
+use crate::{Retention, SettledChunk, SnapshotError, Tsdb, UnsettledChunk};
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     Labels::new(
@@ -434,9 +434,93 @@ fn a_series_emptied_by_retention_comes_back_with_a_new_sample() {
 }
 
 #[test]
+fn settling_changes_bytes_never_state() {
+    // Sealed chunks wait unsettled (the open chunk's XOR bytes) until settled.
+    let mut live = series_over(3, 60); // 360 samples each: 3 sealed chunks
+    let fresh = live.clone();
+    let st = live.chunk_stats();
+    assert_eq!((st.sealed_chunks, st.sealed_unsettled_chunks), (9, 9));
+    assert_eq!(live.unsettled_len(), 9);
+    let (digest, snapshot) = (live.digest(), live.encode_snapshot());
+
+    // Settled off the view in two rounds, with a change between taking and installing.
+    let first = live.unsettled_chunks(4);
+    assert_eq!((first.len(), live.unsettled_len()), (4, 5));
+    let mut late = SampleBatch::new();
+    late.push(labels(&[("__name__", "m"), ("i", "0")]), 5, 9.0); // into series 0's first chunk
+    let mut changed = live.clone();
+    changed.apply_batch(&late);
+    let settled: Vec<SettledChunk> = first.into_iter().map(UnsettledChunk::settle).collect();
+    assert_eq!(
+        changed.install_settled(settled.clone()),
+        3,
+        "the rewritten chunk is left"
+    );
+    assert_eq!(live.install_settled(settled.clone()), 4);
+    assert_eq!(live.install_settled(settled), 0, "settled already");
+    let rest: Vec<SettledChunk> = live
+        .unsettled_chunks(100)
+        .into_iter()
+        .map(UnsettledChunk::settle)
+        .collect();
+    assert_eq!((rest.len(), live.install_settled(rest)), (5, 5));
+    assert_eq!(live.chunk_stats().sealed_unsettled_chunks, 0);
+    assert_eq!(live.chunk_stats().sealed_columns_chunks, 9);
+    assert!(live.chunk_stats().sealed_bytes < st.sealed_bytes);
+
+    // Not state: same digest and snapshot bytes, settled or not.
+    assert_eq!(live.digest(), digest);
+    assert_eq!(live.encode_snapshot(), snapshot);
+    let mut all = fresh.clone();
+    assert_eq!(all.settle_all(), 9);
+    assert_eq!(
+        (all.digest(), all.encode_snapshot()),
+        (digest, snapshot.clone())
+    );
+    // A restored view holds them settled.
+    let back = Tsdb::decode_snapshot(&snapshot, None).unwrap();
+    assert_eq!(back.chunk_stats().sealed_unsettled_chunks, 0);
+
+    // Retention by bytes sees settled sizes, so it drops the same however far settling got.
+    let keep = Retention {
+        time_ms: 0,
+        bytes: (live.chunk_stats().sealed_bytes as usize) * 2 / 3,
+    };
+    let mut unsettled = fresh.clone();
+    let now = 60 * 60_000;
+    let dropped = live.enforce_retention(now, &keep);
+    assert!(dropped > 0);
+    assert_eq!(unsettled.enforce_retention(now, &keep), dropped);
+    assert_eq!(unsettled.digest(), live.digest());
+}
+
+#[test]
+fn sealing_beyond_the_unsettled_bound_settles_at_once() {
+    let n = crate::UNSETTLED_CHUNKS_MAX + 10;
+    let mut db = Tsdb::new();
+    for t in 0..120 {
+        let mut batch = SampleBatch::new();
+        for k in 0..n {
+            batch.push(labels(&[("__name__", "m"), ("i", &k.to_string())]), t, 1.0);
+        }
+        db.apply_batch(&batch);
+    }
+    let st = db.chunk_stats();
+    assert_eq!(st.sealed_chunks, n as u64);
+    assert_eq!(
+        st.sealed_unsettled_chunks,
+        crate::UNSETTLED_CHUNKS_MAX as u64
+    );
+    assert_eq!(db.unsettled_len(), crate::UNSETTLED_CHUNKS_MAX);
+}
+
+#[test]
 fn offloaded_chunks_answer_the_same_and_snapshots_refer_to_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = series_over(5, 120); // 720 samples each: 6 sealed chunks, empty open chunk
+                                      // Chunks go to files settled only.
+    assert_eq!(db.chunks_to_offload(i64::MAX, usize::MAX).len(), 0);
+    assert_eq!(db.settle_all(), 5 * 6);
     let before = (db.digest(), db.sample_bytes());
     let query = |db: &Tsdb| {
         crate::promql::to_prometheus_data(
@@ -466,6 +550,7 @@ fn offloaded_chunks_answer_the_same_and_snapshots_refer_to_them() {
 
     // A chunk that changed after it was copied out is not swapped.
     let mut other = series_over(1, 40);
+    other.settle_all();
     let stale = other.chunks_to_offload(i64::MAX, usize::MAX);
     let mut late = SampleBatch::new();
     late.push(labels(&[("__name__", "m"), ("i", "0")]), 5, 9.0);

@@ -541,6 +541,12 @@ fn periodic_snapshot_lets_a_restart_after_kill9_replay_only_the_tail() {
         chunk_files.iter().any(|f| f.ends_with(".chunks")),
         "{chunk_files:?}"
     );
+    // Files hold settled chunks only; nothing is left to settle.
+    let metrics = String::from_utf8(node.get("/metrics").1).unwrap();
+    assert!(
+        metrics.contains("\nassay_tsdb_unsettled_chunks 0\n"),
+        "{metrics}"
+    );
     // A write after the snapshot, then a crash: the restart loads a snapshot and replays
     // only the blocks after it, and the data of both is there.
     push(&node, 3);
