@@ -634,6 +634,34 @@ impl<S: Storage> Ledger<S> {
     /// in place of raw segment `seq`: the pack is written durably, then the raw file removed.
     /// A crash in between leaves both; the next open keeps the raw one.
     pub fn install_pack(&mut self, seq: u64, pack: &[u8]) -> Result<(), LedgerError> {
+        let index = self.check_pack(seq, pack)?;
+        let name = pack_name(seq);
+        self.storage
+            .write_atomic(&name, pack)
+            .inspect_err(|_| self.stopped = true)?;
+        self.swap_in_pack(seq, name, index, pack.len())
+    }
+
+    /// Writes staged files for [`Ledger::install_staged_pack`] without the ledger (so
+    /// without its lock).
+    pub fn pack_stager(&self) -> Box<dyn crate::storage::Stager> {
+        self.storage.stager()
+    }
+
+    /// [`Ledger::install_pack`] for a pack already written with [`Ledger::pack_stager`]
+    /// (staged as [`pack_name`]`(seq)`; `pack` are the bytes staged): only renames it
+    /// into place and removes the raw file.
+    pub fn install_staged_pack(&mut self, seq: u64, pack: &[u8]) -> Result<(), LedgerError> {
+        let index = self.check_pack(seq, pack)?;
+        let name = pack_name(seq);
+        self.storage
+            .commit_staged(&name)
+            .inspect_err(|_| self.stopped = true)?;
+        self.swap_in_pack(seq, name, index, pack.len())
+    }
+
+    /// The index of `pack` if it can stand for raw segment `seq`.
+    fn check_pack(&self, seq: u64, pack: &[u8]) -> Result<PackIndex, LedgerError> {
         if self.stopped {
             return Err(LedgerError::Stopped);
         }
@@ -645,11 +673,20 @@ impl<S: Storage> Ledger<S> {
                 index.raw_len
             )));
         }
-        let name = pack_name(seq);
-        self.storage
-            .write_atomic(&name, pack)
-            .inspect_err(|_| self.stopped = true)?;
+        Ok(index)
+    }
+
+    /// Reads segment `seq` from its pack file `name` (durable) from now on and removes the
+    /// raw file.
+    fn swap_in_pack(
+        &mut self,
+        seq: u64,
+        name: String,
+        index: PackIndex,
+        pack_bytes: usize,
+    ) -> Result<(), LedgerError> {
         let seg = &mut self.segments[seq as usize];
+        let raw_len = seg.len;
         let raw_name = std::mem::replace(&mut seg.name, name);
         seg.pack = Some(Arc::new(index));
         self.storage
@@ -658,7 +695,7 @@ impl<S: Storage> Ledger<S> {
         tracing::info!(
             segment = seq,
             raw_bytes = raw_len,
-            pack_bytes = pack.len(),
+            pack_bytes,
             "ledger segment packed"
         );
         Ok(())

@@ -45,6 +45,39 @@ pub trait Storage: Send {
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()>;
     /// Deletes a file, durably.
     fn remove(&mut self, name: &str) -> io::Result<()>;
+    /// A handle that writes staged files without this storage (see [`Stager`]).
+    fn stager(&self) -> Box<dyn Stager>;
+    /// Replaces `name` by the copy [`Stager::stage`] wrote, atomically and durably.
+    fn commit_staged(&mut self, name: &str) -> io::Result<()>;
+}
+
+/// Writes whole files durably under a name the ledger ignores, without the [`Storage`] it
+/// came from, so a caller can do the slow part of replacing a file (writing and syncing
+/// megabytes) without holding the ledger's lock; [`Storage::commit_staged`] then only
+/// renames. Installing a pack under the lock took 35–50 ms, during which no block could
+/// be written.
+pub trait Stager: Send {
+    /// Writes `bytes` as the staged copy of `name`, durably.
+    fn stage(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
+}
+
+/// The name a staged copy of `name` has until it is committed (the ledger ignores it, and a
+/// crash may leave it behind).
+fn staged_name(name: &str) -> String {
+    format!("{name}.tmp")
+}
+
+/// [`Stager`] of an [`FsStorage`]: its directory.
+struct FsStager {
+    dir: PathBuf,
+}
+
+impl Stager for FsStager {
+    fn stage(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut f = File::create(self.dir.join(staged_name(name)))?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    }
 }
 
 /// A file's bytes, read into memory or mapped from the file.
@@ -194,11 +227,18 @@ impl Storage for FsStorage {
     }
 
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(name))?;
+        self.stager().stage(name, bytes)?;
+        self.commit_staged(name)
+    }
+
+    fn stager(&self) -> Box<dyn Stager> {
+        Box::new(FsStager {
+            dir: self.dir.clone(),
+        })
+    }
+
+    fn commit_staged(&mut self, name: &str) -> io::Result<()> {
+        std::fs::rename(self.dir.join(staged_name(name)), self.dir.join(name))?;
         self.open.remove(name);
         self.readers
             .lock()
@@ -464,6 +504,38 @@ impl Storage for SimStorage {
         let mut disk = self.disk();
         disk.step()?;
         disk.files.remove(name).ok_or_else(|| not_found(name))?;
+        Ok(())
+    }
+
+    fn stager(&self) -> Box<dyn Stager> {
+        Box::new(SimStorage {
+            disk: self.disk.clone(),
+        })
+    }
+
+    fn commit_staged(&mut self, name: &str) -> io::Result<()> {
+        let mut disk = self.disk();
+        disk.step()?;
+        let staged = disk
+            .files
+            .remove(&staged_name(name))
+            .ok_or_else(|| not_found(name))?;
+        disk.files.insert(name.to_string(), staged);
+        Ok(())
+    }
+}
+
+impl Stager for SimStorage {
+    fn stage(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut disk = self.disk();
+        disk.step()?;
+        disk.files.insert(
+            staged_name(name),
+            SimFile {
+                durable: bytes.len(),
+                current: bytes.to_vec(),
+            },
+        );
         Ok(())
     }
 }

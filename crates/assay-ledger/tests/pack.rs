@@ -211,6 +211,46 @@ fn a_pack_whose_raw_segment_survived_a_crash_is_dropped() {
 }
 
 #[test]
+fn a_pack_staged_off_the_ledger_installs_by_rename_and_a_crash_before_leaves_the_raw_segment() {
+    let (mut l, all, config) = ledger(256 << 10);
+    let signer = l.signer().clone();
+    let pack = pack_segment(&l.segment_bytes(0).unwrap(), &PackOptions::default()).unwrap();
+    let stager = l.pack_stager();
+    // A staged pack is ignored by an open (a crash before the rename).
+    stager.stage(&pack_name(0), &pack).unwrap();
+    let disk = l.storage().clone();
+    let (reopened, _) = Ledger::open(disk.clone(), signer.clone(), config.clone()).unwrap();
+    assert_eq!(reopened.unpacked_segments()[0], 0);
+    assert_eq!(reopened.entry(0).unwrap(), all[0]);
+    drop(reopened);
+    // Committed: the ledger reads the pack, the raw file and the staged copy are gone.
+    let ops = disk.ops();
+    l.install_staged_pack(0, &pack).unwrap();
+    assert_eq!(
+        disk.ops() - ops,
+        2,
+        "a rename and a removal under the lock, no write"
+    );
+    assert_eq!(disk.len(&pack_name(0)), Some(pack.len()));
+    let names = disk.list().unwrap();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    assert!(
+        !names.contains(&"00000000000000000000.seg".to_string()),
+        "{names:?}"
+    );
+    for (i, e) in all.iter().enumerate().take(40) {
+        assert_eq!(&l.entry(i as u64).unwrap(), e);
+    }
+    // Nothing staged for the next segment: the install fails and the raw one stays.
+    let seq = l.unpacked_segments()[0];
+    let next = pack_segment(&l.segment_bytes(seq).unwrap(), &PackOptions::default()).unwrap();
+    assert!(l.install_staged_pack(seq, &next).is_err());
+    let (l, _) = Ledger::open(disk, signer, config).unwrap();
+    assert_eq!(l.unpacked_segments()[0], seq);
+    assert_eq!(l.entry(0).unwrap(), all[0]);
+}
+
+#[test]
 fn only_whole_sealed_blocks_pack() {
     let (l, _, _) = ledger(256 << 10);
     let raw = l.segment_bytes(0).unwrap();

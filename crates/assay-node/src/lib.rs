@@ -340,16 +340,22 @@ impl Node {
                     return;
                 }
                 let started = std::time::Instant::now();
-                // One statement per lock: the read guard must be gone before packing starts.
-                let raw = shared.ledger.read().expect("ledger lock").segment_bytes(seq);
+                // One statement per lock: the read guard must be gone before packing starts,
+                // and the pack is written and synced without the lock (only renamed under
+                // it), so blocks are not held up.
+                let (raw, stager) = {
+                    let ledger = shared.ledger.read().expect("ledger lock");
+                    (ledger.segment_bytes(seq), ledger.pack_stager())
+                };
                 let packed = raw
                     .and_then(|raw| {
                         assay_ledger::pack::pack_segment(&raw, &options)
                             .map_err(|e| assay_ledger::LedgerError::Pack(e.to_string()))
                     })
                     .and_then(|pack| {
+                        stager.stage(&assay_ledger::pack::pack_name(seq), &pack)?;
                         let mut ledger = shared.ledger.write().expect("ledger lock");
-                        ledger.install_pack(seq, &pack)
+                        ledger.install_staged_pack(seq, &pack)
                     });
                 match packed {
                     Ok(()) => tracing::debug!(
