@@ -639,7 +639,11 @@ impl<S: Storage> Ledger<S> {
         self.storage
             .write_atomic(&name, pack)
             .inspect_err(|_| self.stopped = true)?;
-        self.swap_in_pack(seq, name, index, pack.len())
+        let raw_name = self.swap_in_pack(seq, name, index, pack.len());
+        self.storage
+            .remove(&raw_name)
+            .inspect_err(|_| self.stopped = true)?;
+        Ok(())
     }
 
     /// Writes staged files for [`Ledger::install_staged_pack`] without the ledger (so
@@ -649,15 +653,19 @@ impl<S: Storage> Ledger<S> {
     }
 
     /// [`Ledger::install_pack`] for a pack already written with [`Ledger::pack_stager`]
-    /// (staged as [`pack_name`]`(seq)`; `pack` are the bytes staged): only renames it
-    /// into place and removes the raw file.
-    pub fn install_staged_pack(&mut self, seq: u64, pack: &[u8]) -> Result<(), LedgerError> {
+    /// (staged as [`pack_name`]`(seq)`; `pack` are the bytes staged): only renames it into
+    /// place. Returns the raw segment's file, which nothing reads any more, for the caller
+    /// to remove with the stager off the lock (until then, or after a crash before, both
+    /// files exist and the next open keeps the raw one).
+    pub fn install_staged_pack(&mut self, seq: u64, pack: &[u8]) -> Result<String, LedgerError> {
         let index = self.check_pack(seq, pack)?;
         let name = pack_name(seq);
         self.storage
             .commit_staged(&name)
             .inspect_err(|_| self.stopped = true)?;
-        self.swap_in_pack(seq, name, index, pack.len())
+        let raw_name = self.swap_in_pack(seq, name, index, pack.len());
+        self.storage.release(&raw_name);
+        Ok(raw_name)
     }
 
     /// The index of `pack` if it can stand for raw segment `seq`.
@@ -676,29 +684,26 @@ impl<S: Storage> Ledger<S> {
         Ok(index)
     }
 
-    /// Reads segment `seq` from its pack file `name` (durable) from now on and removes the
-    /// raw file.
+    /// Reads segment `seq` from its pack file `name` (durable) from now on; returns the
+    /// raw file's name.
     fn swap_in_pack(
         &mut self,
         seq: u64,
         name: String,
         index: PackIndex,
         pack_bytes: usize,
-    ) -> Result<(), LedgerError> {
+    ) -> String {
         let seg = &mut self.segments[seq as usize];
         let raw_len = seg.len;
         let raw_name = std::mem::replace(&mut seg.name, name);
         seg.pack = Some(Arc::new(index));
-        self.storage
-            .remove(&raw_name)
-            .inspect_err(|_| self.stopped = true)?;
         tracing::info!(
             segment = seq,
             raw_bytes = raw_len,
             pack_bytes,
             "ledger segment packed"
         );
-        Ok(())
+        raw_name
     }
 
     /// Packs every sealed raw segment now (tests and tools; the node packs off its locks).

@@ -49,6 +49,8 @@ pub trait Storage: Send {
     fn stager(&self) -> Box<dyn Stager>;
     /// Replaces `name` by the copy [`Stager::stage`] wrote, atomically and durably.
     fn commit_staged(&mut self, name: &str) -> io::Result<()>;
+    /// Lets go of a file a [`Stager`] will remove (closes what this storage holds open).
+    fn release(&mut self, name: &str);
 }
 
 /// Writes whole files durably under a name the ledger ignores, without the [`Storage`] it
@@ -59,6 +61,8 @@ pub trait Storage: Send {
 pub trait Stager: Send {
     /// Writes `bytes` as the staged copy of `name`, durably.
     fn stage(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Deletes a file the storage released ([`Storage::release`]), durably.
+    fn remove(&self, name: &str) -> io::Result<()>;
 }
 
 /// The name a staged copy of `name` has until it is committed (the ledger ignores it, and a
@@ -77,6 +81,11 @@ impl Stager for FsStager {
         let mut f = File::create(self.dir.join(staged_name(name)))?;
         f.write_all(bytes)?;
         f.sync_all()
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        std::fs::remove_file(self.dir.join(name))?;
+        File::open(&self.dir)?.sync_all()
     }
 }
 
@@ -248,13 +257,17 @@ impl Storage for FsStorage {
     }
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
+        self.release(name);
+        std::fs::remove_file(self.dir.join(name))?;
+        self.sync_dir()
+    }
+
+    fn release(&mut self, name: &str) {
         self.open.remove(name);
         self.readers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
-        std::fs::remove_file(self.dir.join(name))?;
-        self.sync_dir()
     }
 }
 
@@ -523,9 +536,18 @@ impl Storage for SimStorage {
         disk.files.insert(name.to_string(), staged);
         Ok(())
     }
+
+    fn release(&mut self, _name: &str) {}
 }
 
 impl Stager for SimStorage {
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let mut disk = self.disk();
+        disk.step()?;
+        disk.files.remove(name).ok_or_else(|| not_found(name))?;
+        Ok(())
+    }
+
     fn stage(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let mut disk = self.disk();
         disk.step()?;

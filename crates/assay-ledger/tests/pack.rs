@@ -225,12 +225,18 @@ fn a_pack_staged_off_the_ledger_installs_by_rename_and_a_crash_before_leaves_the
     drop(reopened);
     // Committed: the ledger reads the pack, the raw file and the staged copy are gone.
     let ops = disk.ops();
-    l.install_staged_pack(0, &pack).unwrap();
-    assert_eq!(
-        disk.ops() - ops,
-        2,
-        "a rename and a removal under the lock, no write"
-    );
+    let raw = l.install_staged_pack(0, &pack).unwrap();
+    assert_eq!(disk.ops() - ops, 1, "only a rename under the lock");
+    assert_eq!(raw, "00000000000000000000.seg");
+    assert_eq!(l.entry(0).unwrap(), all[0], "read from the pack");
+    // Until the raw file is removed (as after a crash before), an open keeps the raw one.
+    let image = disk.crash(&mut SimRng::new(1));
+    assert!(image.len(&raw).is_some() && image.len(&pack_name(0)).is_some());
+    let (reopened, _) = Ledger::open(image, signer.clone(), config.clone()).unwrap();
+    assert_eq!(reopened.unpacked_segments()[0], 0);
+    assert_eq!(reopened.entry(0).unwrap(), all[0]);
+    drop(reopened);
+    stager.remove(&raw).unwrap();
     assert_eq!(disk.len(&pack_name(0)), Some(pack.len()));
     let names = disk.list().unwrap();
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
