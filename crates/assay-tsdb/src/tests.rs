@@ -492,6 +492,14 @@ fn settling_changes_bytes_never_state() {
     assert!(dropped > 0);
     assert_eq!(unsettled.enforce_retention(now, &keep), dropped);
     assert_eq!(unsettled.digest(), live.digest());
+    // Also while a settler holds some chunks it took (unlisted, not yet settled).
+    let mut midway = fresh.clone();
+    let taken = midway.unsettled_chunks(5);
+    assert_eq!(midway.enforce_retention(now, &keep), dropped);
+    assert_eq!(midway.digest(), live.digest());
+    let settled: Vec<SettledChunk> = taken.into_iter().map(UnsettledChunk::settle).collect();
+    midway.install_settled(settled);
+    assert_eq!(midway.encode_snapshot(), live.encode_snapshot());
 }
 
 #[test]
