@@ -84,9 +84,19 @@ impl Stager for FsStager {
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
-        std::fs::remove_file(self.dir.join(name))?;
-        File::open(&self.dir)?.sync_all()
+        remove_synced(&self.dir, name)
     }
+}
+
+/// Makes the directory's entries (creations, renames, removals) durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Deletes `dir/name`, durably.
+fn remove_synced(dir: &Path, name: &str) -> io::Result<()> {
+    std::fs::remove_file(dir.join(name))?;
+    sync_dir(dir)
 }
 
 /// A file's bytes, read into memory or mapped from the file.
@@ -142,7 +152,7 @@ impl FsStorage {
     }
 
     fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
+        sync_dir(&self.dir)
     }
 
     fn handle(&mut self, name: &str) -> io::Result<&mut File> {
@@ -248,18 +258,13 @@ impl Storage for FsStorage {
 
     fn commit_staged(&mut self, name: &str) -> io::Result<()> {
         std::fs::rename(self.dir.join(staged_name(name)), self.dir.join(name))?;
-        self.open.remove(name);
-        self.readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.release(name);
         self.sync_dir()
     }
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
         self.release(name);
-        std::fs::remove_file(self.dir.join(name))?;
-        self.sync_dir()
+        remove_synced(&self.dir, name)
     }
 
     fn release(&mut self, name: &str) {
@@ -357,6 +362,20 @@ impl SimStorage {
 
     fn disk(&self) -> std::sync::MutexGuard<'_, SimDisk> {
         self.disk.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One step: the whole file `name`, durable.
+    fn put_durable(&self, name: String, bytes: &[u8]) -> io::Result<()> {
+        let mut disk = self.disk();
+        disk.step()?;
+        disk.files.insert(
+            name,
+            SimFile {
+                durable: bytes.len(),
+                current: bytes.to_vec(),
+            },
+        );
+        Ok(())
     }
 
     /// From operation number `op` on (counting from 0), every call fails.
@@ -501,23 +520,12 @@ impl Storage for SimStorage {
     }
 
     fn write_atomic(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let mut disk = self.disk();
-        disk.step()?;
-        disk.files.insert(
-            name.to_string(),
-            SimFile {
-                durable: bytes.len(),
-                current: bytes.to_vec(),
-            },
-        );
-        Ok(())
+        // One step, not a stage and a commit: the crash simulations' seeds count on it.
+        self.put_durable(name.to_string(), bytes)
     }
 
     fn remove(&mut self, name: &str) -> io::Result<()> {
-        let mut disk = self.disk();
-        disk.step()?;
-        disk.files.remove(name).ok_or_else(|| not_found(name))?;
-        Ok(())
+        Stager::remove(self, name)
     }
 
     fn stager(&self) -> Box<dyn Stager> {
@@ -549,16 +557,7 @@ impl Stager for SimStorage {
     }
 
     fn stage(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let mut disk = self.disk();
-        disk.step()?;
-        disk.files.insert(
-            staged_name(name),
-            SimFile {
-                durable: bytes.len(),
-                current: bytes.to_vec(),
-            },
-        );
-        Ok(())
+        self.put_durable(staged_name(name), bytes)
     }
 }
 
