@@ -59,8 +59,8 @@ pub fn offload_chunks(
     Ok(moved)
 }
 
-/// Chunks settled per round of [`settle_chunks`] (about 2 ms of encoding; each round
-/// takes the views' write lock twice, briefly).
+/// Chunks settled per round of [`settle_chunks`] (~12 ms of encoding at ~12 µs per chunk,
+/// done without the lock; each round takes the views' write lock twice, briefly).
 pub const SETTLE_BATCH_CHUNKS: usize = 1024;
 
 /// Settles up to [`SETTLE_BATCH_CHUNKS`] chunks the views sealed (see

@@ -317,13 +317,11 @@ impl Tsdb {
     /// [`UNSETTLED_CHUNKS_MAX`] are listed already.
     fn note_sealed(&mut self, id: SeriesId) {
         let samples = &mut self.series[id as usize].samples;
-        let min_t = samples.sealed().last().expect("just sealed").min_t();
         if self.unsettled.len() < UNSETTLED_CHUNKS_MAX {
+            let min_t = samples.sealed().last().expect("just sealed").min_t();
             self.unsettled.push_back((id, min_t));
         } else {
-            let chunk = samples.unsettled_at(min_t).expect("just sealed").clone();
-            let settled = chunk.settled().expect("unsettled");
-            samples.install_settled(&chunk, settled);
+            samples.settle_last();
         }
     }
 

@@ -130,6 +130,15 @@ impl SampleStore {
         }
     }
 
+    /// Settles the newest sealed chunk in place, if it is unsettled.
+    pub(crate) fn settle_last(&mut self) {
+        if let Some(c) = self.sealed.last_mut() {
+            if let Some(settled) = c.settled() {
+                *c = settled;
+            }
+        }
+    }
+
     /// Settles every unsettled sealed chunk in place; returns how many.
     pub(crate) fn settle_all(&mut self) -> usize {
         let mut n = 0;
