@@ -135,6 +135,22 @@ fn shared_exponent(decimals: &[Option<(i64, i32)>]) -> Option<i32> {
     shared
 }
 
+/// The smallest exponent of a non-zero decimal, if every decimal rescales to it (and one
+/// non-zero decimal at least).
+fn smallest_exponent(decimals: &[Option<(i64, i32)>]) -> Option<i32> {
+    let smallest = decimals
+        .iter()
+        .flatten()
+        .filter(|(m, _)| *m != 0)
+        .map(|&(_, e)| e)
+        .min()?;
+    decimals
+        .iter()
+        .flatten()
+        .all(|&(m, e)| rescale(m, e, smallest).is_some())
+        .then_some(smallest)
+}
+
 /// Appends `vs` losslessly with byte-aligned varints (for a compressor to run over).
 pub fn encode_values(vs: &[f64], out: &mut Vec<u8>) {
     encode(vs, Layouts::Varint, out);
@@ -175,10 +191,15 @@ fn encode_with(vs: &[f64], layouts: Layouts, out: &mut Vec<u8>, shortcut: bool) 
     } else {
         None
     };
-    let exponent = match shared {
-        // Every decimal already has this exponent (zeros fit any): `common_exponent` would
-        // choose it, and each mantissa is the decimal's own, checked when it was found.
-        Some(exponent) => {
+    // Otherwise the smallest exponent of a non-zero decimal, when every decimal rescales to
+    // it (cents counters whose values sometimes end in 0): `common_exponent` would choose
+    // it, as every decimal fits it and none fits a larger one, and no sort is needed.
+    let smallest = match shared {
+        None if shortcut => smallest_exponent(&decimals),
+        _ => None,
+    };
+    let exponent = match (shared, smallest) {
+        (Some(exponent), _) => {
             for (i, (&v, d)) in vs.iter().zip(&decimals).enumerate() {
                 match d {
                     Some((m, _)) => mantissas.push(*m),
@@ -187,7 +208,24 @@ fn encode_with(vs: &[f64], layouts: Layouts, out: &mut Vec<u8>, shortcut: bool) 
             }
             exponent
         }
-        None => {
+        (None, Some(exponent)) => {
+            for (i, (&v, d)) in vs.iter().zip(&decimals).enumerate() {
+                match d {
+                    // The decimal's own, checked when it was found.
+                    Some((m, e)) if *e == exponent => mantissas.push(*m),
+                    Some((m, e)) => {
+                        let m = rescale(*m, *e, exponent).expect("checked by smallest_exponent");
+                        match compose(m, exponent).to_bits() == v.to_bits() {
+                            true => mantissas.push(m),
+                            false => exceptions.push((i, v.to_bits())),
+                        }
+                    }
+                    None => exceptions.push((i, v.to_bits())),
+                }
+            }
+            exponent
+        }
+        (None, None) => {
             let exponent = common_exponent(&decimals);
             for (i, (&v, d)) in vs.iter().zip(&decimals).enumerate() {
                 let m = d.and_then(|(m, e)| rescale(m, e, exponent));
