@@ -267,3 +267,51 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn a_body_parses_the_same_after_a_longer_one() {
+    // The decoded-body buffer is reused from request to request: a truncated request after
+    // a longer one must not read the longer one's bytes.
+    let limits = Limits::default();
+    let long = WriteRequest {
+        timeseries: (0..100)
+            .map(|i| TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: "up".into(),
+                    },
+                    Label {
+                        name: "instance".into(),
+                        value: format!("host-{i}:9100"),
+                    },
+                ],
+                samples: vec![Sample {
+                    value: i as f64,
+                    timestamp: NOW_MS - 1000,
+                }],
+                ..TimeSeries::default()
+            })
+            .collect(),
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    let short = write_request();
+    let cut = &short[..short.len() - 7];
+    let on_its_own = |body: Vec<u8>| {
+        let limits = limits.clone();
+        std::thread::spawn(move || format!("{:?}", parse_remote_write(&body, NOW_MS, &limits)))
+            .join()
+            .unwrap()
+    };
+    for body in [snappy(cut), snappy(&short)] {
+        let alone = on_its_own(body.clone());
+        assert!(parse_remote_write(&snappy(&long), NOW_MS, &limits).is_ok());
+        let after = format!("{:?}", parse_remote_write(&body, NOW_MS, &limits));
+        assert_eq!(after, alone);
+    }
+    assert!(
+        on_its_own(snappy(cut)).contains("Err"),
+        "the cut request is rejected"
+    );
+}
