@@ -224,19 +224,20 @@ impl Chunk {
         for &(t, v) in samples {
             enc.append(t, v);
         }
-        Chunk::smaller_of(samples, &enc.w.bytes)
-    }
-
-    /// The chunk of `samples` in the smaller encoding: `xor` is their XOR bit stream.
-    fn smaller_of(samples: &[(i64, f64)], xor: &[u8]) -> Chunk {
-        debug_assert!(!samples.is_empty());
-        debug_assert!(samples.windows(2).all(|w| w[0].0 < w[1].0));
         let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
         let vs: Vec<f64> = samples.iter().map(|s| s.1).collect();
+        Chunk::smaller_of(&ts, &vs, &enc.w.bytes)
+    }
+
+    /// The chunk of the samples `(ts[i], vs[i])` in the smaller encoding: `xor` is their
+    /// XOR bit stream.
+    fn smaller_of(ts: &[i64], vs: &[f64], xor: &[u8]) -> Chunk {
+        debug_assert!(!ts.is_empty() && ts.len() == vs.len());
+        debug_assert!(ts.windows(2).all(|w| w[0] < w[1]));
         let mut bytes = Vec::with_capacity(xor.len() + 1);
         bytes.push(ChunkEncoding::Columns as u8);
-        assay_columns::encode_timestamps_packed(&ts, &mut bytes);
-        assay_columns::encode_values_packed(&vs, &mut bytes);
+        assay_columns::encode_timestamps_packed(ts, &mut bytes);
+        assay_columns::encode_values_packed(vs, &mut bytes);
         // Both carry one encoding byte; XOR wins a tie.
         if bytes.len() > xor.len() {
             bytes.clear();
@@ -244,9 +245,9 @@ impl Chunk {
             bytes.extend_from_slice(xor);
         }
         Chunk {
-            min_t: samples[0].0,
-            max_t: samples[samples.len() - 1].0,
-            count: samples.len() as u32,
+            min_t: ts[0],
+            max_t: ts[ts.len() - 1],
+            count: ts.len() as u32,
             settled: true,
             bytes: ChunkBytes::Mem(bytes.into_boxed_slice()),
         }
@@ -265,8 +266,16 @@ impl Chunk {
         }
         let bytes = self.bytes();
         debug_assert_eq!(ChunkEncoding::of(bytes), Some(ChunkEncoding::Xor));
-        let samples: Vec<(i64, f64)> = self.iter().collect();
-        Some(Chunk::smaller_of(&samples, &bytes[1..]))
+        // Decoded straight into the two columns the encoders take.
+        let (mut ts, mut vs) = (
+            Vec::with_capacity(self.len()),
+            Vec::with_capacity(self.len()),
+        );
+        for (t, v) in self.iter() {
+            ts.push(t);
+            vs.push(v);
+        }
+        Some(Chunk::smaller_of(&ts, &vs, &bytes[1..]))
     }
 
     /// Length of the settled form's bytes (computed for an unsettled chunk).
