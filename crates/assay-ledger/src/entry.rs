@@ -775,10 +775,13 @@ impl Entry {
         put_varint(out, batch.samples.len() as u64);
         let mut prev = 0i64;
         for s in &batch.samples {
-            put_varint(out, s.series as u64);
-            put_varint(out, zigzag(s.timestamp_ms.wrapping_sub(prev)));
+            put_sample(
+                out,
+                s.series as u64,
+                s.timestamp_ms.wrapping_sub(prev),
+                s.value.to_bits(),
+            );
             prev = s.timestamp_ms;
-            out.extend_from_slice(&s.value.to_bits().to_le_bytes());
         }
     }
 
@@ -1122,6 +1125,31 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
+}
+
+/// Appends one sample of an entry: series index and time delta (zig-zag) as varints, then
+/// the value's 8 bytes. Gathered in a stack buffer and appended at once: a byte-wise push
+/// checks the vector's capacity and stores its length for every byte (the entry encoder and
+/// the pack check write ~15 M samples/s between them).
+#[inline]
+pub(crate) fn put_sample(out: &mut Vec<u8>, series: u64, delta_ms: i64, bits: u64) {
+    let mut buf = [0u8; 28];
+    let mut n = put_varint_in(&mut buf, 0, series);
+    n = put_varint_in(&mut buf, n, zigzag(delta_ms));
+    buf[n..n + 8].copy_from_slice(&bits.to_le_bytes());
+    out.extend_from_slice(&buf[..n + 8]);
+}
+
+/// Writes `v` as a varint into `buf` at `at` (room for 10 bytes); returns the end.
+#[inline(always)]
+fn put_varint_in(buf: &mut [u8; 28], mut at: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        buf[at] = (v as u8) | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    buf[at] = v as u8;
+    at + 1
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {

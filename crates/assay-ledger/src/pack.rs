@@ -237,10 +237,8 @@ fn write_sample_entry(
     put_varint(out, samples.len() as u64);
     let mut prev = 0i64;
     for (s, ts, bits) in samples {
-        put_varint(out, s as u64);
-        put_varint(out, zigzag(ts.wrapping_sub(prev)));
+        crate::entry::put_sample(out, s as u64, ts.wrapping_sub(prev), bits);
         prev = ts;
-        out.extend_from_slice(&bits.to_le_bytes());
     }
 }
 
