@@ -348,17 +348,17 @@ fn add_series<'a>(
         .and_then(|(end, _, _)| plain_samples(&bytes[*end..], &mut plain));
     if let Some(n) = shortcut {
         let (_, labels, hash) = hit.expect("the shortcut follows a cache hit");
-        // The last sample takes the looked-up labels, the others a clone (a reference
-        // count each: the labels are shared).
+        // The first sample takes the looked-up labels; the others are of the same series.
         let mut labels = Some(labels);
         for (sample_index, &(ts, v)) in plain[..n].iter().enumerate() {
-            let l = if sample_index + 1 == n {
-                labels.take()
-            } else {
-                labels.clone()
-            };
-            let l = l.expect("labels are taken by the last sample only");
-            push_sample(builder, l, hash, Path::Sample(s, sample_index), ts, v)?;
+            push_sample(
+                builder,
+                &mut labels,
+                hash,
+                Path::Sample(s, sample_index),
+                ts,
+                v,
+            )?;
         }
         return Ok(0);
     }
@@ -379,26 +379,32 @@ fn add_series<'a>(
         return Ok(exemplars); // Exemplar-only series carry no sample to store.
     }
     let (labels, hash) = labels.expect("a series with samples has labels, or the walk failed");
+    let mut labels = Some(labels);
     // The walk checked the structure (all of it, before any sample is looked at).
     for (sample_index, sample) in samples.iter().enumerate() {
         let at = Path::Sample(s, sample_index);
         let (ts, v) = decode_sample(sample).map_err(|e| proto_error(&at.to_string(), e))?;
-        // A clone is a reference count (`Labels` shares its pairs).
-        push_sample(builder, labels.clone(), hash, at, ts, v)?;
+        push_sample(builder, &mut labels, hash, at, ts, v)?;
     }
     Ok(exemplars)
 }
 
-/// Adds one sample of the series at `at` to the batch, naming `at` if it is refused.
+/// Adds one sample of the series at `at` to the batch, naming `at` if it is refused. The
+/// series' first sample takes `labels`; once they are taken, a sample is another of the
+/// series of the sample added last (no clone, hash or lookup of the labels).
 fn push_sample(
     builder: &mut BatchBuilder<'_>,
-    labels: Labels,
+    labels: &mut Option<Labels>,
     hash: u64,
     at: Path,
     ts: i64,
     v: f64,
 ) -> Result<(), IngestError> {
-    builder.push_hashed(labels, hash, Some(ts), v).map_err(|r| {
+    let pushed = match labels.take() {
+        Some(labels) => builder.push_hashed(labels, hash, Some(ts), v),
+        None => builder.push_again(Some(ts), v),
+    };
+    pushed.map_err(|r| {
         let (kind, why) = r.describe();
         error_at(kind, &at.to_string(), &why)
     })
@@ -1175,6 +1181,49 @@ mod tests {
             BadRequest timeseries[3].labels[1]: label name is empty
             {"field":"timeseries[3].labels[1]"}
         "#]],
+        );
+    }
+
+    #[test]
+    fn later_samples_of_a_series_join_its_first() {
+        // Samples after a series' first are appended to the same series without its labels
+        // (`push_again`); a series given twice in one request is still one series.
+        let req = request(vec![
+            series(
+                &[("__name__", "a"), ("x", "1")],
+                vec![sample(1.0, NOW - 2), sample(2.0, NOW - 1), sample(3.0, NOW)],
+            ),
+            series(&[("__name__", "b")], vec![sample(4.0, NOW)]),
+            series(&[("__name__", "a"), ("x", "1")], vec![sample(5.0, NOW + 1)]),
+        ]);
+        check(
+            &req,
+            expect![[r#"
+                __name__="a",x="1" 1699999999998 1
+                __name__="a",x="1" 1699999999999 2
+                __name__="a",x="1" 1700000000000 3
+                __name__="b" 1700000000000 4
+                __name__="a",x="1" 1700000000001 5
+                exemplars ignored: 0
+            "#]],
+        );
+        let parsed = parse_remote_write(&encode_remote_write(&req), NOW, &Limits::default());
+        let series: Vec<u32> = parsed
+            .unwrap()
+            .batch
+            .samples()
+            .iter()
+            .map(|s| s.series)
+            .collect();
+        assert_eq!(series, [0, 0, 0, 1, 0]);
+        let mut dup = req.clone();
+        dup.timeseries[0].samples[2].timestamp = NOW - 2;
+        check(
+            &dup,
+            expect![[r#"
+                BadRequest timeseries[0].samples[2]: the same series at the same timestamp was already given by sample 1; send one value per series and timestamp
+                {"field":"timeseries[0].samples[2]"}
+            "#]],
         );
     }
 

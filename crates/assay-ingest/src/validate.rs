@@ -223,6 +223,25 @@ impl<'l> BatchBuilder<'l> {
         timestamp_ms: Option<i64>,
         value: f64,
     ) -> Result<(), PushRejection> {
+        let ts = self.admit(timestamp_ms)?;
+        self.batch.push_hashed(labels, hash, ts, value);
+        self.order(ts)
+    }
+
+    /// [`BatchBuilder::push_hashed`] for another sample of the series of the sample pushed
+    /// last (which must have been accepted).
+    pub(crate) fn push_again(
+        &mut self,
+        timestamp_ms: Option<i64>,
+        value: f64,
+    ) -> Result<(), PushRejection> {
+        let ts = self.admit(timestamp_ms)?;
+        self.batch.push_again(ts, value);
+        self.order(ts)
+    }
+
+    /// The sample's timestamp, if the batch has room and it is within the window.
+    fn admit(&self, timestamp_ms: Option<i64>) -> Result<i64, PushRejection> {
         if self.batch.len() >= self.limits.samples_per_batch_max {
             return Err(PushRejection::TooMany {
                 max: self.limits.samples_per_batch_max,
@@ -238,8 +257,13 @@ impl<'l> BatchBuilder<'l> {
         if ts < min || ts > max {
             return Err(PushRejection::Timestamp { ts, min, max });
         }
-        let index = self.batch.len();
-        self.batch.push_hashed(labels, hash, ts, value);
+        Ok(ts)
+    }
+
+    /// Checks the sample just appended (at `ts`) against its series' earlier ones: a
+    /// duplicate timestamp is refused.
+    fn order(&mut self, ts: i64) -> Result<(), PushRejection> {
+        let index = self.batch.len() - 1;
         let series = self.batch.samples()[index].series;
         if self.seen.is_none() {
             match self.newest.get_mut(series as usize) {

@@ -372,6 +372,24 @@ impl SampleBatch {
         });
     }
 
+    /// Appends a sample of the series of the last sample appended (remote write lists a
+    /// series' samples together): no labels to clone, hash or look up.
+    ///
+    /// # Panics
+    /// If the batch has no sample yet.
+    pub fn push_again(&mut self, timestamp_ms: i64, value: f64) {
+        let series = self
+            .samples
+            .last()
+            .expect("push_again follows a sample")
+            .series;
+        self.samples.push(Sample {
+            series,
+            timestamp_ms,
+            value,
+        });
+    }
+
     /// Distinct series, in first-reference order.
     pub fn series(&self) -> &[Labels] {
         &self.series
