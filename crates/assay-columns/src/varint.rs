@@ -70,8 +70,21 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
+    #[inline]
     pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, ColumnError> {
         let at = self.at;
+        // Most codes of a column take one byte (a regular scrape's delta-of-delta is 0).
+        if let Some(&b) = self.bytes.get(at) {
+            if b < 0x80 {
+                self.at = at + 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_long(what, at)
+    }
+
+    /// [`Reader::varint`] of two bytes or more (or none: the error).
+    fn varint_long(&mut self, what: &'static str, at: usize) -> Result<u64, ColumnError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self
@@ -93,6 +106,7 @@ impl<'a> Reader<'a> {
         Err(ColumnError::Varint { what, at })
     }
 
+    #[inline]
     pub(crate) fn zz(&mut self, what: &'static str) -> Result<i64, ColumnError> {
         self.varint(what).map(unzigzag)
     }
