@@ -118,25 +118,10 @@ fn common_exponent(decimals: &[Option<(i64, i32)>]) -> i32 {
     best.map_or(0, |(_, to)| to)
 }
 
-/// The exponent all non-zero decimals share, when there is one (and one non-zero decimal
-/// at least): the usual column, whose values have the same number of decimal places.
-fn shared_exponent(decimals: &[Option<(i64, i32)>]) -> Option<i32> {
-    let mut shared = None;
-    for &(m, e) in decimals.iter().flatten() {
-        if m == 0 {
-            continue;
-        }
-        match shared {
-            None => shared = Some(e),
-            Some(s) if s == e => {}
-            Some(_) => return None,
-        }
-    }
-    shared
-}
-
 /// The smallest exponent of a non-zero decimal, if every decimal rescales to it (and one
-/// non-zero decimal at least).
+/// non-zero decimal at least): `common_exponent`'s answer then, as every decimal fits it and
+/// none fits a larger one. The usual column, whose values share one count of decimal places
+/// (or sometimes end in 0: cents counters), needs no sort.
 fn smallest_exponent(decimals: &[Option<(i64, i32)>]) -> Option<i32> {
     let smallest = decimals
         .iter()
@@ -147,7 +132,7 @@ fn smallest_exponent(decimals: &[Option<(i64, i32)>]) -> Option<i32> {
     decimals
         .iter()
         .flatten()
-        .all(|&(m, e)| rescale(m, e, smallest).is_some())
+        .all(|&(m, e)| e == smallest || rescale(m, e, smallest).is_some())
         .then_some(smallest)
 }
 
@@ -166,8 +151,8 @@ fn encode(vs: &[f64], layouts: Layouts, out: &mut Vec<u8>) {
     encode_with(vs, layouts, out, true);
 }
 
-/// [`encode`]; `shortcut`: take the shared exponent without the general search when there
-/// is one (the bytes are the same either way; tests compare them).
+/// [`encode`]; `shortcut`: take the smallest exponent without the general search when every
+/// decimal rescales to it (the bytes are the same either way; tests compare them).
 fn encode_with(vs: &[f64], layouts: Layouts, out: &mut Vec<u8>, shortcut: bool) {
     if vs.is_empty() {
         return;
@@ -186,29 +171,13 @@ fn encode_with(vs: &[f64], layouts: Layouts, out: &mut Vec<u8>, shortcut: bool) 
         .collect();
     let mut mantissas = Vec::with_capacity(vs.len());
     let mut exceptions = Vec::new();
-    let shared = if shortcut {
-        shared_exponent(&decimals)
+    let smallest = if shortcut {
+        smallest_exponent(&decimals)
     } else {
         None
     };
-    // Otherwise the smallest exponent of a non-zero decimal, when every decimal rescales to
-    // it (cents counters whose values sometimes end in 0): `common_exponent` would choose
-    // it, as every decimal fits it and none fits a larger one, and no sort is needed.
-    let smallest = match shared {
-        None if shortcut => smallest_exponent(&decimals),
-        _ => None,
-    };
-    let exponent = match (shared, smallest) {
-        (Some(exponent), _) => {
-            for (i, (&v, d)) in vs.iter().zip(&decimals).enumerate() {
-                match d {
-                    Some((m, _)) => mantissas.push(*m),
-                    None => exceptions.push((i, v.to_bits())),
-                }
-            }
-            exponent
-        }
-        (None, Some(exponent)) => {
+    let exponent = match smallest {
+        Some(exponent) => {
             for (i, (&v, d)) in vs.iter().zip(&decimals).enumerate() {
                 match d {
                     // The decimal's own, checked when it was found.
@@ -225,7 +194,7 @@ fn encode_with(vs: &[f64], layouts: Layouts, out: &mut Vec<u8>, shortcut: bool) 
             }
             exponent
         }
-        (None, None) => {
+        None => {
             let exponent = common_exponent(&decimals);
             for (i, (&v, d)) in vs.iter().zip(&decimals).enumerate() {
                 let m = d.and_then(|(m, e)| rescale(m, e, exponent));
@@ -312,7 +281,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn the_shared_exponent_shortcut_writes_the_general_bytes(
+        fn the_smallest_exponent_shortcut_writes_the_general_bytes(
             values in proptest::collection::vec(
                 (0i64..2_000_000, 0i32..4, 0u8..12), 1..130),
             layouts in prop::sample::select(vec![0u8, 1, 2]),
@@ -339,16 +308,28 @@ mod tests {
     }
 
     #[test]
-    fn a_column_of_one_decimal_count_has_a_shared_exponent() {
+    fn the_smallest_exponent_is_taken_when_every_decimal_rescales_to_it() {
+        // One count of decimal places (zeros fit any exponent; `None` is an exception).
         let decimals = [
             Some((1251, -3)),
             Some((0, EXPONENT_MAX)),
             None,
             Some((7, -3)),
         ];
-        assert_eq!(shared_exponent(&decimals), Some(-3));
-        assert_eq!(shared_exponent(&[Some((125, -2)), Some((7, -3))]), None);
-        assert_eq!(shared_exponent(&[Some((0, EXPONENT_MAX)), None]), None);
+        assert_eq!(smallest_exponent(&decimals), Some(-3));
+        // Mixed counts: 1.25 rescales to 1250 at -3.
+        assert_eq!(
+            smallest_exponent(&[Some((125, -2)), Some((7, -3))]),
+            Some(-3)
+        );
+        assert_eq!(common_exponent(&[Some((125, -2)), Some((7, -3))]), -3);
+        // No non-zero decimal: nothing to take.
+        assert_eq!(smallest_exponent(&[Some((0, EXPONENT_MAX)), None]), None);
+        // A mantissa that would pass 2^53 at the smallest exponent: the general search.
+        assert_eq!(
+            smallest_exponent(&[Some((1 << 50, 0)), Some((1, -3))]),
+            None
+        );
     }
 
     #[test]
