@@ -278,6 +278,17 @@ impl Chunk {
         Some(Chunk::smaller_of(&ts, &vs, &bytes[1..]))
     }
 
+    /// Replaces an unsettled chunk by its settled form; true if it was unsettled.
+    pub(crate) fn settle(&mut self) -> bool {
+        match self.settled() {
+            Some(settled) => {
+                *self = settled;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Length of the settled form's bytes (computed for an unsettled chunk).
     pub(crate) fn settled_len(&self) -> usize {
         self.settled().map_or(self.byte_len(), |c| c.byte_len())

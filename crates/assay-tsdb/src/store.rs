@@ -133,22 +133,16 @@ impl SampleStore {
     /// Settles the newest sealed chunk in place, if it is unsettled.
     pub(crate) fn settle_last(&mut self) {
         if let Some(c) = self.sealed.last_mut() {
-            if let Some(settled) = c.settled() {
-                *c = settled;
-            }
+            c.settle();
         }
     }
 
     /// Settles every unsettled sealed chunk in place; returns how many.
     pub(crate) fn settle_all(&mut self) -> usize {
-        let mut n = 0;
-        for c in &mut self.sealed {
-            if let Some(settled) = c.settled() {
-                *c = settled;
-                n += 1;
-            }
-        }
-        n
+        self.sealed
+            .iter_mut()
+            .filter_map(|c| c.settle().then_some(()))
+            .count()
     }
 
     /// Drops whole chunks whose newest sample is older than `cutoff_ms` (a chunk that
