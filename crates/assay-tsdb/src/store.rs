@@ -141,8 +141,8 @@ impl SampleStore {
     pub(crate) fn settle_all(&mut self) -> usize {
         self.sealed
             .iter_mut()
-            .filter_map(|c| c.settle().then_some(()))
-            .count()
+            .map(|c| usize::from(c.settle()))
+            .sum()
     }
 
     /// Drops whole chunks whose newest sample is older than `cutoff_ms` (a chunk that
