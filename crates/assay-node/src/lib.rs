@@ -37,6 +37,12 @@ use views::{ViewError, Views};
 /// (a 15 s scrape interval seals a fleet's chunks in bursts; a backlog waits this long).
 const SETTLE_IDLE: Duration = Duration::from_millis(20);
 
+/// A node's background thread (if it runs) and the sender whose drop stops it.
+type BackgroundThread = (
+    std::sync::mpsc::Sender<()>,
+    Option<std::thread::JoinHandle<()>>,
+);
+
 /// Why a node could not start, stop cleanly, rebuild or be audited.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -196,12 +202,7 @@ impl Node {
 
     /// Settles the chunks the views seal (re-encodes them in the smaller encoding) off the
     /// sequencer's path, until the returned sender is dropped.
-    fn start_settling(
-        &self,
-    ) -> (
-        std::sync::mpsc::Sender<()>,
-        Option<std::thread::JoinHandle<()>>,
-    ) {
+    fn start_settling(&self) -> BackgroundThread {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let shared = self.shared.clone();
         let thread = std::thread::Builder::new()
@@ -224,12 +225,7 @@ impl Node {
 
     /// Snapshots the views every `tsdb.snapshot_every_ms` while blocks are committed,
     /// until the returned sender is dropped.
-    fn start_snapshots(
-        &self,
-    ) -> (
-        std::sync::mpsc::Sender<()>,
-        Option<std::thread::JoinHandle<()>>,
-    ) {
+    fn start_snapshots(&self) -> BackgroundThread {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let every = self.config.tsdb.snapshot_every_ms;
         if every == 0 {
@@ -308,12 +304,7 @@ impl Node {
 
     /// Packs sealed ledger segments (`assay_ledger::pack`) as they fill, until the returned
     /// sender is dropped. Reading and installing take the ledger lock; packing does not.
-    fn start_packing(
-        &self,
-    ) -> (
-        std::sync::mpsc::Sender<()>,
-        Option<std::thread::JoinHandle<()>>,
-    ) {
+    fn start_packing(&self) -> BackgroundThread {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         if !self.config.ledger.pack_segments {
             return (stop, None);
