@@ -7,20 +7,20 @@
 //! zig-zag varint, value bits), then the metadata (below). It depends only on the state —
 //! samples, chunk layout, metadata — never on series ids or where chunk bytes live.
 //!
-//! # Snapshot, version 5
+//! # Snapshot, version 6
 //!
 //! Integers are unsigned LEB128 varints in their shortest form unless stated.
 //!
 //! ```text
-//! snapshot := magic:"ASTS" version:u8(=5) body checksum:[u8;32]   (SHA-256 of body)
+//! snapshot := magic:"ASTS" version:u8(=6) body checksum:[u8;32]   (SHA-256 of body)
 //! body     := series_count series{series_count} metric_count metric{metric_count}
 //! series   := label_count (name:str value:str){label_count}
-//!             chunk_count chunk{chunk_count} head_count sample{head_count}
+//!             chunk_count chunk{chunk_count} head_count head
+//! head     := timestamps_column values_column     (assay_columns; nothing when head_count = 0)
 //! chunk    := 0x00 count min_t:zz max_t:zz len chunk_bytes{len}             (inline)
 //!           | 0x01 count min_t:zz max_t:zz len file:varint offset:varint crc32:u32le
 //!                                                                   (in a chunk file)
 //! chunk_bytes := 0x01 xor_bit_stream | 0x02 timestamps_column values_column
-//! sample   := ts_delta:zz value:f64-le-bits(8 bytes)
 //! metric   := name:str record_count (type:u8 help:str unit:str){record_count}
 //! str      := len bytes(UTF-8)        zz := zig-zag varint
 //! ```
@@ -31,13 +31,15 @@
 //! XOR layout or `assay_columns`' packed timestamps and values) must decode to exactly its
 //! count, first and last timestamp, and nothing more; a file chunk's bytes must lie in the
 //! chunk file, match the CRC-32 and start with a known encoding byte. The open chunk's samples
-//! follow (fewer than `HEAD_SAMPLES_MAX`, after the last
-//! chunk; the first `ts_delta` is relative to the last chunk's `max_t`, or 0). Metrics
+//! follow (fewer than `HEAD_SAMPLES_MAX`, timestamps increasing and after the last chunk's
+//! `max_t`), as the two columns a sealed chunk holds, without the encoding byte. Metrics
 //! (metadata) are in ascending name order, each with 1..=`RECORDS_PER_METRIC_MAX` distinct
 //! records, oldest first.
 //!
-//! Version 5 added the chunk encoding byte (version 4 chunks were untagged XOR); older
-//! versions are refused and the node rebuilds the view from the ledger.
+//! Version 6 stores the open chunk as columns; version 5 stored each of its samples as
+//! `ts_delta:zz value:f64-le-bits` (the first delta from the last chunk's `max_t`, or 0), and
+//! is still read. Version 5 added the chunk encoding byte (version 4 chunks were untagged XOR);
+//! older versions are refused and the node rebuilds the view from the ledger.
 
 use sha2::{Digest, Sha256};
 
@@ -53,7 +55,9 @@ use crate::{SeriesEntry, Tsdb};
 use assay_ledger::Labels;
 
 /// Version byte of the snapshot encoding this build writes and reads.
-pub const SNAPSHOT_VERSION: u8 = 5;
+pub const SNAPSHOT_VERSION: u8 = 6;
+/// The oldest snapshot version this build still reads (older ones: rebuild from the ledger).
+pub const SNAPSHOT_VERSION_OLDEST: u8 = 5;
 const MAGIC: &[u8; 4] = b"ASTS";
 /// Hard cap on labels per series the decoder accepts (as the ledger's entry decoder).
 const SNAPSHOT_LABELS_PER_SERIES_MAX: usize = assay_ledger::entry::ENTRY_LABELS_PER_SERIES_MAX;
@@ -63,7 +67,7 @@ const SNAPSHOT_LABELS_PER_SERIES_MAX: usize = assay_ledger::entry::ENTRY_LABELS_
 pub enum SnapshotError {
     #[error("snapshot does not start with the magic bytes \"ASTS\": not a tsdb snapshot")]
     Magic,
-    #[error("snapshot version {0} is not supported (this build reads version {SNAPSHOT_VERSION}); rebuild the view from the ledger")]
+    #[error("snapshot version {0} is not supported (this build reads versions {SNAPSHOT_VERSION_OLDEST} to {SNAPSHOT_VERSION}); rebuild the view from the ledger")]
     Version(u8),
     #[error("snapshot checksum does not match its contents: the file is corrupt, rebuild the view from the ledger")]
     Checksum,
@@ -89,6 +93,12 @@ pub enum SnapshotError {
     Chunk {
         series: usize,
         chunk: usize,
+        reason: String,
+    },
+    #[error("series {series}: open chunk's {what} column does not decode: {reason}")]
+    Column {
+        series: usize,
+        what: &'static str,
         reason: String,
     },
     #[error("series {series}, sample {sample}: timestamp does not increase or overflows")]
@@ -221,13 +231,13 @@ pub(crate) fn encode(db: &Tsdb) -> Vec<u8> {
                 }
             }
         }
-        let head: Vec<(i64, f64)> = e.samples.head_samples().collect();
-        put_varint(&mut out, head.len() as u64);
-        let mut prev = sealed.last().map_or(0, |c| c.max_t());
-        for (ts, v) in head {
-            put_varint(&mut out, zigzag(ts.wrapping_sub(prev)));
-            prev = ts;
-            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        // The open chunk as the two columns a sealed one would hold: 8 raw bytes a value
+        // (version 5) made the open chunks a third of a young view's snapshot.
+        let (ts, vs): (Vec<i64>, Vec<f64>) = e.samples.head_samples().unzip();
+        put_varint(&mut out, ts.len() as u64);
+        if !ts.is_empty() {
+            assay_columns::encode_timestamps_packed(&ts, &mut out);
+            assay_columns::encode_values_packed(&vs, &mut out);
         }
     }
     write_metadata(db, &mut out);
@@ -243,7 +253,7 @@ pub(crate) fn decode(bytes: &[u8], chunk_dir: Option<&Path>) -> Result<Tsdb, Sna
     let version = *bytes
         .get(MAGIC.len())
         .ok_or(SnapshotError::Truncated(MAGIC.len()))?;
-    if version != SNAPSHOT_VERSION {
+    if !(SNAPSHOT_VERSION_OLDEST..=SNAPSHOT_VERSION).contains(&version) {
         return Err(SnapshotError::Version(version));
     }
     let body_start = MAGIC.len() + 1;
@@ -263,7 +273,7 @@ pub(crate) fn decode(bytes: &[u8], chunk_dir: Option<&Path>) -> Result<Tsdb, Sna
         dir: chunk_dir,
         open: HashMap::new(),
     };
-    let entries = read_body(&mut r, &mut files)?;
+    let entries = read_body(&mut r, &mut files, version)?;
     let metadata = read_metadata(&mut r)?;
     if r.at != body_end {
         return Err(SnapshotError::Trailing(body_end - r.at));
@@ -296,6 +306,7 @@ impl ChunkFiles<'_> {
 fn read_body(
     r: &mut Reader<'_>,
     files: &mut ChunkFiles<'_>,
+    version: u8,
 ) -> Result<Vec<SeriesEntry>, SnapshotError> {
     let series_count = r.count("series count", 2)?;
     let mut entries: Vec<SeriesEntry> = Vec::with_capacity(series_count);
@@ -360,28 +371,21 @@ fn read_body(
             };
             sealed.push(chunk);
         }
-        let head_count = r.count("sample count", 9)?;
+        // Columns may take a few bytes for any count (a constant column): the bound on the
+        // open chunk's length limits what a column decoder allocates.
+        let head_count = r.count("sample count", if version >= 6 { 0 } else { 9 })?;
         if head_count >= HEAD_SAMPLES_MAX {
             return Err(SnapshotError::Layout(i));
         }
         if head_count == 0 && sealed.is_empty() {
             return Err(SnapshotError::SeriesEmpty(i));
         }
-        let mut head: Vec<(i64, f64)> = Vec::with_capacity(head_count);
-        let mut prev = sealed.last().map(|c| c.max_t());
-        let base = prev.unwrap_or(0);
-        for j in 0..head_count {
-            let delta = unzigzag(r.varint()?);
-            let ts = prev.unwrap_or(base).checked_add(delta);
-            let ts = ts.filter(|&t| prev.is_none_or(|p| t > p));
-            let ts = ts.ok_or(SnapshotError::TimestampOrder {
-                series: i,
-                sample: j,
-            })?;
-            prev = Some(ts);
-            let value = f64::from_bits(u64::from_le_bytes(r.array8()?));
-            head.push((ts, value));
-        }
+        let last_sealed = sealed.last().map(|c| c.max_t());
+        let head = if version >= 6 {
+            read_head_columns(r, i, head_count, last_sealed)?
+        } else {
+            read_head_raw(r, i, head_count, last_sealed)?
+        };
         let samples = SampleStore::from_parts(sealed, &head);
         debug_assert!(samples.is_sorted_unique());
         entries.push(SeriesEntry {
@@ -391,6 +395,63 @@ fn read_body(
         });
     }
     Ok(entries)
+}
+
+/// The open chunk's samples, version 6: two columns, timestamps strictly increasing and
+/// after the last sealed chunk.
+fn read_head_columns(
+    r: &mut Reader<'_>,
+    series: usize,
+    count: usize,
+    last_sealed: Option<i64>,
+) -> Result<Vec<(i64, f64)>, SnapshotError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let column =
+        |what: &'static str, at: usize, e: assay_columns::ColumnError| SnapshotError::Column {
+            series,
+            what,
+            reason: format!("{e} (column at snapshot byte {at})"),
+        };
+    let at = r.at;
+    let (ts, used) = assay_columns::decode_timestamps(&r.bytes[at..], count)
+        .map_err(|e| column("timestamps", at, e))?;
+    r.at += used;
+    let at = r.at;
+    let (vs, used) =
+        assay_columns::decode_values(&r.bytes[at..], count).map_err(|e| column("values", at, e))?;
+    r.at += used;
+    let mut prev = last_sealed;
+    for (j, &t) in ts.iter().enumerate() {
+        if prev.is_some_and(|p| t <= p) {
+            return Err(SnapshotError::TimestampOrder { series, sample: j });
+        }
+        prev = Some(t);
+    }
+    Ok(ts.into_iter().zip(vs).collect())
+}
+
+/// The open chunk's samples, version 5: a timestamp delta and 8 value bytes each.
+fn read_head_raw(
+    r: &mut Reader<'_>,
+    series: usize,
+    count: usize,
+    last_sealed: Option<i64>,
+) -> Result<Vec<(i64, f64)>, SnapshotError> {
+    let mut head: Vec<(i64, f64)> = Vec::with_capacity(count);
+    let mut prev = last_sealed;
+    let base = prev.unwrap_or(0);
+    for j in 0..count {
+        let delta = unzigzag(r.varint()?);
+        let ts = prev.unwrap_or(base).checked_add(delta);
+        let ts = ts.filter(|&t| prev.is_none_or(|p| t > p));
+        let ts = ts.ok_or(SnapshotError::TimestampOrder { series, sample: j })?;
+        prev = Some(ts);
+        let value = f64::from_bits(u64::from_le_bytes(r.array8()?));
+        head.push((ts, value));
+    }
+    Ok(head)
 }
 
 fn read_metadata(r: &mut Reader<'_>) -> Result<MetadataStore, SnapshotError> {

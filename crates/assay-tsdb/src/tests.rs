@@ -156,7 +156,7 @@ fn snapshot_rejects_corruption_without_panicking() {
         b"",
         expect![[r#"snapshot does not start with the magic bytes "ASTS": not a tsdb snapshot"#]],
     );
-    check(b"ASTS\x01", expect!["snapshot version 1 is not supported (this build reads version 5); rebuild the view from the ledger"]);
+    check(b"ASTS\x01", expect!["snapshot version 1 is not supported (this build reads versions 5 to 6); rebuild the view from the ledger"]);
     let mut flipped = bytes.clone();
     flipped[8] ^= 1;
     check(&flipped, expect!["snapshot checksum does not match its contents: the file is corrupt, rebuild the view from the ledger"]);
@@ -228,10 +228,79 @@ fn snapshot_rejects_corruption_without_panicking() {
     );
 }
 
+/// A version 5 snapshot of `body` (its open chunks: a timestamp delta and 8 value bytes a
+/// sample; the cases above spell samples that way).
 fn with_checksum(body: &[u8]) -> Vec<u8> {
+    with_version(5, body)
+}
+
+fn with_version(version: u8, body: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     let sum: [u8; 32] = Sha256::digest(body).into();
-    [b"ASTS".as_slice(), &[crate::SNAPSHOT_VERSION], body, &sum].concat()
+    [b"ASTS".as_slice(), &[version], body, &sum].concat()
+}
+
+/// One series `a` with no sealed chunk and an open chunk of `head` (count, then its bytes).
+fn one_open_series(head: &[u8]) -> Vec<u8> {
+    [&[1u8, 1, 8][..], b"__name__", &[1], b"a", &[0], head, &[0]].concat()
+}
+
+#[test]
+fn snapshot_reads_the_open_chunk_as_columns_and_still_reads_version_5() {
+    let cols = |ts: &[i64], vs: &[f64]| {
+        let mut b = vec![ts.len() as u8];
+        assay_columns::encode_timestamps_packed(ts, &mut b);
+        assay_columns::encode_values_packed(vs, &mut b);
+        b
+    };
+    let v6 = with_version(
+        6,
+        &one_open_series(&cols(&[1_000, 2_000], &[0.5, f64::NAN])),
+    );
+    let db = Tsdb::decode_snapshot(&v6, None).unwrap();
+    expect![[r#"
+        [("__name__", "a")] 1000:0.5 2000:NaN
+    "#]]
+    .assert_eq(&dump(&db));
+    // What this build writes is version 6, byte for byte the one above.
+    assert_eq!(db.encode_snapshot(), v6);
+    // The same samples as version 5 wrote them: deltas, then 8 bytes of value bits.
+    let raw = |delta: u16, v: f64| {
+        let (mut b, mut zz) = (Vec::new(), u64::from(delta) << 1);
+        while zz >= 0x80 {
+            b.push(zz as u8 | 0x80);
+            zz >>= 7;
+        }
+        b.push(zz as u8);
+        [b, v.to_bits().to_le_bytes().to_vec()].concat()
+    };
+    let v5_head = [vec![2u8], raw(1_000, 0.5), raw(1_000, f64::NAN)].concat();
+    let v5 = Tsdb::decode_snapshot(&with_version(5, &one_open_series(&v5_head)), None).unwrap();
+    assert_eq!(v5.digest(), db.digest());
+    assert_eq!(
+        v5.encode_snapshot(),
+        v6,
+        "a version 5 snapshot is rewritten as version 6"
+    );
+
+    let check = |body: Vec<u8>, e: Expect| {
+        e.assert_eq(
+            &Tsdb::decode_snapshot(&with_version(6, &body), None)
+                .unwrap_err()
+                .to_string(),
+        )
+    };
+    check(
+        one_open_series(&cols(&[1_000, 1_000], &[1.0, 2.0])),
+        expect!["series 0, sample 1: timestamp does not increase or overflows"],
+    );
+    // The count says three samples, the columns hold two.
+    let mut short = cols(&[1_000, 2_000], &[1.0, 2.0]);
+    short[0] = 3;
+    check(
+        one_open_series(&short),
+        expect!["series 0: open chunk's values column does not decode: column malformed: exception count at byte 1 is out of range (column at snapshot byte 26)"],
+    );
 }
 
 #[test]
