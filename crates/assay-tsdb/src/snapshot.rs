@@ -17,8 +17,8 @@
 //! series   := label_count (name:str value:str){label_count}
 //!             chunk_count chunk{chunk_count} head_count head
 //! head     := timestamps_column values_column     (assay_columns; nothing when head_count = 0)
-//! chunk    := 0x00 count min_t:zz max_t:zz len chunk_bytes{len}             (inline)
-//!           | 0x01 count min_t:zz max_t:zz len file:varint offset:varint crc32:u32le
+//! chunk    := 0x00 count len chunk_bytes{len}                                (inline)
+//!           | 0x01 count gap:zz span len file:varint offset:varint crc32:u32le
 //!                                                                   (in a chunk file)
 //! chunk_bytes := 0x01 xor_bit_stream | 0x02 timestamps_column values_column
 //! metric   := name:str record_count (type:u8 help:str unit:str){record_count}
@@ -26,19 +26,23 @@
 //! ```
 //!
 //! Series are in ascending label order, each with at least one sample. Chunks are the
-//! sealed chunks, oldest first: each holds 1..=240 samples, `min_t <= max_t`, and starts
-//! after the previous one ends; an inline chunk's bytes (an encoding byte, then Prometheus'
-//! XOR layout or `assay_columns`' packed timestamps and values) must decode to exactly its
-//! count, first and last timestamp, and nothing more; a file chunk's bytes must lie in the
-//! chunk file, match the CRC-32 and start with a known encoding byte. The open chunk's samples
+//! sealed chunks, oldest first: each holds 1..=240 samples and starts after the previous
+//! one ends; an inline chunk's bytes (an encoding byte, then Prometheus' XOR layout or
+//! `assay_columns`' packed timestamps and values) must decode to exactly its count and
+//! nothing more, and give its time range; a file chunk's time range is `min_t` = the previous
+//! chunk's `max_t` (0 for the first) + `gap`, `max_t` = `min_t` + `span`, and its bytes must
+//! lie in the chunk file, match the CRC-32 and start with a known encoding byte (its time
+//! range is not re-derived from them: that would read every chunk file at start; the
+//! snapshot's SHA-256 covers it). The open chunk's samples
 //! follow (fewer than `HEAD_SAMPLES_MAX`, timestamps increasing and after the last chunk's
 //! `max_t`), as the two columns a sealed chunk holds, without the encoding byte. Metrics
 //! (metadata) are in ascending name order, each with 1..=`RECORDS_PER_METRIC_MAX` distinct
 //! records, oldest first.
 //!
-//! Version 6 stores the open chunk as columns; version 5 stored each of its samples as
-//! `ts_delta:zz value:f64-le-bits` (the first delta from the last chunk's `max_t`, or 0), and
-//! is still read. Version 5 added the chunk encoding byte (version 4 chunks were untagged XOR);
+//! Version 6 stores the open chunk as columns and chunk time ranges as above; version 5,
+//! still read, stored each open-chunk sample as `ts_delta:zz value:f64-le-bits` (the first
+//! delta from the last chunk's `max_t`, or 0) and every chunk as
+//! `kind count min_t:zz max_t:zz len …` (an inline chunk's range checked against its bytes). Version 5 added the chunk encoding byte (version 4 chunks were untagged XOR);
 //! older versions are refused and the node rebuilds the view from the ledger.
 
 use sha2::{Digest, Sha256};
@@ -213,23 +217,29 @@ pub(crate) fn encode(db: &Tsdb) -> Vec<u8> {
         }
         let sealed = e.samples.sealed();
         put_varint(&mut out, sealed.len() as u64);
+        let mut prev_max_t = 0;
         for c in sealed {
             // Snapshots hold chunks settled, as a replica that settled them all would.
             let settled = c.settled();
             let c = settled.as_ref().unwrap_or(c);
             out.push(u8::from(c.file_ref().is_some()));
             put_varint(&mut out, c.len() as u64);
-            put_varint(&mut out, zigzag(c.min_t()));
-            put_varint(&mut out, zigzag(c.max_t()));
-            put_varint(&mut out, c.byte_len() as u64);
             match c.file_ref() {
-                None => out.extend_from_slice(c.bytes()),
+                None => {
+                    put_varint(&mut out, c.byte_len() as u64);
+                    out.extend_from_slice(c.bytes());
+                }
                 Some((file, offset, _)) => {
+                    put_varint(&mut out, zigzag(c.min_t().wrapping_sub(prev_max_t)));
+                    let span = i128::from(c.max_t()) - i128::from(c.min_t());
+                    put_varint(&mut out, span as u64);
+                    put_varint(&mut out, c.byte_len() as u64);
                     put_varint(&mut out, file);
                     put_varint(&mut out, offset as u64);
                     out.extend_from_slice(&crc32fast::hash(c.bytes()).to_le_bytes());
                 }
             }
+            prev_max_t = c.max_t();
         }
         // The open chunk as the two columns a sealed one would hold: 8 raw bytes a value
         // (version 5) made the open chunks a third of a young view's snapshot.
@@ -315,7 +325,7 @@ fn read_body(
         if entries.last().is_some_and(|prev| prev.labels >= labels) {
             return Err(SnapshotError::SeriesOrder(i));
         }
-        let chunk_count = r.count("chunk count", 6)?;
+        let chunk_count = r.count("chunk count", if version >= 6 { 4 } else { 6 })?;
         let mut sealed: Vec<Chunk> = Vec::with_capacity(chunk_count);
         for k in 0..chunk_count {
             let bad = |reason: &str| SnapshotError::Chunk {
@@ -325,17 +335,27 @@ fn read_body(
             };
             let kind = r.u8()?;
             let count = r.varint()?;
-            let min_t = unzigzag(r.varint()?);
-            let max_t = unzigzag(r.varint()?);
+            // Version 6 spells a mapped chunk's time range from the chunk before, and an
+            // inline chunk's not at all (its bytes hold it); version 5 spelled both whole.
+            let range = if version < 6 {
+                Some((unzigzag(r.varint()?), unzigzag(r.varint()?)))
+            } else if kind == 1 {
+                let base = sealed.last().map_or(0, |c| c.max_t());
+                let min_t = base.wrapping_add(unzigzag(r.varint()?));
+                let max_t = i64::try_from(i128::from(min_t) + i128::from(r.varint()?))
+                    .map_err(|_| bad("its time range overflows"))?;
+                Some((min_t, max_t))
+            } else {
+                None
+            };
             let len = r.count("chunk length", 1)?;
-            if !(1..=CHUNK_LEN_MAX).contains(&count) || min_t > max_t {
+            if !(1..=CHUNK_LEN_MAX).contains(&count)
+                || range.is_some_and(|(min_t, max_t)| min_t > max_t)
+            {
                 return Err(bad("its sample count or time range is invalid"));
             }
-            if sealed.last().is_some_and(|prev| prev.max_t() >= min_t) {
-                return Err(bad("it does not start after the previous chunk"));
-            }
-            let chunk = match kind {
-                0 => {
+            let chunk = match (kind, range) {
+                (0, _) => {
                     let at = r.at;
                     let bytes = r.bytes(len)?;
                     let c = Chunk::from_bytes(bytes.into(), count as u32).ok_or(
@@ -345,12 +365,12 @@ fn read_body(
                             reason: format!("bytes at {at} do not decode"),
                         },
                     )?;
-                    if (c.min_t(), c.max_t()) != (min_t, max_t) {
+                    if range.is_some_and(|range| (c.min_t(), c.max_t()) != range) {
                         return Err(bad("its bytes do not match its time range"));
                     }
                     c
                 }
-                1 => {
+                (1, Some((min_t, max_t))) => {
                     let file = r.varint()?;
                     let offset =
                         usize::try_from(r.varint()?).map_err(|_| bad("offset overflows"))?;
@@ -369,6 +389,12 @@ fn read_body(
                 }
                 _ => return Err(bad("unknown chunk kind")),
             };
+            if sealed
+                .last()
+                .is_some_and(|prev| prev.max_t() >= chunk.min_t())
+            {
+                return Err(bad("it does not start after the previous chunk"));
+            }
             sealed.push(chunk);
         }
         // Columns may take a few bytes for any count (a constant column): the bound on the
