@@ -500,6 +500,18 @@ impl OpenChunk {
         XorIter::new(&self.enc.w.bytes, self.enc.n)
     }
 
+    /// Appends what a sealed chunk of these samples would hold in the XOR encoding (the
+    /// encoding byte, then the bit stream as it is: a copy, no re-encoding).
+    pub(crate) fn put_chunk_bytes(&self, out: &mut Vec<u8>) {
+        out.push(ChunkEncoding::Xor as u8);
+        out.extend_from_slice(&self.enc.w.bytes);
+    }
+
+    /// Bytes [`OpenChunk::put_chunk_bytes`] appends.
+    pub(crate) fn chunk_bytes_len(&self) -> usize {
+        1 + self.enc.w.bytes.len()
+    }
+
     /// Closes the chunk, unsettled (its XOR bytes; see [`Chunk`]); `None` when it is
     /// empty. Leaves an empty open chunk behind.
     pub(crate) fn seal(&mut self) -> Option<Chunk> {

@@ -16,7 +16,7 @@
 //! body     := series_count series{series_count} metric_count metric{metric_count}
 //! series   := label_count (name:str value:str){label_count}
 //!             chunk_count chunk{chunk_count} head_count head
-//! head     := timestamps_column values_column     (assay_columns; nothing when head_count = 0)
+//! head     := len chunk_bytes{len}                (nothing when head_count = 0)
 //! chunk    := 0x00 count len chunk_bytes{len}                                (inline)
 //!           | 0x01 count gap:zz span len file:varint offset:varint crc32:u32le
 //!                                                                   (in a chunk file)
@@ -35,11 +35,12 @@
 //! range is not re-derived from them: that would read every chunk file at start; the
 //! snapshot's SHA-256 covers it). The open chunk's samples
 //! follow (fewer than `HEAD_SAMPLES_MAX`, timestamps increasing and after the last chunk's
-//! `max_t`), as the two columns a sealed chunk holds, without the encoding byte. Metrics
+//! `max_t`), as a chunk's bytes (this build writes the open chunk's XOR stream as it holds
+//! it). Metrics
 //! (metadata) are in ascending name order, each with 1..=`RECORDS_PER_METRIC_MAX` distinct
 //! records, oldest first.
 //!
-//! Version 6 stores the open chunk as columns and chunk time ranges as above; version 5,
+//! Version 6 stores the open chunk's bytes and chunk time ranges as above; version 5,
 //! still read, stored each open-chunk sample as `ts_delta:zz value:f64-le-bits` (the first
 //! delta from the last chunk's `max_t`, or 0) and every chunk as
 //! `kind count min_t:zz max_t:zz len …` (an inline chunk's range checked against its bytes). Version 5 added the chunk encoding byte (version 4 chunks were untagged XOR);
@@ -99,12 +100,8 @@ pub enum SnapshotError {
         chunk: usize,
         reason: String,
     },
-    #[error("series {series}: open chunk's {what} column does not decode: {reason}")]
-    Column {
-        series: usize,
-        what: &'static str,
-        reason: String,
-    },
+    #[error("series {series}, open chunk: {reason}")]
+    Head { series: usize, reason: String },
     #[error("series {series}, sample {sample}: timestamp does not increase or overflows")]
     TimestampOrder { series: usize, sample: usize },
     #[error("{0} bytes trail the snapshot body")]
@@ -197,13 +194,19 @@ pub(crate) fn digest(db: &Tsdb) -> [u8; 32] {
 }
 
 pub(crate) fn encode(db: &Tsdb) -> Vec<u8> {
-    let inline: usize = db
+    let sealed_inline: usize = db
         .series
         .iter()
         .flat_map(|e| e.samples.sealed())
         .filter(|c| c.file_ref().is_none())
         .map(|c| c.byte_len() + 12)
         .sum();
+    let heads: usize = db
+        .series
+        .iter()
+        .map(|e| e.samples.head().chunk_bytes_len())
+        .sum();
+    let inline = sealed_inline + heads;
     let mut out = Vec::with_capacity(64 + inline + db.series.len() * 200);
     out.extend_from_slice(MAGIC);
     out.push(SNAPSHOT_VERSION);
@@ -241,13 +244,14 @@ pub(crate) fn encode(db: &Tsdb) -> Vec<u8> {
             }
             prev_max_t = c.max_t();
         }
-        // The open chunk as the two columns a sealed one would hold: 8 raw bytes a value
-        // (version 5) made the open chunks a third of a young view's snapshot.
-        let (ts, vs): (Vec<i64>, Vec<f64>) = e.samples.head_samples().unzip();
-        put_varint(&mut out, ts.len() as u64);
-        if !ts.is_empty() {
-            assay_columns::encode_timestamps_packed(&ts, &mut out);
-            assay_columns::encode_values_packed(&vs, &mut out);
+        // The open chunk as the bytes it holds (compressed, copied as they are: encoding
+        // them afresh would hold the views lock longer). Version 5's 8 raw bytes a value
+        // made the open chunks a third of a young view's snapshot.
+        let head = e.samples.head();
+        put_varint(&mut out, head.len() as u64);
+        if head.len() > 0 {
+            put_varint(&mut out, head.chunk_bytes_len() as u64);
+            head.put_chunk_bytes(&mut out);
         }
     }
     write_metadata(db, &mut out);
@@ -397,8 +401,8 @@ fn read_body(
             }
             sealed.push(chunk);
         }
-        // Columns may take a few bytes for any count (a constant column): the bound on the
-        // open chunk's length limits what a column decoder allocates.
+        // An open chunk's bytes may be a few for any count (constant samples): the bound
+        // on its length limits what its decoder allocates.
         let head_count = r.count("sample count", if version >= 6 { 0 } else { 9 })?;
         if head_count >= HEAD_SAMPLES_MAX {
             return Err(SnapshotError::Layout(i));
@@ -408,7 +412,7 @@ fn read_body(
         }
         let last_sealed = sealed.last().map(|c| c.max_t());
         let head = if version >= 6 {
-            read_head_columns(r, i, head_count, last_sealed)?
+            read_head_chunk(r, i, head_count, last_sealed)?
         } else {
             read_head_raw(r, i, head_count, last_sealed)?
         };
@@ -423,9 +427,9 @@ fn read_body(
     Ok(entries)
 }
 
-/// The open chunk's samples, version 6: two columns, timestamps strictly increasing and
+/// The open chunk's samples, version 6: a chunk's bytes (either encoding), timestamps
 /// after the last sealed chunk.
-fn read_head_columns(
+fn read_head_chunk(
     r: &mut Reader<'_>,
     series: usize,
     count: usize,
@@ -434,28 +438,17 @@ fn read_head_columns(
     if count == 0 {
         return Ok(Vec::new());
     }
-    let column =
-        |what: &'static str, at: usize, e: assay_columns::ColumnError| SnapshotError::Column {
-            series,
-            what,
-            reason: format!("{e} (column at snapshot byte {at})"),
-        };
+    let len = r.count("open chunk length", 1)?;
     let at = r.at;
-    let (ts, used) = assay_columns::decode_timestamps(&r.bytes[at..], count)
-        .map_err(|e| column("timestamps", at, e))?;
-    r.at += used;
-    let at = r.at;
-    let (vs, used) =
-        assay_columns::decode_values(&r.bytes[at..], count).map_err(|e| column("values", at, e))?;
-    r.at += used;
-    let mut prev = last_sealed;
-    for (j, &t) in ts.iter().enumerate() {
-        if prev.is_some_and(|p| t <= p) {
-            return Err(SnapshotError::TimestampOrder { series, sample: j });
-        }
-        prev = Some(t);
+    let bytes = r.bytes(len)?;
+    let chunk = Chunk::from_bytes(bytes.into(), count as u32).ok_or(SnapshotError::Head {
+        series,
+        reason: format!("bytes at {at} do not decode to {count} samples in time order"),
+    })?;
+    if last_sealed.is_some_and(|t| chunk.min_t() <= t) {
+        return Err(SnapshotError::TimestampOrder { series, sample: 0 });
     }
-    Ok(ts.into_iter().zip(vs).collect())
+    Ok(chunk.iter().collect())
 }
 
 /// The open chunk's samples, version 5: a timestamp delta and 8 value bytes each.

@@ -215,8 +215,14 @@ impl SampleStore {
     }
 
     /// The open chunk's samples.
+    #[cfg(test)]
     pub(crate) fn head_samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
         self.head.iter()
+    }
+
+    /// The open chunk.
+    pub(crate) fn head(&self) -> &OpenChunk {
+        &self.head
     }
 
     /// Replaces sealed chunk `i` by one with the same samples (bytes moved to a file).
