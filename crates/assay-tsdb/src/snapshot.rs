@@ -33,17 +33,17 @@
 //! chunk's `max_t` (0 for the first) + `gap`, `max_t` = `min_t` + `span`, and its bytes must
 //! lie in the chunk file, match the CRC-32 and start with a known encoding byte (its time
 //! range is not re-derived from them: that would read every chunk file at start; the
-//! snapshot's SHA-256 covers it). The open chunk's samples
-//! follow (fewer than `HEAD_SAMPLES_MAX`, timestamps increasing and after the last chunk's
-//! `max_t`), as a chunk's bytes (this build writes the open chunk's XOR stream as it holds
-//! it). Metrics
+//! snapshot's SHA-256 covers it). The open chunk's samples follow (fewer than
+//! `HEAD_SAMPLES_MAX`, timestamps increasing and after the last chunk's `max_t`), as a
+//! chunk's bytes (this build writes the open chunk's XOR stream as it holds it). Metrics
 //! (metadata) are in ascending name order, each with 1..=`RECORDS_PER_METRIC_MAX` distinct
 //! records, oldest first.
 //!
 //! Version 6 stores the open chunk's bytes and chunk time ranges as above; version 5,
 //! still read, stored each open-chunk sample as `ts_delta:zz value:f64-le-bits` (the first
 //! delta from the last chunk's `max_t`, or 0) and every chunk as
-//! `kind count min_t:zz max_t:zz len …` (an inline chunk's range checked against its bytes). Version 5 added the chunk encoding byte (version 4 chunks were untagged XOR);
+//! `kind count min_t:zz max_t:zz len …` (an inline chunk's range checked against its
+//! bytes). Version 5 added the chunk encoding byte (version 4 chunks were untagged XOR);
 //! older versions are refused and the node rebuilds the view from the ledger.
 
 use sha2::{Digest, Sha256};

@@ -214,12 +214,6 @@ impl SampleStore {
         &self.sealed
     }
 
-    /// The open chunk's samples.
-    #[cfg(test)]
-    pub(crate) fn head_samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
-        self.head.iter()
-    }
-
     /// The open chunk.
     pub(crate) fn head(&self) -> &OpenChunk {
         &self.head

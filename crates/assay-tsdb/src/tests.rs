@@ -281,7 +281,7 @@ fn encode_version_5(db: &Tsdb) -> Vec<u8> {
                 }
             }
         }
-        let head: Vec<(i64, f64)> = e.samples.head_samples().collect();
+        let head: Vec<(i64, f64)> = e.samples.head().iter().collect();
         leb128(&mut b, head.len() as u64);
         let mut prev = e.samples.sealed().last().map_or(0, |c| c.max_t());
         for (t, v) in head {
