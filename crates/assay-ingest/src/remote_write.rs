@@ -212,19 +212,40 @@ fn parse_decoded(
     // The sample fields of the series being added, reused from series to series.
     let mut samples = Vec::new();
     let mut request = Wire::new(decoded);
-    while let Some((tag, value)) = request.next_field().map_err(|e| proto_error("", e))? {
+    // A series is added once the field after it has been read, so that the cache slot of
+    // the next series' key is being loaded while this one is added (see `SeriesCache`).
+    // Errors keep their order: a pending series is added before anything else is looked at.
+    let mut pending: Option<(&[u8], Option<CacheKey>)> = None;
+    loop {
+        let field = request.next_field();
+        let next_series = match &field {
+            Ok(Some((1, Value::Bytes(series)))) => Some(*series),
+            _ => None,
+        };
+        let next_key = next_series.zip(cache).map(|(series, c)| {
+            let end = label_prefix_end(series);
+            (end, c.prefetch(&series[..end]))
+        });
+        if let Some((series, key)) = pending.take() {
+            parsed.exemplars_ignored += add_series(
+                series,
+                key,
+                series_index,
+                limits,
+                cache,
+                &mut samples,
+                &mut builder,
+            )?;
+            series_index += 1;
+        }
+        if let Some(series) = next_series {
+            pending = Some((series, next_key));
+            continue;
+        }
+        let Some((tag, value)) = field.map_err(|e| proto_error("", e))? else {
+            break;
+        };
         match (tag, value) {
-            (1, Value::Bytes(series)) => {
-                parsed.exemplars_ignored += add_series(
-                    series,
-                    series_index,
-                    limits,
-                    cache,
-                    &mut samples,
-                    &mut builder,
-                )?;
-                series_index += 1;
-            }
             (3, Value::Bytes(meta)) => {
                 if parsed.metadata.len() >= limits.samples_per_batch_max {
                     let what = format!(
@@ -326,10 +347,16 @@ fn wrong_wire_type(tag: u32) -> String {
     format!("field {tag} has the wrong wire type")
 }
 
+/// A series' key in the [`SeriesCache`]: the end of its label prefix, and the prefix's hash
+/// from [`SeriesCache::prefetch`].
+type CacheKey = (usize, u64);
+
 /// One series: its labels (from the cache, or decoded and checked in one pass that also
-/// checks the structure), then its samples. Returns the number of exemplars ignored.
+/// checks the structure), then its samples; `key` is `Some` whenever `cache` is.
+/// Returns the number of exemplars ignored.
 fn add_series<'a>(
     bytes: &'a [u8],
+    key: Option<CacheKey>,
     s: usize,
     limits: &Limits,
     cache: Option<&SeriesCache>,
@@ -337,9 +364,8 @@ fn add_series<'a>(
     builder: &mut BatchBuilder<'_>,
 ) -> Result<usize, IngestError> {
     samples.clear();
-    let hit = cache.and_then(|c| {
-        let end = label_prefix_end(bytes);
-        let (labels, hash) = c.get(&bytes[..end])?;
+    let hit = cache.zip(key).and_then(|(c, (end, key_hash))| {
+        let (labels, hash) = c.get_hashed(&bytes[..end], key_hash)?;
         Some((end, labels, hash))
     });
     let mut plain = [(0i64, 0f64); PLAIN_SAMPLES_MAX];
