@@ -1155,7 +1155,10 @@ pub(crate) fn put_sample(out: &mut Vec<u8>, series: u64, delta_ms: i64, bits: u6
     let mut n = put_varint_in(&mut buf, 0, series);
     n = put_varint_in(&mut buf, n, zigzag(delta_ms));
     buf[n..n + 8].copy_from_slice(&bits.to_le_bytes());
-    out.extend_from_slice(&buf[..n + 8]);
+    // A fixed-size copy and a truncate: a copy of `n + 8` bytes was a call to memcpy, on
+    // every sample's path (1 % of ingest CPU).
+    out.extend_from_slice(&buf);
+    out.truncate(out.len() - (buf.len() - (n + 8)));
 }
 
 /// Writes `v` as a varint into `buf` at `at` (room for 10 bytes); returns the end.

@@ -78,8 +78,17 @@ impl BitWriter {
         let total = used + u32::from(n); // <= 71
         let len = total.div_ceil(8) as usize; // <= 9
         let joined = ((head << n) | v) << (len as u32 * 8 - total);
-        self.bytes
-            .extend_from_slice(&joined.to_be_bytes()[16 - len..]);
+        if self.bytes.capacity() - self.bytes.len() >= 16 {
+            // The `len` bytes go first, all 16 are appended and the rest cut off again: a
+            // fixed-size copy, where appending `len` bytes was a call to memcpy. Only with
+            // room to spare, so a chunk's capacity grows exactly as without it.
+            let joined = joined << ((16 - len) * 8);
+            self.bytes.extend_from_slice(&joined.to_be_bytes());
+            self.bytes.truncate(self.bytes.len() - (16 - len));
+        } else {
+            self.bytes
+                .extend_from_slice(&joined.to_be_bytes()[16 - len..]);
+        }
         self.used = (total % 8) as u8;
     }
 
