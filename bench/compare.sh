@@ -61,8 +61,8 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT INT TERM
-
-log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
@@ -72,19 +72,9 @@ record() {
         '. + {server:$s, phase:$p, load:$l}' <<<"$1" >>"$RESULTS"
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
 stop_server() {
     if [[ -n "$srv_pid" ]] && kill -0 "$srv_pid" 2>/dev/null; then
-        kill -TERM "$srv_pid" 2>/dev/null || true
-        # Assay writes its views snapshot at a clean stop: give it time, boundedly.
-        for _ in $(seq 1200); do
-            kill -0 "$srv_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$srv_pid" 2>/dev/null || true
+        stop_pid "$srv_pid" 1200
         wait "$srv_pid" 2>/dev/null || true
     fi
     srv_pid=""
@@ -119,20 +109,15 @@ start_server() {
         ;;
     esac
     srv_pid=$!
-    for _ in $(seq 300); do
-        if curl -sf "$url$health" >/dev/null 2>&1; then
-            log "$srv_name up at $url (pid $srv_pid), data $data"
-            return 0
-        fi
-        kill -0 "$srv_pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    if wait_up "$url$health" "$srv_pid" 300; then
+        log "$srv_name up at $url (pid $srv_pid), data $data"
+        return 0
+    fi
     echo "$srv_name did not come up; its log:" >&2
     tail -50 "$work/$srv_name.log" >&2
     return 1
 }
 
-bytes_of() { du -sb "$@" 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
 
 # Flushes to disk and records the bytes (arg 1: samples stored).
 measure_disk() {

@@ -12,6 +12,8 @@
 # -p assay-bench`; note `-p assay`, the package of the `assay` binary). The machine's speed
 # drifts by ±20 % within an hour: compare builds only within one interleaved invocation.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 if [[ $# -lt 3 ]]; then
     sed -n '2,13p' "$0" >&2
     exit 2
@@ -40,10 +42,7 @@ for rep in $(seq "$reps"); do
         rm -rf "$data"
         "$d/assay" serve --data-dir "$data" --listen "127.0.0.1:$port" >"$work/log" 2>&1 &
         pid=$!
-        for _ in $(seq 100); do
-            curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-            sleep 0.1
-        done
+        wait_up "http://127.0.0.1:$port/healthz" "$pid" 100 || { cat "$work/log" >&2; exit 1; }
         threads "$pid" >"$work/before"
         out="$("$d/assay-bench" --json remote-write --url "http://127.0.0.1:$port" \
             --path /api/v1/write --connections 4 --batch 5000 --series 10000 \

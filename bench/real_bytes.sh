@@ -53,20 +53,13 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-log() { echo "[$(date -u +%H:%M:%S)] $*"; }
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-bytes_of() { du -sb "$@" 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
-wait_up() { # URL NAME PID
-    for _ in $(seq 300); do
-        if curl -sf "$1" >/dev/null 2>&1; then
-            log "$2 up (pid $3)"
-            return 0
-        fi
-        kill -0 "$3" 2>/dev/null || break
-        sleep 0.1
-    done
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
+up() { # URL NAME PID
+    if wait_up "$1" "$3" 300; then
+        log "$2 up (pid $3)"
+        return 0
+    fi
     echo "$2 did not come up; its log:" >&2
     tail -50 "$work/$2.log" >&2
     return 1
@@ -74,15 +67,6 @@ wait_up() { # URL NAME PID
 # metric URL NAME: the sum of NAME's samples in URL's /metrics (labels ignored).
 metric() {
     curl -sf "$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%d\n", s}'
-}
-# stop PID: SIGTERM and wait (boundedly) for it to exit.
-stop() {
-    kill -TERM "$1" 2>/dev/null || true
-    for _ in $(seq 1200); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$1" 2>/dev/null || true
 }
 
 echo "== packages"
@@ -108,7 +92,7 @@ echo "date $(date -u +%FT%TZ); commit $commit; victoria-metrics $(dpkg-query -W 
 ne_port="$(free_port)"
 prometheus-node-exporter --web.listen-address="127.0.0.1:$ne_port" >"$work/node-exporter.log" 2>&1 &
 pids+=($!)
-wait_up "http://127.0.0.1:$ne_port/metrics" node-exporter "$!"
+up "http://127.0.0.1:$ne_port/metrics" node-exporter "$!"
 
 a_port="$(free_port)"
 a_url="http://127.0.0.1:$a_port"
@@ -116,7 +100,7 @@ mkdir -p "$work/assay-data"
 "$assay" serve --data-dir "$work/assay-data" --listen "127.0.0.1:$a_port" >"$work/assay.log" 2>&1 &
 a_pid=$!
 pids+=("$a_pid")
-wait_up "$a_url/healthz" assay "$a_pid"
+up "$a_url/healthz" assay "$a_pid"
 
 v_port="$(free_port)"
 v_url="http://127.0.0.1:$v_port"
@@ -124,7 +108,7 @@ victoria-metrics -storageDataPath="$work/vm-data" -httpListenAddr="127.0.0.1:$v_
     -retentionPeriod=1 >"$work/victoriametrics.log" 2>&1 &
 v_pid=$!
 pids+=("$v_pid")
-wait_up "$v_url/health" victoriametrics "$v_pid"
+up "$v_url/health" victoriametrics "$v_pid"
 
 p_port="$(free_port)"
 p_url="http://127.0.0.1:$p_port"
@@ -150,7 +134,7 @@ prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom-
     --storage.tsdb.retention.time=15d >"$work/prometheus.log" 2>&1 &
 p_pid=$!
 pids+=("$p_pid")
-wait_up "$p_url/-/ready" prometheus "$p_pid"
+up "$p_url/-/ready" prometheus "$p_pid"
 
 log "scraping 4 targets every $SCRAPE for $DURATION s"
 for ((t = 0; t < DURATION; t += 60)); do
@@ -177,13 +161,13 @@ p_bytes="$(bytes_of "$work/prom-data/snapshots/$name")"
 curl -sf "$v_url/internal/force_flush" >/dev/null
 sleep 5
 v_samples="$(metric "$v_url" vm_rows_inserted_total)"
-stop "$v_pid"
+stop_pid "$v_pid" 1200
 # Without cache/: what VictoriaMetrics writes there at a stop is rebuilt on demand.
 v_bytes="$(du -sb --exclude=cache "$work/vm-data" | cut -f1)"
 v_cache="$(bytes_of "$work/vm-data/cache")"
 
 a_samples="$(metric "$a_url" assay_samples_committed_total)"
-stop "$a_pid"
+stop_pid "$a_pid" 1200
 a_ledger="$(bytes_of "$work/assay-data/ledger")"
 a_views="$(bytes_of "$work/assay-data/views")"
 a_raw="$(find "$work/assay-data/ledger" -name '*.seg' -printf '%s\n' | awk '{s += $1} END {print s + 0}')"

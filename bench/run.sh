@@ -47,36 +47,24 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT INT TERM
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
 
 stop_node() {
     if [[ -n "$node_pid" ]] && kill -0 "$node_pid" 2>/dev/null; then
-        kill -TERM "$node_pid" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$node_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$node_pid" 2>/dev/null || true
+        stop_pid "$node_pid" 100
         wait "$node_pid" 2>/dev/null || true
     fi
     node_pid=""
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 start_node() {
     port="$(free_port)"
     url="http://127.0.0.1:$port"
     "$assay" serve --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/node.log" 2>&1 &
     node_pid=$!
-    for _ in $(seq 100); do
-        if curl -sf "$url/healthz" >/dev/null 2>&1; then
-            return 0
-        fi
-        kill -0 "$node_pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_up "$url/healthz" "$node_pid" 100 && return 0
     echo "the node did not come up; its log:" >&2
     cat "$work/node.log" >&2
     return 1
