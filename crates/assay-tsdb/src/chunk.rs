@@ -304,30 +304,39 @@ impl Chunk {
     }
 
     /// A chunk from bytes a snapshot holds: `None` unless they decode to exactly `count`
-    /// strictly increasing samples.
+    /// strictly increasing samples ([`Chunk::decode_bytes`]).
     pub(crate) fn from_bytes(bytes: Box<[u8]>, count: u32) -> Option<Chunk> {
-        let ts: Vec<i64> = match ChunkEncoding::of(&bytes)? {
-            ChunkEncoding::Xor => {
-                let body = &bytes[1..];
-                let mut it = XorIter::new(body, count);
-                let ts = (0..count)
-                    .map(|_| it.step().map(|s| s.0))
-                    .collect::<Option<Vec<i64>>>()?;
-                // Canonical: no byte beyond the last sample's bits.
-                (it.r.pos.div_ceil(8) == body.len()).then_some(ts)?
-            }
-            ChunkEncoding::Columns => decode_columns(&bytes[1..], count)?.0,
-        };
-        if ts.windows(2).any(|w| w[0] >= w[1]) {
-            return None;
-        }
+        let samples = Chunk::decode_bytes(&bytes, count)?;
         Some(Chunk {
-            min_t: *ts.first()?,
-            max_t: *ts.last()?,
+            min_t: samples.first()?.0,
+            max_t: samples.last()?.0,
             count,
             settled: true,
             bytes: ChunkBytes::Mem(bytes),
         })
+    }
+
+    /// The samples of a chunk's bytes (either encoding, with its encoding byte): `None`
+    /// unless they decode to exactly `count` strictly increasing samples and no byte is left
+    /// over. The one check of bytes read from a snapshot, sealed or open chunk alike.
+    pub(crate) fn decode_bytes(bytes: &[u8], count: u32) -> Option<Vec<(i64, f64)>> {
+        let samples: Vec<(i64, f64)> = match ChunkEncoding::of(bytes)? {
+            ChunkEncoding::Xor => {
+                let body = &bytes[1..];
+                let mut it = XorIter::new(body, count);
+                let samples = (0..count).map(|_| it.step()).collect::<Option<Vec<_>>>()?;
+                // Canonical: no byte beyond the last sample's bits.
+                (it.r.pos.div_ceil(8) == body.len()).then_some(samples)?
+            }
+            ChunkEncoding::Columns => {
+                let (ts, vs) = decode_columns(&bytes[1..], count)?;
+                ts.into_iter().zip(vs).collect()
+            }
+        };
+        if samples.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return None;
+        }
+        Some(samples)
     }
 
     /// How the bytes are encoded.

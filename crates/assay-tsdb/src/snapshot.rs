@@ -441,14 +441,14 @@ fn read_head_chunk(
     let len = r.count("open chunk length", 1)?;
     let at = r.at;
     let bytes = r.bytes(len)?;
-    let chunk = Chunk::from_bytes(bytes.into(), count as u32).ok_or(SnapshotError::Head {
+    let samples = Chunk::decode_bytes(bytes, count as u32).ok_or(SnapshotError::Head {
         series,
         reason: format!("bytes at {at} do not decode to {count} samples in time order"),
     })?;
-    if last_sealed.is_some_and(|t| chunk.min_t() <= t) {
+    if last_sealed.is_some_and(|t| samples[0].0 <= t) {
         return Err(SnapshotError::TimestampOrder { series, sample: 0 });
     }
-    Ok(chunk.iter().collect())
+    Ok(samples)
 }
 
 /// The open chunk's samples, version 5: a timestamp delta and 8 value bytes each.
